@@ -1,0 +1,59 @@
+/*
+ * errors.ts: the two ways the kernel says no.
+ *
+ * A KernelError is an expected failure a caller can handle: a bad argument, an unmapped address, no
+ * memory left that could be reclaimed. It carries an errno-style `code`, and its message names the
+ * function that refused ("uvm_loan: start 0x1001 is not page-aligned").
+ *
+ * A KernelPanic is a broken invariant: the kernel's own bookkeeping is wrong, or a caller did something
+ * a real kernel would panic on (unloaning a page that is not loaned, a kernel write to a loaned page).
+ * Nothing should catch a panic except a test that provokes one on purpose.
+ */
+
+export type KernelErrorCode =
+  | 'EFAULT'
+  | 'EINVAL'
+  | 'ENOMEM'
+  | 'ENOENT'
+  | 'EIO'
+  | 'EBUSY'
+  | 'EAGAIN'
+  | 'EACCES'
+  | 'ESRCH'
+  | 'ENOSPC'
+  | 'EPIPE'
+  | 'ECONNRESET'
+  | 'ECONNREFUSED'
+  | 'ENOTCONN'
+  | 'ETIMEDOUT'
+  | 'EADDRINUSE'
+  | 'EMFILE';
+
+export class KernelError extends Error {
+  override readonly name = 'KernelError';
+  readonly code: KernelErrorCode;
+
+  constructor(code: KernelErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+export class KernelPanic extends Error {
+  override readonly name = 'KernelPanic';
+}
+
+/*
+ * panic: throw a KernelPanic.
+ * => never returns
+ */
+export function panic(message: string): never {
+  throw new KernelPanic(message);
+}
+
+/*
+ * kassert: panic with `message` unless `cond` holds (NetBSD's KASSERT).
+ */
+export function kassert(cond: boolean, message: string): asserts cond {
+  if (!cond) panic(message);
+}

@@ -1,0 +1,203 @@
+/*
+ * kernel.ts: the Kernel -- boots RAM, the MMU and UVM, starts the pagedaemon, creates processes,
+ * and reports on itself (stats, checkInvariants, the event trace).
+ */
+import { KernelError } from './errors.js';
+import { PAGE_SHIFT, PAGE_SIZE, Prot } from './param.js';
+import { MAX_PHYS_PAGES } from './physmem.js';
+import { Proc, type ProcHost } from './proc.js';
+import { type IoEvent, type TraceEvent, Uvm } from './uvm.js';
+import { checkInvariants } from './uvm_invariants.js';
+import { KernelVa } from './uvm_km.js';
+import type { VmPage } from './uvm_page.js';
+import { PageDaemon } from './uvm_pdaemon.js';
+
+export interface KernelOptions {
+  /* physical memory in pages (default 4096 = 16 MiB) */
+  physPages?: number;
+  /* swap in pages (default 8192 = 32 MiB; 0 = no swap) */
+  swapPages?: number;
+}
+
+export interface KernelStats {
+  physPages: number;
+  freePages: number;
+  activePages: number;
+  inactivePages: number;
+  wiredPages: number;
+  loanedPages: number;
+  orphanPages: number;
+  busyPages: number;
+  faults: number;
+  cowFaults: number;
+  zeroFills: number;
+  loanBreaks: number;
+  pageouts: number;
+  pageins: number;
+  loans: number;
+  loansObj: number;
+  loansAnon: number;
+  loansOA: number;
+  loansZero: number;
+  unloans: number;
+  orphansFreed: number;
+  swapPages: number;
+  swapUsed: number;
+  anons: number;
+  kernelVaPages: number;
+  processes: number;
+}
+
+export class Kernel implements ProcHost {
+  readonly uvm: Uvm;
+  readonly pagedaemon: PageDaemon;
+  readonly kva: KernelVa;
+  private readonly procs = new Map<number, Proc>();
+  private nextPid = 1;
+
+  /*
+   * => physPages: integer 1..2^18 (EINVAL otherwise); swapPages: integer >= 0 (EINVAL otherwise)
+   */
+  constructor(opts: KernelOptions = {}) {
+    if (opts === null || typeof opts !== 'object')
+      throw new KernelError('EINVAL', 'Kernel: options must be an object');
+    const physPages = opts.physPages ?? 4096;
+    if (!Number.isSafeInteger(physPages) || physPages < 1 || physPages > MAX_PHYS_PAGES) {
+      throw new KernelError('EINVAL', `Kernel: bad physPages ${String(physPages)} (1..${MAX_PHYS_PAGES})`);
+    }
+    this.uvm = new Uvm({ physPages, swapPages: opts.swapPages ?? 8192 });
+    this.pagedaemon = new PageDaemon(this.uvm);
+    this.uvm.pdaemon = this.pagedaemon;
+    this.kva = new KernelVa(this.uvm.mmu.kernelPmap);
+  }
+
+  /* createProcess: a new process with an empty address space */
+  createProcess(): Proc {
+    const p = new Proc(this, this.nextPid++);
+    this.procs.set(p.pid, p);
+    return p;
+  }
+
+  createChild(_parent: Proc): Proc {
+    return this.createProcess();
+  }
+
+  procExited(p: Proc): void {
+    this.procs.delete(p.pid);
+  }
+
+  get processes(): Proc[] {
+    return [...this.procs.values()];
+  }
+
+  /* kenter / kremove: map pages read-only or read-write into kernel space at a va from kva.alloc */
+  kenter(va: number, pages: readonly VmPage[], prot: number = Prot.READ): void {
+    const pmap = this.uvm.mmu.kernelPmap;
+    const vpn = va / PAGE_SIZE;
+    for (let i = 0; i < pages.length; i++) pmap.kenter(vpn + i, pages[i].frame, prot);
+  }
+
+  kremove(va: number, npages: number): void {
+    this.uvm.mmu.kernelPmap.kremove(va / PAGE_SIZE, npages);
+  }
+
+  /* kread / kwrite: kernel accesses through the kernel pmap; faults are fatal (KernelPanic) */
+  kread(va: number, n: number): Buffer {
+    const out = Buffer.allocUnsafe(n);
+    for (let done = 0; done < n; ) {
+      const a = va + done;
+      const off = a % PAGE_SIZE;
+      const len = Math.min(n - done, PAGE_SIZE - off);
+      const at = (this.kva.access(a, false) << PAGE_SHIFT) + off;
+      out.set(this.uvm.ram.bytes.subarray(at, at + len), done);
+      done += len;
+    }
+    return out;
+  }
+
+  kwrite(va: number, bytes: Uint8Array): void {
+    for (let done = 0; done < bytes.length; ) {
+      const a = va + done;
+      const off = a % PAGE_SIZE;
+      const len = Math.min(bytes.length - done, PAGE_SIZE - off);
+      const at = (this.kva.access(a, true) << PAGE_SHIFT) + off;
+      this.uvm.ram.bytes.set(bytes.subarray(done, done + len), at);
+      done += len;
+    }
+  }
+
+  /* trace: subscribe to loan/unloan/loanbreak/orphan/adopt/pageout/pagein events; returns unsubscribe */
+  onTrace(listener: (ev: TraceEvent) => void): () => void {
+    this.uvm.tracers.push(listener);
+    return () => {
+      const i = this.uvm.tracers.indexOf(listener);
+      if (i >= 0) this.uvm.tracers.splice(i, 1);
+    };
+  }
+
+  /* setIoHook: run `hook` in the middle of every pager and swap I/O (for injecting races in tests) */
+  setIoHook(hook: ((ev: IoEvent) => Promise<void> | void) | null): void {
+    this.uvm.ioHook = hook;
+  }
+
+  /* sync: wait for background work (write-back of unmapped files) and flush every cached file */
+  async sync(): Promise<void> {
+    for (const vn of [...this.uvm.vnodes.values()]) await vn.flush();
+    await this.uvm.drain();
+  }
+
+  /* idle: wait until the pagedaemon and background write-back are done */
+  async idle(): Promise<void> {
+    await new Promise<void>((r) => setImmediate(r));
+    await this.uvm.drain();
+  }
+
+  stats(): KernelStats {
+    const uvm = this.uvm;
+    let loaned = 0;
+    let orphans = 0;
+    let busy = 0;
+    for (const pg of uvm.pages) {
+      if (pg.loanCount > 0) loaned++;
+      if (pg.loanCount > 0 && pg.isOrphan()) orphans++;
+      if (pg.flags & 1) busy++;
+    }
+    const x = uvm.exp;
+    return {
+      physPages: uvm.pages.length,
+      freePages: uvm.free.length,
+      activePages: uvm.active.length,
+      inactivePages: uvm.inactive.length,
+      wiredPages: uvm.wiredPages,
+      loanedPages: loaned,
+      orphanPages: orphans,
+      busyPages: busy,
+      faults: x.faults,
+      cowFaults: x.cowFaults,
+      zeroFills: x.zeroFills,
+      loanBreaks: x.loanBreaks,
+      pageouts: x.pageouts,
+      pageins: x.pageins,
+      loans: x.loansObj + x.loansAnon + x.loansOA + x.loansZero,
+      loansObj: x.loansObj,
+      loansAnon: x.loansAnon,
+      loansOA: x.loansOA,
+      loansZero: x.loansZero,
+      unloans: x.unloans,
+      orphansFreed: x.orphansFreed,
+      swapPages: uvm.swap.nslots,
+      swapUsed: uvm.swap.used,
+      anons: uvm.anons,
+      kernelVaPages: this.kva.allocated,
+      processes: this.procs.size,
+    };
+  }
+
+  /* checkInvariants: audit every page, queue, mapping, map and amap; throws KernelPanic if broken */
+  checkInvariants(): void {
+    checkInvariants(
+      this.uvm,
+      [...this.procs.values()].map((p) => p.map),
+    );
+  }
+}

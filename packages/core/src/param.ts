@@ -1,0 +1,90 @@
+/*
+ * param.ts: machine-independent constants of the toy machine (NetBSD's <sys/param.h> and
+ * <uvm/uvm_extern.h> vocabulary): page size, protections, inheritance, and the address checks every
+ * public entry point shares.
+ */
+import { KernelError } from './errors.js';
+
+export const PAGE_SHIFT = 12;
+export const PAGE_SIZE = 1 << PAGE_SHIFT;
+export const PAGE_MASK = PAGE_SIZE - 1;
+
+/* VM_PROT_*: protection bits of a mapping (and of an access). */
+export const Prot = {
+  NONE: 0,
+  READ: 1,
+  WRITE: 2,
+  EXEC: 4,
+  ALL: 7,
+} as const;
+export type ProtBits = number;
+
+/* VM_INHERIT_*: what fork does with a map entry. */
+export const Inherit = {
+  NONE: 'none',
+  COPY: 'copy',
+  SHARE: 'share',
+} as const;
+export type Inheritance = (typeof Inherit)[keyof typeof Inherit];
+
+/* The user part of every address space: [VM_MIN_ADDRESS, VM_MAX_ADDRESS). */
+export const VM_MIN_ADDRESS = 0x10000;
+export const VM_MAX_ADDRESS = 0x4000_0000;
+
+export function atop(addr: number): number {
+  return Math.floor(addr / PAGE_SIZE);
+}
+
+export function ptoa(pages: number): number {
+  return pages * PAGE_SIZE;
+}
+
+export function isPageAligned(n: number): boolean {
+  return n % PAGE_SIZE === 0;
+}
+
+export function roundPage(n: number): number {
+  return Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
+}
+
+export function truncPage(n: number): number {
+  return Math.floor(n / PAGE_SIZE) * PAGE_SIZE;
+}
+
+export function hex(n: number): string {
+  return `0x${n.toString(16)}`;
+}
+
+/*
+ * checkLength: validate a byte count given by a user.
+ * => `fn` names the caller in the error message
+ * => throws EINVAL unless len is a safe integer, >= min and <= max
+ */
+export function checkLength(fn: string, len: number, min = 1, max = VM_MAX_ADDRESS): void {
+  if (!Number.isSafeInteger(len) || len < min || len > max) {
+    throw new KernelError('EINVAL', `${fn}: bad length ${String(len)}`);
+  }
+}
+
+/*
+ * checkAddress: validate a user virtual address (not whether it is mapped).
+ * => throws EINVAL unless va is a non-negative safe integer (page-aligned when `aligned`)
+ */
+export function checkAddress(fn: string, va: number, aligned: boolean): void {
+  if (!Number.isSafeInteger(va) || va < 0) {
+    throw new KernelError('EINVAL', `${fn}: bad address ${String(va)}`);
+  }
+  if (aligned && !isPageAligned(va)) {
+    throw new KernelError('EINVAL', `${fn}: address ${hex(va)} is not page-aligned`);
+  }
+}
+
+/*
+ * checkProt: validate protection bits.
+ * => throws EINVAL unless prot is an integer made of READ|WRITE|EXEC
+ */
+export function checkProt(fn: string, prot: number): void {
+  if (!Number.isInteger(prot) || prot < 0 || (prot & ~Prot.ALL) !== 0) {
+    throw new KernelError('EINVAL', `${fn}: bad protection ${String(prot)}`);
+  }
+}

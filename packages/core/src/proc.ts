@@ -1,0 +1,277 @@
+/*
+ * proc.ts: a process -- an address space and the system calls that work on it (mmap, munmap,
+ * mprotect, fork, exit) plus copyin/copyout through the MMU (read, write).
+ *
+ * Every byte a process reads or writes goes through its pmap's translation; a missing or too weak
+ * mapping is a fault, resolved by uvmFault (which may copy-on-write, break a loan, zero-fill, page in)
+ * and then the access is retried. That is how a user write after a zero-copy send ends up in a copy,
+ * not in the bytes the network is still reading.
+ */
+import { KernelError } from './errors.js';
+import {
+  atop,
+  checkAddress,
+  checkLength,
+  checkProt,
+  hex,
+  Inherit,
+  type Inheritance,
+  PAGE_MASK,
+  PAGE_SHIFT,
+  PAGE_SIZE,
+  Prot,
+  roundPage,
+  VM_MAX_ADDRESS,
+} from './param.js';
+import type { Uvm } from './uvm.js';
+import { AObject } from './uvm_aobj.js';
+import { uvmFault } from './uvm_fault.js';
+import {
+  MapEntry,
+  uvmMapFindSpace,
+  uvmMapFork,
+  uvmMapInsert,
+  uvmMapProtect,
+  uvmUnmap,
+  VmMap,
+} from './uvm_map.js';
+import { VnodeObject } from './uvm_vnode.js';
+
+export interface MmapOptions {
+  /* Prot bits; default READ | WRITE */
+  prot?: number;
+  /* share the memory with children after fork (an aobj) instead of copy-on-write */
+  shared?: boolean;
+  /* what fork does with it; default COPY (SHARE for shared mappings) */
+  inherit?: Inheritance;
+}
+
+export interface MmapFileOptions {
+  /* Prot bits; default READ */
+  prot?: number;
+  /* byte offset in the file, page-aligned; default 0 */
+  offset?: number;
+  /* bytes to map; default the rest of the file */
+  length?: number;
+  /* writes go to the file (MAP_SHARED) instead of to private copies */
+  shared?: boolean;
+}
+
+export interface ProcHost {
+  readonly uvm: Uvm;
+  procExited(p: Proc): void;
+  createChild(parent: Proc): Proc;
+}
+
+export class Proc {
+  readonly pid: number;
+  readonly map: VmMap;
+  private readonly host: ProcHost;
+  exited = false;
+
+  constructor(host: ProcHost, pid: number) {
+    this.host = host;
+    this.pid = pid;
+    this.map = new VmMap(host.uvm, host.uvm.mmu.createPmap());
+  }
+
+  /*
+   * mmap: map anonymous zero-filled memory (private copy-on-write, or shared).
+   * => returns the page-aligned va; length is rounded up to pages
+   * => throws EINVAL (bad length or options), ENOMEM (no address space), ESRCH (exited)
+   */
+  mmap(length: number, opts: MmapOptions = {}): number {
+    this.alive('mmap');
+    checkLength('mmap', length, 1, VM_MAX_ADDRESS);
+    const prot = opts.prot ?? Prot.READ | Prot.WRITE;
+    checkProt('mmap', prot);
+    const len = roundPage(length);
+    const shared = opts.shared === true;
+    const inherit = checkInherit(opts.inherit ?? (shared ? Inherit.SHARE : Inherit.COPY));
+    const start = uvmMapFindSpace(this.map, len);
+    const object = shared ? new AObject(this.host.uvm, atop(len)) : null;
+    uvmMapInsert(this.map, newEntry(start, len, prot, Prot.ALL, inherit, !shared, object, 0));
+    return start;
+  }
+
+  /*
+   * mmapFile: map a real file (through its vnode object).
+   * => offset page-aligned (EINVAL); shared writable needs a writable file (EACCES)
+   * => throws ENOENT (no such file), EINVAL (empty range, beyond the end), ESRCH
+   */
+  async mmapFile(path: string, opts: MmapFileOptions = {}): Promise<number> {
+    this.alive('mmapFile');
+    if (typeof path !== 'string' || path === '') throw new KernelError('EINVAL', 'mmapFile: bad path');
+    const prot = opts.prot ?? Prot.READ;
+    checkProt('mmapFile', prot);
+    const offset = opts.offset ?? 0;
+    checkAddress('mmapFile', offset, true);
+    if (opts.length !== undefined) checkLength('mmapFile', opts.length, 1, VM_MAX_ADDRESS);
+    const vn = await VnodeObject.attach(this.host.uvm, path);
+    try {
+      return this.mapVnode(vn, prot, offset, opts);
+    } catch (err) {
+      vn.detach();
+      throw err;
+    }
+  }
+
+  private mapVnode(vn: VnodeObject, prot: number, offset: number, opts: MmapFileOptions): number {
+    this.alive('mmapFile');
+    const length = opts.length ?? vn.size - offset;
+    if (length <= 0 || offset >= vn.size) {
+      throw new KernelError(
+        'EINVAL',
+        `mmapFile: nothing to map at offset ${offset} of a ${vn.size}-byte file`,
+      );
+    }
+    const shared = opts.shared === true;
+    const maxProt = shared && !vn.writable ? Prot.READ | Prot.EXEC : Prot.ALL;
+    if ((prot & ~maxProt) !== 0) throw new KernelError('EACCES', `mmapFile: ${vn.path} is not writable`);
+    const len = roundPage(length);
+    const start = uvmMapFindSpace(this.map, len);
+    const inherit = shared ? Inherit.SHARE : Inherit.COPY;
+    uvmMapInsert(this.map, newEntry(start, len, prot, maxProt, inherit, !shared, vn, atop(offset)));
+    return start;
+  }
+
+  /*
+   * munmap: remove mappings of [va, va + length) (unmapped parts are fine).
+   * => va page-aligned, length > 0 (EINVAL)
+   */
+  munmap(va: number, length: number): void {
+    this.alive('munmap');
+    checkAddress('munmap', va, true);
+    checkLength('munmap', length, 1, VM_MAX_ADDRESS);
+    uvmUnmap(this.map, va, va + roundPage(length));
+  }
+
+  /*
+   * mprotect: change the protection of [va, va + length).
+   * => EINVAL (bad arguments), ENOMEM (part of the range unmapped), EACCES (beyond maxProt)
+   */
+  mprotect(va: number, length: number, prot: number): void {
+    this.alive('mprotect');
+    checkAddress('mprotect', va, true);
+    checkLength('mprotect', length, 1, VM_MAX_ADDRESS);
+    checkProt('mprotect', prot);
+    uvmMapProtect(this.map, va, va + roundPage(length), prot);
+  }
+
+  /*
+   * read: copy n bytes out of the process's memory (copyin), through the MMU.
+   * => throws EFAULT if any byte is unmapped or unreadable (nothing is read), EINVAL for bad arguments
+   */
+  async read(va: number, n: number): Promise<Buffer> {
+    this.alive('read');
+    checkAddress('read', va, false);
+    checkLength('read', n, 0, VM_MAX_ADDRESS);
+    this.checkRange('read', va, n, Prot.READ);
+    const out = Buffer.allocUnsafe(n);
+    await this.transfer(va, n, Prot.READ, (frameOff, done, len) => {
+      out.set(this.map.uvm.ram.bytes.subarray(frameOff, frameOff + len), done);
+    });
+    return out;
+  }
+
+  /*
+   * write: copy bytes into the process's memory (copyout), through the MMU.
+   * => write faults copy-on-write, zero-fill, or break loans as needed
+   * => throws EFAULT if any byte is unmapped or not writable (nothing is written), EINVAL
+   */
+  async write(va: number, bytes: Uint8Array): Promise<void> {
+    this.alive('write');
+    checkAddress('write', va, false);
+    if (!(bytes instanceof Uint8Array)) throw new KernelError('EINVAL', 'write: bytes must be a Uint8Array');
+    this.checkRange('write', va, bytes.length, Prot.WRITE);
+    await this.transfer(va, bytes.length, Prot.WRITE, (frameOff, done, len) => {
+      this.map.uvm.ram.bytes.set(bytes.subarray(done, done + len), frameOff);
+    });
+  }
+
+  /* transfer: walk [va, va + n) page by page through the MMU, faulting as needed */
+  private async transfer(
+    va: number,
+    n: number,
+    access: number,
+    move: (at: number, done: number, len: number) => void,
+  ) {
+    const pmap = this.map.pmap;
+    let done = 0;
+    while (done < n) {
+      const a = va + done;
+      const frame = pmap.translate(Math.floor(a / PAGE_SIZE), access);
+      if (frame < 0) {
+        await uvmFault(this.map, a - (a % PAGE_SIZE), access);
+        continue;
+      }
+      const off = a & PAGE_MASK;
+      const len = Math.min(n - done, PAGE_SIZE - off);
+      move((frame << PAGE_SHIFT) + off, done, len);
+      done += len;
+    }
+  }
+
+  /* checkRange: EFAULT unless every page of [va, va + n) is mapped with `access` allowed */
+  private checkRange(fn: string, va: number, n: number, access: number): void {
+    let a = va;
+    while (a < va + n) {
+      const e = this.map.lookup(a);
+      if (e === null) throw new KernelError('EFAULT', `${fn}: ${hex(a)} is not mapped`);
+      if ((e.prot & access) !== access)
+        throw new KernelError('EFAULT', `${fn}: ${hex(a)} forbids this access`);
+      a = e.end;
+    }
+  }
+
+  /* fork: a child whose address space is a copy-on-write copy of ours (by inheritance). */
+  fork(): Proc {
+    this.alive('fork');
+    const child = this.host.createChild(this);
+    uvmMapFork(this.map, child.map);
+    return child;
+  }
+
+  /* exit: tear down the address space; every page only we held is freed (loaned ones orphaned). */
+  exit(): void {
+    this.alive('exit');
+    uvmUnmap(this.map, 0, VM_MAX_ADDRESS);
+    this.map.dead = true;
+    this.exited = true;
+    this.host.procExited(this);
+  }
+
+  private alive(fn: string): void {
+    if (this.exited) throw new KernelError('ESRCH', `${fn}: process ${this.pid} has exited`);
+  }
+}
+
+function checkInherit(inherit: Inheritance): Inheritance {
+  if (inherit !== Inherit.NONE && inherit !== Inherit.COPY && inherit !== Inherit.SHARE) {
+    throw new KernelError('EINVAL', `mmap: bad inheritance ${String(inherit)}`);
+  }
+  return inherit;
+}
+
+function newEntry(
+  start: number,
+  len: number,
+  prot: number,
+  maxProt: number,
+  inheritance: Inheritance,
+  copyOnWrite: boolean,
+  object: MapEntry['object'],
+  objOffset: number,
+): MapEntry {
+  return new MapEntry({
+    start,
+    end: start + len,
+    prot,
+    maxProt,
+    inheritance,
+    copyOnWrite,
+    needsCopy: copyOnWrite,
+    object,
+    objOffset,
+  });
+}

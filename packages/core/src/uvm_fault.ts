@@ -1,0 +1,301 @@
+/*
+ * uvm_fault.ts: the page fault handler (uvm_fault).
+ *
+ * A fault at va looks up the map entry, then resolves the page in one of two layers:
+ *
+ *   upper (an anon in the entry's amap): bring the anon's page in from swap if needed; on a write,
+ *     copy it to a new anon if others share the anon (copy-on-write), or -- if the page is on loan --
+ *     *break the loan*: copy the data to a new page for the anon and leave the old page, unchanged, to
+ *     its borrowers.
+ *   lower (the object, or zero-fill): get the page from the pager (with the unlock/relock dance around
+ *     I/O); on a write to a private mapping, promote it: copy into a new anon. On a write to a shared
+ *     mapping of a loaned object page, break the loan: a new page takes the old one's place in the object.
+ *
+ * Read faults on loaned or shared pages map them read-only, so the next write faults again.
+ * Anything that sleeps revalidates with the map version when it wakes, and starts over if the world
+ * moved (ReFault). Running out of pages waits for the pagedaemon; ENOMEM only if nothing is reclaimable.
+ */
+import { KernelError } from './errors.js';
+import { atop, hex, Prot } from './param.js';
+import { amapAdd } from './uvm_amap.js';
+import { type Anon, uvmAnonAdopt, uvmAnonAlloc, uvmAnonRelease, uvmAnonUnref } from './uvm_anon.js';
+import { type MapEntry, uvmMapAmapCopy, type VmMap } from './uvm_map.js';
+import { UNLOCK, type UvmObject } from './uvm_object.js';
+import {
+  PG_BUSY,
+  PG_CLEAN,
+  PG_RELEASED,
+  uvmPageActivate,
+  uvmPageAlloc,
+  uvmPageCopy,
+  uvmPageDequeue,
+  uvmPageInsert,
+  uvmPageRemove,
+  uvmPageUnbusy,
+  uvmPageWaitBusy,
+  type VmPage,
+} from './uvm_page.js';
+
+/* one fault's view of where it is (struct uvm_faultinfo) */
+interface FaultInfo {
+  map: VmMap;
+  entry: MapEntry;
+  va: number;
+  version: number;
+  /* page index within the entry */
+  idx: number;
+}
+
+/*
+ * uvmFault: resolve a fault at va for an access (READ, WRITE).
+ * => returns when a retry of the access will succeed (it may still fault again if the world changes)
+ * => throws EFAULT (unmapped, or the entry's protection forbids the access), ENOMEM, EIO
+ */
+export async function uvmFault(map: VmMap, va: number, access: number): Promise<void> {
+  map.uvm.exp.faults++;
+  while (!(await uvmFaultOnce(map, va, access))) {
+    /* ReFault */
+  }
+}
+
+/* one try; false means "ReFault" */
+async function uvmFaultOnce(map: VmMap, va: number, access: number): Promise<boolean> {
+  const entry = map.lookup(va);
+  if (entry === null) throw new KernelError('EFAULT', `uvm_fault: ${hex(va)} is not mapped`);
+  if ((entry.prot & access) !== access) {
+    throw new KernelError(
+      'EFAULT',
+      `uvm_fault: ${hex(va)} protection ${entry.prot} forbids access ${access}`,
+    );
+  }
+  if (entry.needsCopy && (access & Prot.WRITE || entry.object === null)) uvmMapAmapCopy(map, entry);
+  const ufi: FaultInfo = { map, entry, va, version: map.version, idx: atop(va - entry.start) };
+  const anon = entry.amap !== null ? entry.amap.slots[entry.amapSlot + ufi.idx] : null;
+  if (anon !== null) return faultUpper(ufi, anon, access);
+  if (entry.object !== null) return faultLower(ufi, entry.object, access);
+  return faultZeroFill(ufi);
+}
+
+/*
+ * uvmfaultAnonget: make an anon's page resident (uvmfault_anonget).
+ * => returns the page (not BUSY), or null when the caller must look up again (it slept and the map
+ *    changed, or the anon went away)
+ * => adopts a page the anon was loaned by an object that has since let go of it
+ */
+export async function uvmfaultAnonget(map: VmMap, anon: Anon, version: number): Promise<VmPage | null> {
+  const uvm = map.uvm;
+  const pg = anon.page;
+  if (pg !== null) {
+    if (pg.flags & PG_BUSY) {
+      await uvmPageWaitBusy(pg);
+      return null;
+    }
+    if (pg.loanCount > 0) uvmAnonAdopt(anon);
+    return pg;
+  }
+  const fresh = uvmPageAlloc(uvm, null, 0, anon);
+  if (fresh === null) {
+    await uvm.wait('uvmfault_anonget');
+    return null;
+  }
+  const slot = anon.swslot;
+  await uvm.swap.read(uvm, slot, fresh.frame);
+  if (fresh.flags & PG_RELEASED) {
+    uvmAnonRelease(anon);
+    return null;
+  }
+  uvm.swap.free(slot);
+  anon.swslot = 0;
+  uvm.exp.pageins++;
+  uvm.trace('pagein', fresh);
+  fresh.flags &= ~PG_CLEAN;
+  uvmPageUnbusy(fresh);
+  uvmPageActivate(fresh);
+  return map.version === version ? fresh : null;
+}
+
+async function faultUpper(ufi: FaultInfo, anon: Anon, access: number): Promise<boolean> {
+  const { map, entry } = ufi;
+  const slot = entry.amapSlot + ufi.idx;
+  let pg = await uvmfaultAnonget(map, anon, ufi.version);
+  if (pg === null || entry.amap?.slots[slot] !== anon) return false;
+  let prot = entry.prot;
+  if (pg.loanCount > 0) {
+    if (!(access & Prot.WRITE)) prot &= ~Prot.WRITE;
+    else if (anon.ref === 1) {
+      const copy = await breakAnonLoan(ufi, anon, pg);
+      if (copy === null) return false;
+      pg = copy;
+    }
+  }
+  if (access & Prot.WRITE && anon.ref > 1) {
+    const copy = await cowAnon(ufi, anon, pg, slot);
+    if (copy === null) return false;
+    pg = copy;
+  } else if (anon.ref > 1 || entry.needsCopy) {
+    prot &= ~Prot.WRITE;
+  }
+  map.pmap.enter(atop(ufi.va), pg.frame, prot);
+  uvmPageActivate(pg);
+  return true;
+}
+
+/*
+ * breakAnonLoan: a write to a loaned page of an anon nobody else shares: give the anon a copy and
+ * leave the loaned page to its borrowers (an object keeps its O->A page; an anon's own page becomes
+ * an orphan that the last unloan frees).
+ * => returns the new page, or null for ReFault (after waiting for memory)
+ */
+async function breakAnonLoan(ufi: FaultInfo, anon: Anon, old: VmPage): Promise<VmPage | null> {
+  const uvm = ufi.map.uvm;
+  const pg = uvmPageAlloc(uvm, null, 0, null);
+  if (pg === null) {
+    await uvm.wait('flt_noram2');
+    return null;
+  }
+  uvmPageCopy(old, pg);
+  uvm.mmu.pageProtect(old.frame, Prot.NONE);
+  const obj = old.uobject;
+  if (obj !== null) old.loanCount--;
+  old.uanon = null;
+  old.anonOwns = false;
+  anon.page = pg;
+  pg.uanon = anon;
+  pg.anonOwns = true;
+  pg.flags &= ~PG_CLEAN;
+  uvmPageUnbusy(pg);
+  uvm.exp.loanBreaks++;
+  uvm.trace('loanbreak', old, 'anon');
+  if (obj !== null) obj.loanReturned(old);
+  else uvm.trace('orphan', old);
+  return pg;
+}
+
+/* cowAnon: copy-on-write of a shared anon into a new one in the same slot. */
+async function cowAnon(ufi: FaultInfo, anon: Anon, old: VmPage, slot: number): Promise<VmPage | null> {
+  const uvm = ufi.map.uvm;
+  const na = uvmAnonAlloc(uvm);
+  const pg = uvmPageAlloc(uvm, null, 0, na);
+  if (pg === null) {
+    uvmAnonUnref(na);
+    await uvm.wait('flt_noram3');
+    return null;
+  }
+  uvmPageCopy(old, pg);
+  pg.flags &= ~PG_CLEAN;
+  uvmPageUnbusy(pg);
+  amapAdd(ufi.entry.amap!, slot, na, true);
+  anon.ref--;
+  uvm.exp.cowFaults++;
+  return pg;
+}
+
+async function faultLower(ufi: FaultInfo, obj: UvmObject, access: number): Promise<boolean> {
+  const { map, entry } = ufi;
+  const slot = entry.amapSlot + ufi.idx;
+  let pg = obj.getLocked(entry.objOffset + ufi.idx);
+  if (pg === UNLOCK) {
+    pg = await obj.get(entry.objOffset + ufi.idx);
+    if (pg.flags & PG_RELEASED) {
+      obj.releasePage(pg);
+      return false;
+    }
+    if (map.version !== ufi.version || (entry.amap !== null && entry.amap.slots[slot] !== null)) {
+      uvmPageActivate(pg);
+      uvmPageUnbusy(pg);
+      return false;
+    }
+  }
+  if (access & Prot.WRITE && entry.copyOnWrite) return promote(ufi, pg, slot);
+  let prot = entry.prot;
+  if (entry.copyOnWrite) prot &= ~Prot.WRITE;
+  if (pg.loanCount > 0) {
+    if (!(access & Prot.WRITE)) prot &= ~Prot.WRITE;
+    else {
+      const copy = await breakObjectLoan(ufi, obj, pg);
+      if (copy === null) return false;
+      pg = copy;
+    }
+  }
+  if (access & Prot.WRITE) pg.flags &= ~PG_CLEAN;
+  map.pmap.enter(atop(ufi.va), pg.frame, prot);
+  uvmPageActivate(pg);
+  uvmPageUnbusy(pg);
+  return true;
+}
+
+/* promote: a write to a private mapping of an object page: copy it into a new anon. */
+async function promote(ufi: FaultInfo, objPage: VmPage, slot: number): Promise<boolean> {
+  const uvm = ufi.map.uvm;
+  const anon = uvmAnonAlloc(uvm);
+  const pg = uvmPageAlloc(uvm, null, 0, anon);
+  if (pg === null) {
+    uvmAnonUnref(anon);
+    uvmPageActivate(objPage);
+    uvmPageUnbusy(objPage);
+    await uvm.wait('flt_noram4');
+    return false;
+  }
+  uvmPageCopy(objPage, pg);
+  uvmPageActivate(objPage);
+  uvmPageUnbusy(objPage);
+  return enterNewAnon(ufi, anon, pg, slot, 'cow');
+}
+
+/* faultZeroFill: first touch of anonymous memory: a new zero-filled anon. */
+async function faultZeroFill(ufi: FaultInfo): Promise<boolean> {
+  const { map, entry } = ufi;
+  if (!entry.copyOnWrite || entry.amap === null) {
+    throw new KernelError('EFAULT', `uvm_fault: ${hex(ufi.va)} has no backing`);
+  }
+  const uvm = map.uvm;
+  const anon = uvmAnonAlloc(uvm);
+  const pg = uvmPageAlloc(uvm, null, 0, anon, true);
+  if (pg === null) {
+    uvmAnonUnref(anon);
+    await uvm.wait('flt_noram5');
+    return false;
+  }
+  return enterNewAnon(ufi, anon, pg, entry.amapSlot + ufi.idx, 'zero');
+}
+
+function enterNewAnon(ufi: FaultInfo, anon: Anon, pg: VmPage, slot: number, why: 'cow' | 'zero'): boolean {
+  const { map, entry } = ufi;
+  const uvm = map.uvm;
+  pg.flags &= ~PG_CLEAN;
+  uvmPageUnbusy(pg);
+  amapAdd(entry.amap!, slot, anon, false);
+  if (why === 'cow') uvm.exp.cowFaults++;
+  else uvm.exp.zeroFills++;
+  map.pmap.enter(atop(ufi.va), pg.frame, entry.prot);
+  uvmPageActivate(pg);
+  return true;
+}
+
+/*
+ * breakObjectLoan: a write through a shared mapping to a loaned object page: a copy takes the page's
+ * place in the object; the old page, unchanged, stays with its borrowers (uvm_pagerealloc twice).
+ * => returns the new page BUSY, or null for ReFault
+ */
+async function breakObjectLoan(ufi: FaultInfo, obj: UvmObject, old: VmPage): Promise<VmPage | null> {
+  const uvm = ufi.map.uvm;
+  const pg = uvmPageAlloc(uvm, null, 0, null);
+  if (pg === null) {
+    uvmPageActivate(old);
+    uvmPageUnbusy(old);
+    await uvm.wait('flt_noram6');
+    return null;
+  }
+  uvmPageCopy(old, pg);
+  pg.flags &= ~PG_CLEAN;
+  uvm.mmu.pageProtect(old.frame, Prot.NONE);
+  uvmPageUnbusy(old);
+  const offset = old.offset;
+  uvmPageRemove(old);
+  if (old.uanon === null) uvmPageDequeue(old);
+  uvmPageInsert(pg, obj, offset);
+  uvm.exp.loanBreaks++;
+  uvm.trace('loanbreak', old, 'object');
+  uvm.trace('orphan', old);
+  return pg;
+}

@@ -1,0 +1,82 @@
+/*
+ * uvm_km.ts: kernel virtual memory for wired mappings (uvm_km_valloc and friends).
+ *
+ * The kernel maps pages it borrows -- a loaned mbuf's pages, above all -- into its own address space
+ * with kenter. KernelVa hands out ranges of kernel virtual pages (first fit over a sorted free list,
+ * coalescing on free), and kernel accesses go through the kernel pmap's protection checks: a write to
+ * a read-only kernel mapping (a loaned page) is a fatal fault, never a copy.
+ */
+import { KernelError, panic } from './errors.js';
+import { hex, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, Prot } from './param.js';
+import type { Pmap } from './pmap.js';
+
+/* kernel space starts at 2 GiB (above every user map) */
+export const VM_MIN_KERNEL_ADDRESS = 0x8000_0000;
+export const KERNEL_VA_PAGES = 1 << 18;
+
+export class KernelVa {
+  private readonly pmap: Pmap;
+  /* free extents [vpn, npages], sorted by vpn */
+  private readonly freeList: [number, number][];
+  allocated = 0;
+
+  constructor(pmap: Pmap) {
+    this.pmap = pmap;
+    this.freeList = [[VM_MIN_KERNEL_ADDRESS >>> PAGE_SHIFT, KERNEL_VA_PAGES]];
+  }
+
+  /*
+   * alloc: npages of kernel virtual space (unmapped).
+   * => returns the kernel va; throws ENOMEM when no range is free
+   */
+  alloc(npages: number): number {
+    for (let i = 0; i < this.freeList.length; i++) {
+      const ext = this.freeList[i];
+      if (ext[1] < npages) continue;
+      const vpn = ext[0];
+      ext[0] += npages;
+      ext[1] -= npages;
+      if (ext[1] === 0) this.freeList.splice(i, 1);
+      this.allocated += npages;
+      return vpn * PAGE_SIZE;
+    }
+    throw new KernelError('ENOMEM', `uvm_km_valloc: no ${npages} pages of kernel va`);
+  }
+
+  /* free: give back a range from alloc (its mappings must be gone) */
+  free(va: number, npages: number): void {
+    const vpn = va / PAGE_SIZE;
+    let i = 0;
+    while (i < this.freeList.length && this.freeList[i][0] < vpn) i++;
+    const prev = this.freeList[i - 1];
+    const next = this.freeList[i];
+    if ((prev && prev[0] + prev[1] > vpn) || (next && vpn + npages > next[0])) {
+      panic(`uvm_km_free: ${hex(va)} (+${npages} pages) is already free`);
+    }
+    this.allocated -= npages;
+    if (prev && prev[0] + prev[1] === vpn) {
+      prev[1] += npages;
+      if (next && prev[0] + prev[1] === next[0]) {
+        prev[1] += next[1];
+        this.freeList.splice(i, 1);
+      }
+    } else if (next && vpn + npages === next[0]) {
+      next[0] = vpn;
+      next[1] += npages;
+    } else {
+      this.freeList.splice(i, 0, [vpn, npages]);
+    }
+  }
+
+  /*
+   * access: translate a kernel access; a fault in the kernel is fatal.
+   * => returns the frame; panics on an unmapped address or a write to a read-only mapping
+   */
+  access(va: number, write: boolean): number {
+    const vpn = Math.floor(va / PAGE_SIZE);
+    const frame = this.pmap.translate(vpn, write ? Prot.WRITE : Prot.READ);
+    if (frame >= 0) return frame;
+    if (this.pmap.extract(vpn) < 0) panic(`kernel page fault: ${hex(va)} is not mapped`);
+    return panic(`kernel page fault: write to read-only (loaned?) page at ${hex(va & ~PAGE_MASK)}`);
+  }
+}

@@ -1,0 +1,370 @@
+/*
+ * uvm_loan.ts: page loanout (after NetBSD's uvm_loan.c, rev 1.20, by Chuck Cranor).
+ *
+ * "Loaned" pages are pages the VM system lends, read-only and copy-on-write, to other parts of the
+ * kernel, so that data can move without being copied -- above all, user memory handed to the network
+ * as mbufs. There are three kinds of loan:
+ *
+ *   O->K  an object's page (a file's, say) loaned to the kernel: wired, mapped read-only
+ *   A->K  an anon's page (ordinary process memory) loaned to the kernel: same
+ *   O->A  an object's page loaned to an anon: the anon borrows it; the object still owns it
+ *
+ * plus A->A (an anon loaned to another anon: just one more reference) and zero-fill loans of memory
+ * never touched, which all share one read-only zero page (as later NetBSD does).
+ *
+ * The rules:
+ *   - pg.loanCount counts the loans. An O->A page has uobject and uanon but anonOwns (PQ_ANON) clear.
+ *   - The first loan of a page makes every user mapping of it read-only (pmapPageProtect(pg, READ)).
+ *     A later user write therefore faults, and the fault handler *breaks* the loan: the writer gets a
+ *     copy, the borrowers keep the old page, unchanged. Bytes on loan never change under a borrower.
+ *   - Every loan to the kernel also wires the page, so the pagedaemon can never take it away.
+ *   - A kernel write to a loaned page is fatal: kernel mappings of loans are read-only and unmanaged,
+ *     so there is no owner to copy for (pmap.ts).
+ *   - An owner that frees a loaned page doesn't free it; it disowns it, and the page becomes an
+ *     *orphan*, alive for its borrowers; the last unloan frees it. An anon that borrowed a page from
+ *     an object that let go of it *adopts* it (uvmAnonAdopt).
+ *   - Loans are broken by: (1) a write fault, (2) the pagedaemon taking a clean inactive O->A page from
+ *     its object (the anon keeps it), (3) the owner freeing the page (munmap, exit, truncate).
+ *
+ * The loop, as in the seed: uvmLoan looks up the entry for `start` and calls uvmLoanEntry, which loans
+ * page after page: anon layer first (uvmLoanAnon), then the object (uvmLoanUobj), then zero-fill for
+ * copy-on-write entries (uvmLoanZero); an entry with neither fails. A page that needs I/O or a wait
+ * (swapped out, not resident, BUSY, no free page) stops the synchronous loop; the slow path does the
+ * sleep, then revalidates -- the map version (uvmfault_relock), the page's RELEASED flag, the amap slot
+ * -- and either takes the loan or sends us back to look the entry up again. Only the slow path awaits:
+ * resident pages are loaned with no allocation and no await per page. On any failure, every loan taken
+ * so far is dropped before the error is thrown (the seed's `fail:`).
+ */
+import { KernelError, panic } from './errors.js';
+import { atop, hex, isPageAligned, PAGE_SIZE, Prot, VM_MAX_ADDRESS } from './param.js';
+import { Anon, uvmAnonAdopt, uvmAnonAlloc, uvmAnonUnref } from './uvm_anon.js';
+import { uvmfaultAnonget } from './uvm_fault.js';
+import { type MapEntry, VmMap } from './uvm_map.js';
+import { UNLOCK, type UvmObject } from './uvm_object.js';
+import {
+  PG_BUSY,
+  PG_RELEASED,
+  uvmPageActivate,
+  uvmPageFree,
+  uvmPageUnbusy,
+  uvmPageUnwire,
+  uvmPageWaitBusy,
+  uvmPageWire,
+  VmPage,
+} from './uvm_page.js';
+
+export type LoanTarget = 'kernel' | 'anon';
+
+/* what a page's loan attempt says: got it, or sleep first (slow path, then look up again) */
+const GOT = 1;
+const SLEEP = -1;
+
+/* why the synchronous loop stopped: filled in by the page it stopped at */
+type Slow =
+  | { kind: 'anon'; anon: Anon }
+  | { kind: 'uobj'; obj: UvmObject; idx: number }
+  | { kind: 'zero'; busy: VmPage | null };
+
+/* one loan call's state (the seed's ufi plus output pointer) */
+interface LoanInfo {
+  map: VmMap;
+  toAnon: boolean;
+  output: (VmPage | Anon)[];
+  entry: MapEntry;
+  va: number;
+  version: number;
+  slow: Slow | null;
+}
+
+/*
+ * uvmLoan: loan out the pages of [start, start + len) of a map, to the kernel or to anons (uvm_loan).
+ * => start and len page-aligned, len > 0 (EINVAL); target exactly 'kernel' or 'anon' (EINVAL)
+ * => 'kernel': returns the pages, each loaned (loanCount++) and wired, all mappings read-only
+ * => 'anon': returns anons (A->A: the same anon, one more reference; O->A and zero: the page's anon)
+ * => throws EFAULT for an unmapped or unreadable page, ENOMEM/EIO from the pager; then no loan remains
+ */
+export function uvmLoan(map: VmMap, start: number, len: number, to: 'kernel'): Promise<VmPage[]>;
+export function uvmLoan(map: VmMap, start: number, len: number, to: 'anon'): Promise<Anon[]>;
+export function uvmLoan(map: VmMap, start: number, len: number, to: LoanTarget): Promise<VmPage[] | Anon[]>;
+export async function uvmLoan(
+  map: VmMap,
+  start: number,
+  len: number,
+  to: LoanTarget,
+): Promise<VmPage[] | Anon[]> {
+  checkLoanArgs(map, start, len, to);
+  const li: LoanInfo = {
+    map,
+    toAnon: to === 'anon',
+    output: [],
+    entry: null as unknown as MapEntry,
+    va: start,
+    version: 0,
+    slow: null,
+  };
+  const end = start + len;
+  try {
+    while (li.va < end) {
+      uvmLoanLookup(li);
+      uvmLoanEntry(li, end);
+      if (li.slow !== null) await uvmLoanSlow(li);
+    }
+  } catch (err) {
+    uvmLoanDrop(li);
+    throw err;
+  }
+  return li.output as VmPage[] | Anon[];
+}
+
+function checkLoanArgs(map: VmMap, start: number, len: number, to: LoanTarget): void {
+  if (!(map instanceof VmMap)) throw new KernelError('EINVAL', 'uvm_loan: not a vm_map');
+  if (to !== 'kernel' && to !== 'anon') {
+    throw new KernelError('EINVAL', `uvm_loan: target must be 'kernel' or 'anon', not ${String(to)}`);
+  }
+  if (!Number.isSafeInteger(start) || start < 0 || !isPageAligned(start)) {
+    throw new KernelError('EINVAL', `uvm_loan: start ${String(start)} is not a page-aligned address`);
+  }
+  if (!Number.isSafeInteger(len) || len <= 0 || !isPageAligned(len) || start + len > VM_MAX_ADDRESS) {
+    throw new KernelError(
+      'EINVAL',
+      `uvm_loan: length ${String(len)} is not a positive page multiple in range`,
+    );
+  }
+  if (map.dead) throw new KernelError('EFAULT', 'uvm_loan: the map has been torn down');
+}
+
+/* uvmLoanLookup: find the entry for li.va (uvmfault_lookup); EFAULT if unmapped or unreadable */
+function uvmLoanLookup(li: LoanInfo): void {
+  const entry = li.map.lookup(li.va);
+  if (entry === null) throw new KernelError('EFAULT', `uvm_loan: ${hex(li.va)} is not mapped`);
+  if (!(entry.prot & Prot.READ)) throw new KernelError('EFAULT', `uvm_loan: ${hex(li.va)} is not readable`);
+  li.entry = entry;
+  li.version = li.map.version;
+}
+
+/*
+ * uvmLoanEntry: loan the pages of one entry from li.va up to `end` (uvm_loanentry).
+ * => advances li.va past each page loaned; stops at the entry's end, at `end`, when a page needs
+ *    the slow path (li.slow set), or when the lookup must be redone
+ */
+function uvmLoanEntry(li: LoanInfo, end: number): void {
+  const entry = li.entry;
+  const stop = Math.min(end, entry.end);
+  const amap = entry.amap;
+  const obj = entry.object;
+  while (li.va < stop) {
+    const idx = atop(li.va - entry.start);
+    const anon = amap !== null ? amap.slots[entry.amapSlot + idx] : null;
+    let rv: number;
+    if (anon !== null) rv = uvmLoanAnon(li, anon);
+    else if (obj !== null) rv = uvmLoanUobj(li, obj, entry.objOffset + idx);
+    else if (entry.copyOnWrite) rv = uvmLoanZero(li);
+    else throw new KernelError('EFAULT', `uvm_loan: ${hex(li.va)} has no backing (null map entry)`);
+    if (rv !== GOT) return;
+    li.va += PAGE_SIZE;
+  }
+}
+
+/*
+ * uvmLoanAnon: loan an anon's page (A->K) or the anon itself (A->A) (uvm_loananon).
+ * => A->A: one more reference; the page is write-protected if the anon was its only user
+ * => A->K: needs the page resident and not BUSY, else SLEEP (slow path: uvmfault_anonget)
+ */
+function uvmLoanAnon(li: LoanInfo, anon: Anon): number {
+  const uvm = li.map.uvm;
+  if (li.toAnon) {
+    const pg = anon.page;
+    if (pg?.anonOwns && anon.ref === 1) uvm.mmu.pageProtect(pg.frame, Prot.READ);
+    anon.ref++;
+    li.output.push(anon);
+    uvm.exp.loansAnon++;
+    return GOT;
+  }
+  const pg = anon.page;
+  if (pg === null || pg.flags & PG_BUSY) {
+    li.slow = { kind: 'anon', anon };
+    return SLEEP;
+  }
+  if (pg.loanCount > 0) uvmAnonAdopt(anon);
+  loanToKernel(li, pg);
+  uvm.exp.loansAnon++;
+  return GOT;
+}
+
+/* loanToKernel: the heart of an A->K or O->K loan. */
+function loanToKernel(li: LoanInfo, pg: VmPage): void {
+  if (pg.loanCount === 0) li.map.uvm.mmu.pageProtect(pg.frame, Prot.READ);
+  pg.loanCount++;
+  uvmPageWire(pg);
+  li.output.push(pg);
+  if (li.map.uvm.tracers.length > 0) li.map.uvm.trace('loan', pg, 'kernel');
+}
+
+/*
+ * uvmLoanUobj: loan an object's page (O->K, O->A) (uvm_loanuobj).
+ * => the locked pgo_get first; if the page needs I/O or is BUSY, SLEEP (slow path)
+ * => throws EFAULT for a page beyond the end of the object
+ */
+function uvmLoanUobj(li: LoanInfo, obj: UvmObject, idx: number): number {
+  const pg = obj.getLocked(idx);
+  if (pg === UNLOCK) {
+    li.slow = { kind: 'uobj', obj, idx };
+    return SLEEP;
+  }
+  return uvmLoanUobjPage(li, pg);
+}
+
+/* uvmLoanUobjPage: loan an object page we hold BUSY; it is unbusied before we return. */
+function uvmLoanUobjPage(li: LoanInfo, pg: VmPage): number {
+  const uvm = li.map.uvm;
+  if (!li.toAnon) {
+    loanToKernel(li, pg);
+    uvmPageUnbusy(pg);
+    if (pg.uobject === uvm.zeroObject) uvm.exp.loansZero++;
+    else uvm.exp.loansObj++;
+    return GOT;
+  }
+  let anon = pg.uanon;
+  if (anon !== null) {
+    anon.ref++;
+  } else {
+    anon = uvmAnonAlloc(uvm);
+    anon.page = pg;
+    pg.uanon = anon;
+    if (pg.loanCount === 0) uvm.mmu.pageProtect(pg.frame, Prot.READ);
+    pg.loanCount++;
+  }
+  li.output.push(anon);
+  uvmPageActivate(pg);
+  uvmPageUnbusy(pg);
+  if (pg.uobject === uvm.zeroObject) uvm.exp.loansZero++;
+  else uvm.exp.loansOA++;
+  if (uvm.tracers.length > 0) uvm.trace('loan', pg, 'anon');
+  return GOT;
+}
+
+/*
+ * uvmLoanZero: "loan" a page of zero-fill memory never touched: the shared zero page, loaned like a
+ * page of the zero object (O->K to the kernel, O->A to an anon).
+ */
+function uvmLoanZero(li: LoanInfo): number {
+  const zobj = li.map.uvm.zeroObject;
+  const pg = zobj.getLocked(0);
+  if (pg === UNLOCK) {
+    li.slow = { kind: 'zero', busy: zobj.pages[0] ?? null };
+    return SLEEP;
+  }
+  return uvmLoanUobjPage(li, pg);
+}
+
+/*
+ * uvmLoanSlow: the sleeping half of a page's loan. Sleeps (I/O, BUSY page, or memory), revalidates
+ * as the seed does, and takes the loan if the world is still as it was; otherwise leaves li.va where
+ * it is, so the caller looks the entry up again.
+ */
+async function uvmLoanSlow(li: LoanInfo): Promise<void> {
+  const slow = li.slow!;
+  li.slow = null;
+  if (slow.kind === 'anon') {
+    const pg = await uvmfaultAnonget(li.map, slow.anon, li.version);
+    if (pg === null || !stillThere(li, slow.anon)) return;
+    if (uvmLoanAnon(li, slow.anon) === GOT) li.va += PAGE_SIZE;
+    return;
+  }
+  if (slow.kind === 'zero') {
+    if (slow.busy !== null) await uvmPageWaitBusy(slow.busy);
+    else await li.map.uvm.wait('loanzero');
+    return;
+  }
+  const pg = await slow.obj.get(slow.idx);
+  if (uvmLoanRelock(li, pg, slow.obj) && uvmLoanUobjPage(li, pg) === GOT) li.va += PAGE_SIZE;
+}
+
+/* stillThere: after a sleep, is the map unchanged and the anon still in its slot? */
+function stillThere(li: LoanInfo, anon: Anon): boolean {
+  const e = li.entry;
+  return (
+    li.map.version === li.version &&
+    e.amap !== null &&
+    e.amap.slots[e.amapSlot + atop(li.va - e.start)] === anon
+  );
+}
+
+/*
+ * uvmLoanRelock: after pgo_get slept, may we use the page? (the seed's relock checks)
+ * => false if the map changed, the page was RELEASED, or an anon appeared in the amap slot meanwhile;
+ *    the page is then released or unbusied, and the caller looks up again
+ */
+function uvmLoanRelock(li: LoanInfo, pg: VmPage, obj: UvmObject): boolean {
+  const e = li.entry;
+  const locked = li.map.version === li.version;
+  const slotFilled = locked && e.amap !== null && e.amap.slots[e.amapSlot + atop(li.va - e.start)] !== null;
+  if (locked && !(pg.flags & PG_RELEASED) && !slotFilled) return true;
+  if (pg.flags & PG_RELEASED) {
+    obj.releasePage(pg);
+    return false;
+  }
+  uvmPageActivate(pg);
+  uvmPageUnbusy(pg);
+  return false;
+}
+
+/* uvmLoanDrop: the seed's fail: path -- give back every loan taken so far. */
+function uvmLoanDrop(li: LoanInfo): void {
+  if (li.output.length === 0) return;
+  if (li.toAnon) uvmUnloanAnons(li.output as Anon[]);
+  else uvmUnloanPages(li.output as VmPage[]);
+  li.output.length = 0;
+}
+
+/*
+ * uvmUnloanPages: end loans of pages to the kernel (uvm_unloanpage, with later NetBSD's adoption).
+ * => each page: loanCount--, unwired; an anon that borrowed the page from an object that let go of it
+ *    becomes its owner; a page nobody owns with no loans left is freed
+ * => panics if a page isn't loaned (or isn't a page)
+ */
+export function uvmUnloanPages(pages: readonly VmPage[]): void {
+  for (let i = 0; i < pages.length; i++) {
+    const pg = pages[i];
+    if (!(pg instanceof VmPage)) panic(`uvm_unloanpage: ${String(pg)} isn't a vm_page`);
+    if (pg.loanCount < 1) panic(`uvm_unloanpage: page ${pg.frame} isn't loaned`);
+    if (pg.wireCount < 1) panic(`uvm_unloanpage: page ${pg.frame} isn't loaned to the kernel`);
+    unloanOne(pg);
+  }
+}
+
+function unloanOne(pg: VmPage): void {
+  const uvm = pg.uvm;
+  pg.loanCount--;
+  if (pg.uobject === null && pg.uanon !== null && !pg.anonOwns) {
+    pg.loanCount--;
+    pg.anonOwns = true;
+  }
+  uvmPageUnwire(pg);
+  uvm.exp.unloans++;
+  if (uvm.tracers.length > 0) uvm.trace('unloan', pg);
+  if (pg.loanCount > 0) return;
+  if (pg.uobject === null && pg.uanon === null) {
+    if (pg.flags & PG_BUSY) panic(`uvm_unloanpage: page ${pg.frame} unowned but BUSY`);
+    uvmPageFree(pg);
+    uvm.exp.orphansFreed++;
+  } else if (pg.uobject !== null) {
+    pg.uobject.loanReturned(pg);
+  }
+}
+
+/*
+ * uvmUnloanAnons: end loans to anons (uvm_unloananon): drop one reference per anon.
+ * => the last reference frees the anon: an O->A page goes back to its object, a page of its own is
+ *    freed (or orphaned if it is also on loan to the kernel)
+ * => panics if an anon has no reference left (or isn't an anon)
+ */
+export function uvmUnloanAnons(anons: readonly Anon[]): void {
+  for (let i = 0; i < anons.length; i++) {
+    const anon = anons[i];
+    if (!(anon instanceof Anon)) panic(`uvm_unloananon: ${String(anon)} isn't an anon`);
+    if (anon.ref < 1) panic('uvm_unloananon: anon has no references');
+    anon.uvm.exp.unloans++;
+    uvmAnonUnref(anon);
+  }
+}

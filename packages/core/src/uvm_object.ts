@@ -1,0 +1,207 @@
+/*
+ * uvm_object.ts: memory objects, the lower layer of a map entry, and their pager interface.
+ *
+ * An object is a sized array of pages backed by a pager: a vnode (a real file) or an aobj (swap).
+ * The pager interface follows NetBSD's pgo_get in its two modes:
+ *
+ *   getLocked(idx)  "PGO_LOCKED": synchronous; returns the resident page, made BUSY for the caller,
+ *                   or UNLOCK when getting it needs I/O or a wait: the caller must drop its state
+ *                   (its map lookup) and call get().
+ *   get(idx)        asynchronous; waits for a BUSY page, allocates (waiting for the pagedaemon if it
+ *                   must), reads it in; returns it BUSY. While it awaits, anything may happen: the
+ *                   caller revalidates afterwards (map version, RELEASED, amap slot), as the seed does.
+ *
+ * Whoever wants to free a BUSY page (truncate, last reference) marks it RELEASED instead; the I/O's
+ * owner then calls releasePage(). A page loaned out when its object frees it becomes an orphan.
+ */
+import { KernelError, kassert } from './errors.js';
+import { Prot } from './param.js';
+import type { Uvm } from './uvm.js';
+import {
+  PG_BUSY,
+  PG_CLEAN,
+  PG_FAKE,
+  PG_RELEASED,
+  uvmPageActivate,
+  uvmPageAlloc,
+  uvmPageFree,
+  uvmPageUnbusy,
+  uvmPageWaitBusy,
+  type VmPage,
+} from './uvm_page.js';
+
+/* what getLocked() says when the page can't be had without sleeping */
+export const UNLOCK = 'unlock' as const;
+
+export type ObjectKind = 'vnode' | 'aobj' | 'zero';
+
+export abstract class UvmObject {
+  readonly uvm: Uvm;
+  abstract readonly kind: ObjectKind;
+  /* size in pages */
+  npages: number;
+  /* pages by page index */
+  readonly pages: (VmPage | undefined)[] = [];
+  resident = 0;
+  ref = 1;
+  dead = false;
+
+  constructor(uvm: Uvm, npages: number) {
+    this.uvm = uvm;
+    this.npages = npages;
+    uvm.objects.add(this);
+  }
+
+  /* pgoRead: fill a new BUSY page at its offset (async I/O); throws KernelError on failure */
+  protected abstract pgoRead(pg: VmPage): Promise<void>;
+  /* pgoWrite: write a page back to its backing store */
+  protected abstract pgoWrite(pg: VmPage): Promise<void>;
+  /* needsIo: does a non-resident page at idx have to be read (else it is zero-filled) */
+  protected abstract needsIo(idx: number): boolean;
+  /* the object lost its last reference */
+  protected abstract onLastRef(): void;
+
+  /*
+   * getLocked: the synchronous half of pgo_get (PGO_LOCKED).
+   * => returns the page, BUSY for the caller; or UNLOCK (caller must unlock and call get())
+   * => throws EFAULT for an index beyond the object
+   */
+  getLocked(idx: number): VmPage | typeof UNLOCK {
+    this.checkIndex(idx);
+    const pg = this.pages[idx];
+    if (pg !== undefined) {
+      if (pg.flags & PG_BUSY) return UNLOCK;
+      pg.flags |= PG_BUSY;
+      return pg;
+    }
+    if (this.needsIo(idx)) return UNLOCK;
+    const fresh = uvmPageAlloc(this.uvm, this, idx, null, true);
+    if (fresh === null) return UNLOCK;
+    fresh.flags &= ~PG_FAKE;
+    fresh.flags &= ~PG_CLEAN;
+    uvmPageActivate(fresh);
+    return fresh;
+  }
+
+  /*
+   * get: the asynchronous half of pgo_get.
+   * => returns the page BUSY (possibly RELEASED meanwhile: the caller must check)
+   * => throws EFAULT past the end, ENOMEM when no page can be reclaimed, EIO when the read fails
+   */
+  async get(idx: number): Promise<VmPage> {
+    for (;;) {
+      this.checkIndex(idx);
+      const pg = this.pages[idx];
+      if (pg !== undefined) {
+        if (pg.flags & PG_BUSY) {
+          await uvmPageWaitBusy(pg);
+          continue;
+        }
+        pg.flags |= PG_BUSY;
+        return pg;
+      }
+      const fresh = uvmPageAlloc(this.uvm, this, idx, null, !this.needsIo(idx));
+      if (fresh === null) {
+        await this.uvm.wait('pgo_get');
+        continue;
+      }
+      if (fresh.flags & PG_FAKE && this.needsIo(idx)) await this.readIn(fresh);
+      else fresh.flags &= ~(PG_FAKE | PG_CLEAN);
+      uvmPageActivate(fresh);
+      return fresh;
+    }
+  }
+
+  private async readIn(pg: VmPage): Promise<void> {
+    try {
+      await this.pgoRead(pg);
+    } catch (err) {
+      if (pg.flags & PG_RELEASED || pg.uobject !== this) this.releasePage(pg);
+      else uvmPageFree(pg);
+      throw err instanceof KernelError
+        ? err
+        : new KernelError('EIO', `pgo_get: ${String(err)}`, { cause: err });
+    }
+    this.uvm.exp.pageins++;
+    pg.flags &= ~PG_FAKE;
+  }
+
+  /*
+   * put: write a BUSY page back if it is dirty (pgo_put); leaves it BUSY and CLEAN.
+   */
+  async put(pg: VmPage): Promise<void> {
+    kassert((pg.flags & PG_BUSY) !== 0, `pgo_put: ${pg} not busy`);
+    if (!this.isDirty(pg)) return;
+    this.uvm.mmu.pageProtect(pg.frame, Prot.READ);
+    this.uvm.mmu.clearModify(pg.frame);
+    pg.flags |= PG_CLEAN;
+    await this.pgoWrite(pg);
+  }
+
+  isDirty(pg: VmPage): boolean {
+    return (pg.flags & PG_CLEAN) === 0 || this.uvm.mmu.isModified(pg.frame);
+  }
+
+  /*
+   * releasePage: free a page that was RELEASED while BUSY (pgo_releasepg).
+   */
+  releasePage(pg: VmPage): void {
+    pg.flags &= ~PG_RELEASED;
+    uvmPageUnbusy(pg);
+    if (pg.uobject === this) uvmPageFree(pg);
+    if (this.dead && this.resident === 0) this.uvm.objects.delete(this);
+  }
+
+  /*
+   * freePage: the object drops one of its pages (truncate, flush with free, last reference).
+   * => BUSY pages are marked RELEASED for their I/O owner; loaned pages become orphans
+   */
+  freePage(pg: VmPage): void {
+    this.uvm.mmu.pageProtect(pg.frame, Prot.NONE);
+    if (pg.flags & PG_BUSY) {
+      pg.flags |= PG_RELEASED;
+      return;
+    }
+    uvmPageFree(pg);
+  }
+
+  /* truncate: drop every page at index >= npages, and shrink the object (e.g. a file truncated). */
+  truncate(npages: number): void {
+    for (let i = npages; i < this.pages.length; i++) {
+      const pg = this.pages[i];
+      if (pg !== undefined) this.freePage(pg);
+    }
+    this.npages = Math.min(this.npages, npages);
+  }
+
+  /* reference / detach: objects live while map entries (or the kernel) reference them. */
+  reference(): void {
+    this.ref++;
+  }
+
+  detach(): void {
+    kassert(this.ref > 0, `uvm_object_detach: ${this.kind} object has no references`);
+    if (--this.ref === 0) {
+      this.dead = true;
+      this.onLastRef();
+    }
+  }
+
+  /* loanReturned: an anon gave back a page it had borrowed (O->A); most objects ignore it. */
+  loanReturned(_pg: VmPage): void {}
+
+  protected checkIndex(idx: number): void {
+    if (idx < 0 || idx >= this.npages) {
+      throw new KernelError('EFAULT', `pgo_get: page ${idx} beyond the end of a ${this.kind} object`);
+    }
+  }
+
+  /* freeAllPages: drop every page; used when the object dies. */
+  protected freeAllPages(): void {
+    for (let i = 0; i < this.pages.length; i++) {
+      const pg = this.pages[i];
+      if (pg !== undefined) this.freePage(pg);
+    }
+    if (this.resident === 0) this.uvm.objects.delete(this);
+  }
+}

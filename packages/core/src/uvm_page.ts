@@ -1,0 +1,272 @@
+/*
+ * uvm_page.ts: the vm_page, one per physical frame, and the page queues.
+ *
+ * A page is free (on the free queue, no owner) or allocated. An allocated page has an owner -- an
+ * object (uobject + offset) or an anon (uanon with anonOwns set, NetBSD's PQ_ANON) -- or it is an
+ * *orphan*: its owner let go of it while it was on loan, and the last unloan frees it. A page loaned
+ * from an object to an anon (O->A) has both uobject and uanon, with anonOwns clear: the object owns it,
+ * the anon borrows it.
+ *
+ * Unwired allocated pages sit on the active or inactive queue, where the pagedaemon looks for pages to
+ * reclaim; wired pages (wireCount > 0, e.g. every page loaned to the kernel) sit on no queue, so the
+ * pagedaemon never sees them. A page being filled or emptied by I/O is BUSY; whoever wants it sets
+ * WANTED and waits; whoever wanted to free it meanwhile sets RELEASED and the I/O's owner frees it.
+ *
+ * The queues are intrusive doubly linked lists threaded through the pages themselves, so nothing on
+ * the hot paths (wire, unwire, activate) allocates.
+ */
+import { KernelError, kassert, panic } from './errors.js';
+import { Prot } from './param.js';
+import type { Uvm } from './uvm.js';
+import type { Anon } from './uvm_anon.js';
+import type { UvmObject } from './uvm_object.js';
+
+/* pg.flags */
+export const PG_BUSY = 0x01;
+export const PG_WANTED = 0x02;
+export const PG_RELEASED = 0x04;
+export const PG_FAKE = 0x08;
+export const PG_CLEAN = 0x10;
+
+/* pg.queue */
+export const PQ_NONE = 0;
+export const PQ_FREE = 1;
+export const PQ_ACTIVE = 2;
+export const PQ_INACTIVE = 3;
+export const QUEUE_NAMES = ['none', 'free', 'active', 'inactive'] as const;
+
+export class VmPage {
+  readonly uvm: Uvm;
+  readonly frame: number;
+  flags = 0;
+  queue = PQ_FREE;
+  /* PQ_ANON: the anon in uanon owns this page (clear for an O->A loan) */
+  anonOwns = false;
+  loanCount = 0;
+  wireCount = 0;
+  uobject: UvmObject | null = null;
+  /* page index within uobject */
+  offset = 0;
+  uanon: Anon | null = null;
+  /* queue links */
+  prev: VmPage | null = null;
+  next: VmPage | null = null;
+
+  constructor(uvm: Uvm, frame: number) {
+    this.uvm = uvm;
+    this.frame = frame;
+  }
+
+  /* bytes: the frame's memory, a cached view of RAM (no copy, no allocation). */
+  bytes(): Buffer {
+    return this.uvm.ram.frame(this.frame);
+  }
+
+  /* isOrphan: allocated, on loan, and owned by nobody. */
+  isOrphan(): boolean {
+    return this.queue !== PQ_FREE && this.uobject === null && (this.uanon === null || !this.anonOwns);
+  }
+
+  toString(): string {
+    return `page ${this.frame}`;
+  }
+}
+
+export class PageQueue {
+  head: VmPage | null = null;
+  tail: VmPage | null = null;
+  length = 0;
+  readonly id: number;
+
+  constructor(id: number) {
+    this.id = id;
+  }
+
+  insertTail(pg: VmPage): void {
+    pg.prev = this.tail;
+    pg.next = null;
+    if (this.tail) this.tail.next = pg;
+    else this.head = pg;
+    this.tail = pg;
+    pg.queue = this.id;
+    this.length++;
+  }
+
+  remove(pg: VmPage): void {
+    if (pg.prev) pg.prev.next = pg.next;
+    else this.head = pg.next;
+    if (pg.next) pg.next.prev = pg.prev;
+    else this.tail = pg.prev;
+    pg.prev = pg.next = null;
+    pg.queue = PQ_NONE;
+    this.length--;
+  }
+}
+
+/* uvmPageDequeue: take a page off whichever paging queue it is on. */
+export function uvmPageDequeue(pg: VmPage): void {
+  const uvm = pg.uvm;
+  if (pg.queue === PQ_ACTIVE) uvm.active.remove(pg);
+  else if (pg.queue === PQ_INACTIVE) uvm.inactive.remove(pg);
+}
+
+/*
+ * uvmPageAlloc: allocate a free page (uvm_pagealloc).
+ * => owner: an object and page index, or an anon (which then owns it), or neither
+ * => returns the page BUSY|FAKE|CLEAN on no queue, or null when no page is free (caller waits with
+ *    uvmWait); `zero` fills it with zeros
+ */
+export function uvmPageAlloc(
+  uvm: Uvm,
+  obj: UvmObject | null,
+  offset: number,
+  anon: Anon | null,
+  zero = false,
+): VmPage | null {
+  const pg = uvm.free.head;
+  if (pg === null) {
+    uvm.pdaemonWake();
+    return null;
+  }
+  uvm.free.remove(pg);
+  pg.flags = PG_BUSY | PG_FAKE | PG_CLEAN;
+  if (obj !== null) uvmPageInsert(pg, obj, offset);
+  if (anon !== null) {
+    pg.uanon = anon;
+    pg.anonOwns = true;
+    anon.page = pg;
+  }
+  if (zero) uvm.ram.zero(pg.frame);
+  if (uvm.free.length < uvm.freeMin) uvm.pdaemonWake();
+  return pg;
+}
+
+/* uvmPageInsert / uvmPageRemove: tie a page to (or untie it from) an object's page array. */
+export function uvmPageInsert(pg: VmPage, obj: UvmObject, offset: number): void {
+  kassert(pg.uobject === null, `uvm_pageinsert: ${pg} already in an object`);
+  kassert(obj.pages[offset] === undefined, `uvm_pageinsert: offset ${offset} already has a page`);
+  obj.pages[offset] = pg;
+  obj.resident++;
+  pg.uobject = obj;
+  pg.offset = offset;
+}
+
+export function uvmPageRemove(pg: VmPage): void {
+  const obj = pg.uobject;
+  kassert(obj !== null && obj.pages[pg.offset] === pg, `uvm_pageremove: ${pg} not in its object`);
+  obj.pages[pg.offset] = undefined;
+  obj.resident--;
+  pg.uobject = null;
+  pg.offset = 0;
+}
+
+/*
+ * uvmPageFree: an owner lets go of a page (uvm_pagefree, with later NetBSD's loan handling).
+ * => a page still on loan is not freed: it is untied from its owner and becomes an orphan (or, if an
+ *    anon borrowed it from the object, a page the anon may adopt); the last unloan frees it
+ * => every mapping of the page must already be gone (we remove any left, to be safe)
+ */
+export function uvmPageFree(pg: VmPage): void {
+  const uvm = pg.uvm;
+  if (pg.queue === PQ_FREE) panic(`uvm_pagefree: freeing free ${pg}`);
+  if (pg.loanCount > 0) {
+    disownLoanedPage(pg);
+    if (pg.loanCount > 0) return;
+  }
+  if (pg.uobject !== null) uvmPageRemove(pg);
+  if (pg.uanon !== null) {
+    pg.uanon.page = null;
+    pg.uanon = null;
+  }
+  pg.anonOwns = false;
+  uvm.mmu.pageProtect(pg.frame, Prot.NONE);
+  uvm.mmu.attrs[pg.frame] = 0;
+  if (pg.wireCount > 0) {
+    pg.wireCount = 0;
+    uvm.wiredPages--;
+  }
+  uvmPageDequeue(pg);
+  if (pg.flags & PG_WANTED) uvm.wakeup(pg);
+  pg.flags = 0;
+  uvm.free.insertTail(pg);
+}
+
+/* disownLoanedPage: the owner of a loaned page drops it; the loans keep it alive. */
+function disownLoanedPage(pg: VmPage): void {
+  const uvm = pg.uvm;
+  if (pg.uobject !== null) {
+    uvmPageRemove(pg);
+    pg.flags &= ~PG_CLEAN;
+  } else if (pg.uanon !== null) {
+    if (!pg.anonOwns) pg.loanCount--;
+    pg.anonOwns = false;
+    pg.uanon.page = null;
+    pg.uanon = null;
+  }
+  if (pg.flags & PG_WANTED) uvm.wakeup(pg);
+  pg.flags &= ~(PG_BUSY | PG_WANTED | PG_RELEASED);
+  if (pg.loanCount > 0) {
+    if (pg.uanon === null) uvmPageDequeue(pg);
+    uvm.trace('orphan', pg);
+  }
+}
+
+/* uvmPageWire / uvmPageUnwire: wired pages leave the paging queues (the pagedaemon can't see them). */
+export function uvmPageWire(pg: VmPage): void {
+  if (pg.wireCount === 0) {
+    uvmPageDequeue(pg);
+    pg.uvm.wiredPages++;
+  }
+  pg.wireCount++;
+}
+
+export function uvmPageUnwire(pg: VmPage): void {
+  if (pg.wireCount < 1) panic(`uvm_pageunwire: ${pg} isn't wired`);
+  if (--pg.wireCount === 0) {
+    pg.uvm.wiredPages--;
+    pg.uvm.active.insertTail(pg);
+  }
+}
+
+/* uvmPageActivate / uvmPageDeactivate: move an unwired page between the paging queues. */
+export function uvmPageActivate(pg: VmPage): void {
+  if (pg.wireCount > 0) return;
+  if (pg.queue === PQ_ACTIVE) return;
+  uvmPageDequeue(pg);
+  pg.uvm.active.insertTail(pg);
+}
+
+export function uvmPageDeactivate(pg: VmPage): void {
+  if (pg.wireCount > 0 || pg.queue === PQ_INACTIVE) return;
+  uvmPageDequeue(pg);
+  pg.uvm.mmu.clearReference(pg.frame);
+  pg.uvm.inactive.insertTail(pg);
+}
+
+/* uvmPageCopy: copy a frame's contents (uvm_pagecopy). */
+export function uvmPageCopy(src: VmPage, dst: VmPage): void {
+  src.uvm.ram.copy(src.frame, dst.frame);
+}
+
+/*
+ * uvmPageUnbusy: the holder of a BUSY page is done with it; wake anyone who waited.
+ */
+export function uvmPageUnbusy(pg: VmPage): void {
+  const wanted = pg.flags & PG_WANTED;
+  pg.flags &= ~(PG_BUSY | PG_WANTED | PG_FAKE);
+  if (wanted) pg.uvm.wakeup(pg);
+}
+
+/*
+ * uvmPageWaitBusy: sleep until a BUSY page is unbusied (or freed): sets WANTED.
+ * => the caller must relook the page up afterwards: it may have changed hands
+ */
+export function uvmPageWaitBusy(pg: VmPage): Promise<void> {
+  pg.flags |= PG_WANTED;
+  return pg.uvm.sleep(pg);
+}
+
+/* checkPageArg: validate that a user-supplied value is a page of this system. */
+export function checkPageArg(fn: string, pg: unknown): asserts pg is VmPage {
+  if (!(pg instanceof VmPage)) throw new KernelError('EINVAL', `${fn}: not a vm_page: ${String(pg)}`);
+}

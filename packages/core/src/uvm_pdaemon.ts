@@ -1,0 +1,185 @@
+/*
+ * uvm_pdaemon.ts: the pagedaemon, which keeps free pages above a target by reclaiming inactive ones.
+ *
+ * It wakes when an allocation leaves fewer than freeMin pages free, and when an allocation finds none
+ * (uvm_wait). A pass moves pages from the active to the inactive queue (clearing their referenced bits),
+ * then scans the inactive queue giving each referenced page a second chance and reclaiming the rest:
+ *
+ *   anon page       written to a swap slot, then freed (the anon remembers the slot)
+ *   object page     written back if dirty (vnode: to its file; aobj: to swap), then freed
+ *   O->A loaned     clean and inactive, only anons borrowing it: taken from its object and given to
+ *                   the anon (loan-break event 2); it can be paged out as the anon's on a later pass
+ *   wired pages     never seen: they are on no queue (every page loaned to the kernel is wired)
+ *
+ * A pass that frees nothing when nothing is free means memory is exhausted: uvm_wait callers get ENOMEM.
+ */
+import { KernelError } from './errors.js';
+import { Prot } from './param.js';
+import type { Uvm } from './uvm.js';
+import { uvmAnonAdopt, uvmAnonRelease } from './uvm_anon.js';
+import {
+  PG_BUSY,
+  PG_RELEASED,
+  PQ_INACTIVE,
+  uvmPageActivate,
+  uvmPageDeactivate,
+  uvmPageFree,
+  uvmPageRemove,
+  uvmPageUnbusy,
+  type VmPage,
+} from './uvm_page.js';
+
+export class PageDaemon {
+  private readonly uvm: Uvm;
+  private running: Promise<number> | null = null;
+  private scheduled = false;
+
+  constructor(uvm: Uvm) {
+    this.uvm = uvm;
+  }
+
+  /* wake: run a pass soon if free memory is below target (uvm_kick_pdaemon) */
+  wake(): void {
+    if (this.scheduled || this.running !== null) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      if (this.uvm.free.length < this.uvm.freeTarget) this.uvm.background(this.run().then(() => undefined));
+    });
+  }
+
+  /*
+   * wait: sleep until at least one page is free (uvm_wait).
+   * => throws ENOMEM if a whole pass could reclaim nothing while no page is free
+   */
+  async wait(reason: string): Promise<void> {
+    this.uvm.exp.pdaemonWaits++;
+    while (this.uvm.free.length === 0) {
+      const freed = await this.run();
+      if (freed === 0 && this.uvm.free.length === 0) {
+        throw new KernelError('ENOMEM', `${reason}: out of memory (nothing left the pagedaemon can reclaim)`);
+      }
+    }
+  }
+
+  /* run: one pass, or join the pass already under way */
+  run(): Promise<number> {
+    if (this.running === null) {
+      this.running = this.pass().finally(() => {
+        this.running = null;
+      });
+    }
+    return this.running;
+  }
+
+  private async pass(): Promise<number> {
+    const uvm = this.uvm;
+    uvm.exp.pdaemonRuns++;
+    let freed = 0;
+    for (let round = 0; round < 3 && uvm.free.length < uvm.freeTarget; round++) {
+      this.balance();
+      freed += await this.scanInactive();
+    }
+    return freed;
+  }
+
+  /* balance: move active pages to the inactive queue until a third of pages are inactive */
+  private balance(): void {
+    const uvm = this.uvm;
+    const want = Math.max(uvm.freeTarget * 2, Math.floor((uvm.active.length + uvm.inactive.length) / 3));
+    while (uvm.inactive.length < want && uvm.active.head !== null) uvmPageDeactivate(uvm.active.head);
+  }
+
+  private async scanInactive(): Promise<number> {
+    const uvm = this.uvm;
+    const candidates: VmPage[] = [];
+    for (let pg = uvm.inactive.head; pg !== null; pg = pg.next) candidates.push(pg);
+    let freed = 0;
+    for (const pg of candidates) {
+      if (uvm.free.length >= uvm.freeTarget) break;
+      if (pg.queue !== PQ_INACTIVE || pg.flags & PG_BUSY) continue;
+      if (uvm.mmu.isReferenced(pg.frame)) {
+        uvm.mmu.clearReference(pg.frame);
+        uvmPageActivate(pg);
+        continue;
+      }
+      freed += await this.reclaim(pg);
+    }
+    return freed;
+  }
+
+  /* reclaim: try to free one inactive page; returns the pages freed (0 or 1) */
+  private async reclaim(pg: VmPage): Promise<number> {
+    if (pg.uobject !== null) {
+      if (pg.loanCount > 0) return this.takeLoanedFromObject(pg);
+      if (pg.uobject === this.uvm.zeroObject) return 0;
+      return this.pageoutObjectPage(pg);
+    }
+    if (pg.uanon !== null) {
+      if (!pg.anonOwns) uvmAnonAdopt(pg.uanon);
+      if (pg.loanCount > 0) return 0;
+      return this.swapoutAnonPage(pg);
+    }
+    return 0;
+  }
+
+  /* loan-break event 2: a clean inactive page of an object, borrowed only by anons (O->A) */
+  private takeLoanedFromObject(pg: VmPage): number {
+    const uvm = this.uvm;
+    const obj = pg.uobject!;
+    if (pg.wireCount > 0 || pg.uanon === null || obj.isDirty(pg)) return 0;
+    uvm.mmu.pageProtect(pg.frame, Prot.NONE);
+    uvmPageRemove(pg);
+    uvmAnonAdopt(pg.uanon);
+    uvm.exp.loanBreaks++;
+    uvm.trace('loanbreak', pg, 'pagedaemon');
+    return 0;
+  }
+
+  private async pageoutObjectPage(pg: VmPage): Promise<number> {
+    const uvm = this.uvm;
+    const obj = pg.uobject!;
+    uvm.mmu.pageProtect(pg.frame, Prot.NONE);
+    if (obj.isDirty(pg)) {
+      pg.flags |= PG_BUSY;
+      try {
+        await obj.put(pg);
+      } catch {
+        uvmPageUnbusy(pg);
+        uvmPageActivate(pg);
+        return 0;
+      }
+      if (pg.flags & PG_RELEASED) {
+        obj.releasePage(pg);
+        return 1;
+      }
+      uvmPageUnbusy(pg);
+      if (pg.uobject !== obj || pg.loanCount > 0 || pg.queue !== PQ_INACTIVE) return 0;
+    }
+    uvmPageFree(pg);
+    uvm.exp.pageouts++;
+    uvm.trace('pageout', pg);
+    return 1;
+  }
+
+  private async swapoutAnonPage(pg: VmPage): Promise<number> {
+    const uvm = this.uvm;
+    const anon = pg.uanon!;
+    const slot = anon.swslot !== 0 ? anon.swslot : uvm.swap.alloc();
+    if (slot === 0) return 0;
+    anon.swslot = slot;
+    pg.flags |= PG_BUSY;
+    uvm.mmu.pageProtect(pg.frame, Prot.NONE);
+    await uvm.swap.write(uvm, slot, pg.frame);
+    if (pg.flags & PG_RELEASED) {
+      pg.flags &= ~PG_RELEASED;
+      uvmAnonRelease(anon);
+      return 1;
+    }
+    uvmPageUnbusy(pg);
+    uvmPageFree(pg);
+    uvm.exp.pageouts++;
+    uvm.trace('pageout', pg);
+    return 1;
+  }
+}

@@ -1,0 +1,4 @@
+/*
+ * @loanout/sockets: not built yet -- see the open issues. This shell keeps the workspace layout whole.
+ */
+export const PACKAGE = '@loanout/sockets';

@@ -23,4 +23,6 @@ uvmUnloanPages([page]);
 p.exit();
 k.checkInvariants();
 const s = k.stats();
-console.log(`loans=${s.loans} loanBreaks=${s.loanBreaks} orphansFreed=${s.orphansFreed} freePages=${s.freePages}/${s.physPages}`);
+console.log(
+  `loans=${s.loans} loanBreaks=${s.loanBreaks} orphansFreed=${s.orphansFreed} freePages=${s.freePages}/${s.physPages}`,
+);

@@ -18,6 +18,7 @@ export type KernelErrorCode =
   | 'EIO'
   | 'EBUSY'
   | 'EAGAIN'
+  | 'EINTR'
   | 'EACCES'
   | 'ESRCH'
   | 'ENOSPC'

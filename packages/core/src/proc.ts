@@ -8,6 +8,7 @@
  * not in the bytes the network is still reading.
  */
 import { KernelError } from './errors.js';
+import type { Kernel } from './kernel.js';
 import {
   atop,
   checkAddress,
@@ -68,6 +69,11 @@ export class Proc {
   readonly map: VmMap;
   private readonly host: ProcHost;
   exited = false;
+
+  /* the kernel this process runs on */
+  get kernel(): Kernel {
+    return this.host as Kernel;
+  }
 
   constructor(host: ProcHost, pid: number) {
     this.host = host;
@@ -168,10 +174,62 @@ export class Proc {
     checkLength('read', n, 0, VM_MAX_ADDRESS);
     this.checkRange('read', va, n, Prot.READ);
     const out = Buffer.allocUnsafe(n);
-    await this.transfer(va, n, Prot.READ, (frameOff, done, len) => {
-      out.set(this.map.uvm.ram.bytes.subarray(frameOff, frameOff + len), done);
-    });
+    await this.copyinChecked(va, out, 0, n);
     return out;
+  }
+
+  /*
+   * copyin: copy n bytes of the process's memory into a kernel buffer at dst[offset] (uiomove's
+   * user-to-kernel half), through the MMU, with no intermediate copy.
+   * => throws EFAULT if any byte is unmapped or unreadable (nothing is copied), EINVAL (bad arguments,
+   *    or dst too small)
+   */
+  async copyin(va: number, dst: Uint8Array, offset: number, n: number): Promise<void> {
+    this.alive('copyin');
+    checkAddress('copyin', va, false);
+    checkLength('copyin', n, 0, VM_MAX_ADDRESS);
+    if (
+      !(dst instanceof Uint8Array) ||
+      !Number.isSafeInteger(offset) ||
+      offset < 0 ||
+      offset + n > dst.length
+    ) {
+      throw new KernelError('EINVAL', 'copyin: destination too small');
+    }
+    this.checkRange('copyin', va, n, Prot.READ);
+    await this.copyinChecked(va, dst, offset, n);
+  }
+
+  /*
+   * copyinPhys: walk n bytes of the process's memory through the MMU and hand each physically
+   * contiguous piece to `sink(ramOffset, done, len)` -- the bytes are at RAM offset ramOffset and are
+   * the done'th.. of the range. The sink moves them where it wants (uiomove for kernel memory).
+   * => throws EFAULT if any byte is unmapped or unreadable (before sink sees anything), EINVAL
+   */
+  async copyinPhys(
+    va: number,
+    n: number,
+    sink: (ramOffset: number, done: number, len: number) => void,
+  ): Promise<void> {
+    this.alive('copyin');
+    checkAddress('copyin', va, false);
+    checkLength('copyin', n, 0, VM_MAX_ADDRESS);
+    this.checkRange('copyin', va, n, Prot.READ);
+    await this.transfer(va, n, Prot.READ, sink);
+  }
+
+  private copyinChecked(va: number, dst: Uint8Array, offset: number, n: number): Promise<void> {
+    const ram = this.map.uvm.ram.bytes;
+    if (dst.buffer === ram.buffer) {
+      /* kernel memory (an mbuf cluster): one move within RAM, no temporary view */
+      const base = dst.byteOffset + offset;
+      return this.transfer(va, n, Prot.READ, (frameOff, done, len) => {
+        ram.copyWithin(base + done, frameOff, frameOff + len);
+      });
+    }
+    return this.transfer(va, n, Prot.READ, (frameOff, done, len) => {
+      dst.set(ram.subarray(frameOff, frameOff + len), offset + done);
+    });
   }
 
   /*

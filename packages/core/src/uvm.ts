@@ -8,7 +8,7 @@
 import { KernelError } from './errors.js';
 import { PhysMem } from './physmem.js';
 import { Mmu } from './pmap.js';
-import { ZeroObject } from './uvm_aobj.js';
+import { KernelObject, ZeroObject } from './uvm_aobj.js';
 import type { UvmObject } from './uvm_object.js';
 import {
   PageQueue,
@@ -71,6 +71,8 @@ export class Uvm {
   readonly inactive = new PageQueue(PQ_INACTIVE);
   readonly swap: Swap;
   readonly zeroObject: ZeroObject;
+  /* owner of the kernel's own wired pages (mbuf clusters, pools): uvm_kernel_object */
+  readonly kernelObject: KernelObject;
   readonly vnodes = new Map<string, VnodeObject>();
   readonly objects = new Set<UvmObject>();
   readonly exp: UvmExp = {
@@ -119,6 +121,7 @@ export class Uvm {
     this.freeMin = Math.max(1, Math.floor(opts.physPages / 64));
     this.freeTarget = Math.max(2, Math.floor(opts.physPages / 32));
     this.zeroObject = new ZeroObject(this);
+    this.kernelObject = new KernelObject(this, opts.physPages);
   }
 
   /* sleep / wakeup: wait channels keyed by page */

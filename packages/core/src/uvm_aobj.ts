@@ -84,3 +84,27 @@ export class ZeroObject extends UvmObject {
     if (pg.loanCount === 0 && pg.uanon === null && pg.uobject === this) this.freePage(pg);
   }
 }
+
+/*
+ * KernelObject: NetBSD's uvm_kernel_object, owner of the kernel's own memory (mbuf clusters and
+ * other pools). Its pages are wired for as long as the kernel holds them, indexed by frame number;
+ * they are never paged out and never loaned.
+ */
+export class KernelObject extends UvmObject {
+  readonly kind = 'kernel' as const;
+
+  constructor(uvm: Uvm, physPages: number) {
+    super(uvm, physPages);
+    this.ref = Number.POSITIVE_INFINITY;
+  }
+
+  protected needsIo(): boolean {
+    return false;
+  }
+
+  protected async pgoRead(): Promise<void> {}
+
+  protected async pgoWrite(): Promise<void> {}
+
+  protected onLastRef(): void {}
+}

@@ -80,9 +80,10 @@ function checkPage(uvm: Uvm, pg: VmPage): void {
     kassert((pg.flags & PG_BUSY) !== 0, `invariant: page ${f} is lost (no queue)`);
   const oaLoan = pg.uanon !== null && !pg.anonOwns ? 1 : 0;
   kassert(pg.loanCount >= oaLoan, `invariant: page ${f} lent to an anon has loanCount ${pg.loanCount}`);
+  const kmem = pg.uobject === uvm.kernelObject ? 1 : 0;
   kassert(
-    pg.wireCount === pg.loanCount - oaLoan,
-    `invariant: page ${f} wires ${pg.wireCount} != kernel loans`,
+    pg.wireCount === pg.loanCount - oaLoan + kmem,
+    `invariant: page ${f} wires ${pg.wireCount} != kernel loans + kernel memory`,
   );
   if (pg.uobject !== null) {
     kassert(pg.uobject.pages[pg.offset] === pg, `invariant: page ${f} not in its object`);

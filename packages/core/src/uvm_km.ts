@@ -9,6 +9,15 @@
 import { KernelError, panic } from './errors.js';
 import { hex, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, Prot } from './param.js';
 import type { Pmap } from './pmap.js';
+import type { Uvm } from './uvm.js';
+import {
+  uvmPageAlloc,
+  uvmPageFree,
+  uvmPageUnbusy,
+  uvmPageUnwire,
+  uvmPageWire,
+  type VmPage,
+} from './uvm_page.js';
 
 /* kernel space starts at 2 GiB (above every user map) */
 export const VM_MIN_KERNEL_ADDRESS = 0x8000_0000;
@@ -79,4 +88,34 @@ export class KernelVa {
     if (this.pmap.extract(vpn) < 0) panic(`kernel page fault: ${hex(va)} is not mapped`);
     return panic(`kernel page fault: write to read-only (loaned?) page at ${hex(va & ~PAGE_MASK)}`);
   }
+}
+
+/*
+ * uvmKmAllocPage: one wired page of kernel memory, owned by the kernel object, zero-filled
+ * (uvm_km_alloc of a page). Waits for the pagedaemon when memory is short.
+ * => throws ENOMEM when nothing can be reclaimed
+ */
+export async function uvmKmAllocPage(uvm: Uvm): Promise<VmPage> {
+  for (;;) {
+    const pg = uvmPageAllocAnyFrame(uvm);
+    if (pg !== null) return pg;
+    await uvm.wait('uvm_km_alloc');
+  }
+}
+
+function uvmPageAllocAnyFrame(uvm: Uvm): VmPage | null {
+  const head = uvm.free.head;
+  if (head === null) return null;
+  const pg = uvmPageAlloc(uvm, uvm.kernelObject, head.frame, null, true);
+  if (pg === null) return null;
+  uvmPageWire(pg);
+  uvmPageUnbusy(pg);
+  return pg;
+}
+
+/* uvmKmFreePage: give a page from uvmKmAllocPage back (uvm_km_free). */
+export function uvmKmFreePage(pg: VmPage): void {
+  if (pg.uobject !== pg.uvm.kernelObject) panic(`uvm_km_free: page ${pg.frame} isn't kernel memory`);
+  uvmPageUnwire(pg);
+  uvmPageFree(pg);
 }

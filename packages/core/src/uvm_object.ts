@@ -33,7 +33,7 @@ import {
 /* what getLocked() says when the page can't be had without sleeping */
 export const UNLOCK = 'unlock' as const;
 
-export type ObjectKind = 'vnode' | 'aobj' | 'zero';
+export type ObjectKind = 'vnode' | 'aobj' | 'zero' | 'kernel';
 
 export abstract class UvmObject {
   readonly uvm: Uvm;

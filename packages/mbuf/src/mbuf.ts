@@ -1,0 +1,205 @@
+/*
+ * mbuf.ts: the mbuf, the kernel's network buffer, and the operations on chains of them (NetBSD's
+ * sys/mbuf.h and kern/uipc_mbuf.c).
+ *
+ * A packet is a chain of mbufs linked by `next`; the first carries the packet header with the total
+ * length. Each mbuf's data is a zero-copy `view` of RAM -- exactly its `len` bytes -- and `kva`, the
+ * kernel virtual address of the same bytes, through which the kernel itself reads and writes them.
+ * Data lives in one of two kinds of external storage:
+ *
+ *   cluster  (M_EXT | M_EXT_CLUSTER) a 2 KiB cluster from the cluster pool, filled by copying
+ *   pages    (M_EXT | M_EXT_PAGES | M_EXT_ROMAP) user pages on loan to the kernel (uvmLoan 'kernel'),
+ *            wired and mapped read-only; the mbuf covers just the user's bytes in them
+ *
+ * Freeing an mbuf drops its reference to its storage; the last reference frees it (a cluster goes back
+ * to its pool; loaned pages are unmapped, unloaned, and their address space given back).
+ */
+import { type Kernel, KernelError, KernelPanic } from '@loanout/core';
+
+export const MCLBYTES = 2048;
+export const MCLSHIFT = 11;
+
+/* m_flags */
+export const M_PKTHDR = 0x01;
+export const M_EXT = 0x02;
+export const M_EXT_CLUSTER = 0x04;
+export const M_EXT_PAGES = 0x08;
+export const M_EXT_ROMAP = 0x10;
+
+/* External storage shared by the mbufs that point into it. */
+export interface MbufExt {
+  refs: number;
+  release(): void;
+}
+
+export class Mbuf {
+  next: Mbuf | null = null;
+  flags: number;
+  /* bytes of data in this mbuf */
+  len: number;
+  /* total length of the packet (valid on the first mbuf, M_PKTHDR) */
+  pkthdrLen = 0;
+  /* exactly this mbuf's data: a view of RAM */
+  view: Buffer;
+  /* kernel virtual address of view[0] */
+  kva: number;
+  readonly ext: MbufExt;
+  readonly kernel: Kernel;
+  freed = false;
+
+  constructor(kernel: Kernel, flags: number, view: Buffer, kva: number, ext: MbufExt) {
+    this.kernel = kernel;
+    this.flags = flags;
+    this.view = view;
+    this.len = view.length;
+    this.kva = kva;
+    this.ext = ext;
+  }
+
+  get isLoaned(): boolean {
+    return (this.flags & M_EXT_PAGES) !== 0;
+  }
+}
+
+function checkChain(fn: string, m: unknown): asserts m is Mbuf {
+  if (!(m instanceof Mbuf)) throw new KernelError('EINVAL', `${fn}: not an mbuf chain`);
+  if (m.freed) throw new KernelPanic(`${fn}: mbuf used after free`);
+}
+
+/*
+ * mFreem: free a whole chain (m_freem).
+ * => panics on a chain already freed (double free)
+ */
+export function mFreem(m: Mbuf): void {
+  if (!(m instanceof Mbuf)) throw new KernelError('EINVAL', 'm_freem: not an mbuf chain');
+  for (let n: Mbuf | null = m; n !== null; ) {
+    const next: Mbuf | null = n.next;
+    mFree(n);
+    n = next;
+  }
+}
+
+/* mFree: free one mbuf (m_free); its storage goes when its last reference does */
+export function mFree(m: Mbuf): void {
+  if (m.freed) throw new KernelPanic('m_free: mbuf freed twice');
+  m.freed = true;
+  m.next = null;
+  if (--m.ext.refs === 0) m.ext.release();
+}
+
+/* mLength: the number of data bytes in a chain (m_length) */
+export function mLength(m: Mbuf): number {
+  checkChain('m_length', m);
+  let n = 0;
+  for (let x: Mbuf | null = m; x !== null; x = x.next) n += x.len;
+  return n;
+}
+
+/*
+ * mBuffers: the chain's data as zero-copy Buffer views of RAM, in order (for node:net writes).
+ * => no copy and no allocation beyond the array
+ */
+export function mBuffers(m: Mbuf): Buffer[] {
+  checkChain('m_buffers', m);
+  const out: Buffer[] = [];
+  for (let x: Mbuf | null = m; x !== null; x = x.next) if (x.len > 0) out.push(x.view);
+  return out;
+}
+
+/*
+ * mCopydata: copy n bytes starting at off out of a chain (m_copydata), read through the kernel mapping.
+ * => EINVAL if [off, off + n) is not inside the chain
+ */
+export function mCopydata(m: Mbuf, off: number, n: number): Buffer {
+  checkChain('m_copydata', m);
+  checkSpan('m_copydata', m, off, n);
+  const out = Buffer.allocUnsafe(n);
+  let done = 0;
+  forEachSpan(m, off, n, (x, at, len) => {
+    out.set(x.kernel.kread(x.kva + at, len), done);
+    done += len;
+  });
+  return out;
+}
+
+/*
+ * mCopyback: write bytes into a chain at off (m_copyback), through the kernel mapping.
+ * => a loaned mbuf is mapped read-only: writing it is a kernel fault (KernelPanic), never a copy
+ * => EINVAL if the bytes don't fit inside the chain
+ */
+export function mCopyback(m: Mbuf, off: number, bytes: Uint8Array): void {
+  checkChain('m_copyback', m);
+  checkSpan('m_copyback', m, off, bytes.length);
+  let done = 0;
+  forEachSpan(m, off, bytes.length, (x, at, len) => {
+    x.kernel.kwrite(x.kva + at, bytes.subarray(done, done + len));
+    done += len;
+  });
+}
+
+/*
+ * mAdj: trim n bytes from the head (n > 0) or the tail (n < 0) of a chain (m_adj).
+ * => mbufs left empty stay in the chain with len 0; the packet header length follows
+ */
+export function mAdj(m: Mbuf, n: number): void {
+  checkChain('m_adj', m);
+  if (!Number.isSafeInteger(n) || Math.abs(n) > mLength(m))
+    throw new KernelError('EINVAL', `m_adj: bad count ${n}`);
+  let left = Math.abs(n);
+  if (n > 0) {
+    for (let x: Mbuf | null = m; x !== null && left > 0; x = x.next)
+      left -= trimHead(x, Math.min(left, x.len));
+  } else {
+    const all: Mbuf[] = [];
+    for (let x: Mbuf | null = m; x !== null; x = x.next) all.push(x);
+    for (let i = all.length - 1; i >= 0 && left > 0; i--)
+      left -= trimTail(all[i], Math.min(left, all[i].len));
+  }
+  if (m.flags & M_PKTHDR) m.pkthdrLen -= Math.abs(n);
+}
+
+function trimHead(x: Mbuf, k: number): number {
+  x.view = x.view.subarray(k);
+  x.kva += k;
+  x.len -= k;
+  return k;
+}
+
+function trimTail(x: Mbuf, k: number): number {
+  x.view = x.view.subarray(0, x.len - k);
+  x.len -= k;
+  return k;
+}
+
+/* mCat: append chain n to chain m (m_cat); the packet header of m grows */
+export function mCat(m: Mbuf, n: Mbuf): void {
+  checkChain('m_cat', m);
+  checkChain('m_cat', n);
+  let last = m;
+  while (last.next !== null) last = last.next;
+  last.next = n;
+  if (m.flags & M_PKTHDR) m.pkthdrLen += mLength(n);
+  n.flags &= ~M_PKTHDR;
+}
+
+function checkSpan(fn: string, m: Mbuf, off: number, n: number): void {
+  if (!Number.isSafeInteger(off) || !Number.isSafeInteger(n) || off < 0 || n < 0 || off + n > mLength(m)) {
+    throw new KernelError('EINVAL', `${fn}: [${off}, +${n}) is not inside the chain`);
+  }
+}
+
+/* forEachSpan: visit the pieces of [off, off + n) mbuf by mbuf */
+function forEachSpan(m: Mbuf, off: number, n: number, fn: (x: Mbuf, at: number, len: number) => void): void {
+  let x: Mbuf | null = m;
+  while (x !== null && off >= x.len) {
+    off -= x.len;
+    x = x.next;
+  }
+  while (x !== null && n > 0) {
+    const len = Math.min(n, x.len - off);
+    fn(x, off, len);
+    n -= len;
+    off = 0;
+    x = x.next;
+  }
+}

@@ -1,0 +1,234 @@
+/*
+ * mbuf_loan.ts: building mbuf chains from user memory -- by loan (sosend_loan) and by copy (uiomove).
+ *
+ * mbufLoan borrows the user's pages instead of copying them: it reserves kernel address space from the
+ * budget, loans the whole pages covering [va, va + len) to the kernel (uvmLoan 'kernel': wired, every
+ * user mapping made read-only), maps them read-only into kernel space, and builds a chain whose views
+ * cover exactly the user's bytes -- physically adjacent frames coalesced into one view. Nothing is
+ * copied: the views are RAM. A later user write to those pages faults and breaks the loan (the user
+ * gets a copy), so the bytes in the chain can't change until it is freed.
+ *
+ * mbufCopyin is the ordinary path it replaces: it copies the bytes into 2 KiB clusters from the pool.
+ * Both take one await per call (for faults, page-ins or waits), none per page.
+ */
+import {
+  KernelError,
+  PAGE_SIZE,
+  Proc,
+  Prot,
+  uvmLoan,
+  uvmUnloanPages,
+  VM_MAX_ADDRESS,
+  type VmPage,
+} from '@loanout/core';
+import {
+  M_EXT,
+  M_EXT_CLUSTER,
+  M_EXT_PAGES,
+  M_EXT_ROMAP,
+  M_PKTHDR,
+  Mbuf,
+  MCLBYTES,
+  MCLSHIFT,
+  mFreem,
+} from './mbuf.js';
+import { type MbufSystem, mbufSystem } from './mbuf_system.js';
+
+export interface MbufLoanOptions {
+  /* give up waiting for kernel address space (EINTR) */
+  signal?: AbortSignal;
+}
+
+function checkArgs(fn: string, proc: Proc, va: number, len: number): void {
+  if (!(proc instanceof Proc)) throw new KernelError('EINVAL', `${fn}: not a process`);
+  if (!Number.isSafeInteger(va) || va < 0)
+    throw new KernelError('EINVAL', `${fn}: bad address ${String(va)}`);
+  if (!Number.isSafeInteger(len) || len < 1 || va + len > VM_MAX_ADDRESS) {
+    throw new KernelError('EINVAL', `${fn}: bad length ${String(len)}`);
+  }
+  if (proc.exited) throw new KernelError('ESRCH', `${fn}: process ${proc.pid} has exited`);
+}
+
+/*
+ * mbufLoan: a chain over the user's bytes [va, va + len), by page loan (A->K or O->K).
+ * => any va and len; the whole pages under them are loaned, the chain covers just the bytes
+ * => waits while the loan would exceed the kernel address-space budget
+ * => throws EINVAL (bad arguments, larger than the whole budget), EFAULT (unmapped or unreadable),
+ *    EINTR (aborted while waiting); then nothing is left loaned, wired or mapped
+ */
+export async function mbufLoan(
+  proc: Proc,
+  va: number,
+  len: number,
+  opts: MbufLoanOptions = {},
+): Promise<Mbuf> {
+  checkArgs('mbuf_loan', proc, va, len);
+  const sys = mbufSystem(proc.kernel);
+  const start = va - (va % PAGE_SIZE);
+  const npages = Math.ceil((va + len - start) / PAGE_SIZE);
+  if (!sys.kva.tryReserve(npages)) await sys.kva.reserve(npages, opts.signal);
+  let pages: VmPage[];
+  try {
+    pages = await uvmLoan(proc.map, start, npages * PAGE_SIZE, 'kernel');
+  } catch (err) {
+    sys.kva.release(npages);
+    throw err;
+  }
+  const kva = mapLoan(sys, pages, npages);
+  sys.loanChains++;
+  sys.loanedBytes += len;
+  return buildLoanChain(sys, pages, kva, va - start, len);
+}
+
+function mapLoan(sys: MbufSystem, pages: VmPage[], npages: number): number {
+  try {
+    const kva = sys.kernel.kva.alloc(npages);
+    sys.kernel.kenter(kva, pages, Prot.READ);
+    return kva;
+  } catch (err) {
+    uvmUnloanPages(pages);
+    sys.kva.release(npages);
+    throw err;
+  }
+}
+
+/* The loaned pages behind a chain: released when the chain's last mbuf is freed. */
+class LoanExt {
+  refs = 0;
+  private readonly sys: MbufSystem;
+  private readonly pages: VmPage[];
+  private readonly kva: number;
+
+  constructor(sys: MbufSystem, pages: VmPage[], kva: number) {
+    this.sys = sys;
+    this.pages = pages;
+    this.kva = kva;
+  }
+
+  release(): void {
+    const n = this.pages.length;
+    this.sys.kernel.kremove(this.kva, n);
+    uvmUnloanPages(this.pages);
+    this.sys.kernel.kva.free(this.kva, n);
+    this.sys.kva.release(n);
+  }
+}
+
+/* buildLoanChain: one mbuf per run of physically adjacent frames, covering [off, off + len) */
+function buildLoanChain(sys: MbufSystem, pages: VmPage[], kva: number, off: number, len: number): Mbuf {
+  const ram = sys.kernel.uvm.ram;
+  const ext = new LoanExt(sys, pages, kva);
+  const end = off + len;
+  let head: Mbuf | null = null;
+  let tail: Mbuf | null = null;
+  for (let i = 0; i < pages.length; ) {
+    let j = i;
+    while (j + 1 < pages.length && pages[j + 1].frame === pages[j].frame + 1) j++;
+    const lo = Math.max(i * PAGE_SIZE, off);
+    const hi = Math.min((j + 1) * PAGE_SIZE, end);
+    const at = pages[i].frame * PAGE_SIZE + (lo - i * PAGE_SIZE);
+    const view =
+      hi - lo === PAGE_SIZE && i === j ? ram.frame(pages[i].frame) : Buffer.from(ram.buffer, at, hi - lo);
+    const m = new Mbuf(sys.kernel, M_EXT | M_EXT_PAGES | M_EXT_ROMAP, view, kva + lo, ext);
+    ext.refs++;
+    if (tail === null) head = m;
+    else tail.next = m;
+    tail = m;
+    i = j + 1;
+  }
+  head!.flags |= M_PKTHDR;
+  head!.pkthdrLen = len;
+  return head!;
+}
+
+/* A cluster behind one mbuf. */
+class ClusterExt {
+  refs = 1;
+  private readonly sys: MbufSystem;
+  private readonly addr: number;
+
+  constructor(sys: MbufSystem, addr: number) {
+    this.sys = sys;
+    this.addr = addr;
+  }
+
+  release(): void {
+    this.sys.clusters.put(this.addr);
+  }
+}
+
+/*
+ * mbufCopyin: a chain holding a copy of the user's bytes [va, va + len) in 2 KiB clusters (uiomove).
+ * => any va and len; waits for clusters if the pool is at its limit
+ * => throws EINVAL (bad arguments), EFAULT (unmapped or unreadable), ENOMEM; then no cluster is kept
+ */
+export async function mbufCopyin(proc: Proc, va: number, len: number): Promise<Mbuf> {
+  checkArgs('mbuf_copyin', proc, va, len);
+  const sys = mbufSystem(proc.kernel);
+  const n = Math.ceil(len / MCLBYTES);
+  const addrs: number[] = new Array(n);
+  let got = 0;
+  try {
+    for (; got < n; got++) {
+      const a = sys.clusters.getSync();
+      addrs[got] = a >= 0 ? a : await sys.clusters.get();
+    }
+  } catch (err) {
+    for (let i = 0; i < got; i++) sys.clusters.put(addrs[i]);
+    throw err;
+  }
+  const head = buildClusterChain(sys, addrs, len);
+  try {
+    await copyIntoClusters(proc, va, len, addrs, sys.kernel.uvm.ram.bytes);
+  } catch (err) {
+    mFreem(head);
+    throw err;
+  }
+  sys.copyChains++;
+  sys.copiedBytes += len;
+  return head;
+}
+
+function buildClusterChain(sys: MbufSystem, addrs: number[], len: number): Mbuf {
+  let head: Mbuf | null = null;
+  let tail: Mbuf | null = null;
+  for (let i = 0; i < addrs.length; i++) {
+    const size = Math.min(MCLBYTES, len - i * MCLBYTES);
+    const full = sys.clusters.view(addrs[i]);
+    const view = size === MCLBYTES ? full : full.subarray(0, size);
+    const m = new Mbuf(
+      sys.kernel,
+      M_EXT | M_EXT_CLUSTER,
+      view,
+      sys.clusters.kvaOf(addrs[i]),
+      new ClusterExt(sys, addrs[i]),
+    );
+    if (tail === null) head = m;
+    else tail.next = m;
+    tail = m;
+  }
+  head!.flags |= M_PKTHDR;
+  head!.pkthdrLen = len;
+  return head!;
+}
+
+/* copyIntoClusters: one walk through the MMU; each piece moved within RAM into its cluster(s) */
+function copyIntoClusters(
+  proc: Proc,
+  va: number,
+  len: number,
+  addrs: number[],
+  ram: Uint8Array,
+): Promise<void> {
+  return proc.copyinPhys(va, len, (from, done, n) => {
+    while (n > 0) {
+      const ci = done >>> MCLSHIFT;
+      const co = done & (MCLBYTES - 1);
+      const k = Math.min(n, MCLBYTES - co);
+      ram.copyWithin(addrs[ci] + co, from, from + k);
+      from += k;
+      done += k;
+      n -= k;
+    }
+  });
+}

@@ -1,0 +1,94 @@
+/*
+ * mbuf_system.ts: the mbuf subsystem of one kernel: its cluster pool, its loan address-space budget,
+ * and its counters (NetBSD's mbinit / mbstat). Made on first use with defaults, or by mbufInit().
+ */
+import { type Kernel, KernelError, PAGE_SIZE } from '@loanout/core';
+import { MCLBYTES } from './mbuf.js';
+import { KvaBudget } from './sokva.js';
+import { Pool } from './subr_pool.js';
+
+export interface MbufOptions {
+  /* kernel address space loaned mbufs may map at once (default 16 MiB, NetBSD's somaxkva) */
+  kvaBudgetBytes?: number;
+  /* most memory the cluster pool may hold (default a quarter of RAM) */
+  maxClusterBytes?: number;
+}
+
+export interface MbufStats {
+  clustersInUse: number;
+  clusterPoolPages: number;
+  loanChains: number;
+  copyChains: number;
+  loanedBytes: number;
+  copiedBytes: number;
+  kvaPagesInUse: number;
+  kvaBudgetPages: number;
+  kvaWaits: number;
+  kvaWaiting: number;
+}
+
+export class MbufSystem {
+  readonly kernel: Kernel;
+  readonly clusters: Pool;
+  readonly kva: KvaBudget;
+  loanChains = 0;
+  copyChains = 0;
+  loanedBytes = 0;
+  copiedBytes = 0;
+
+  constructor(kernel: Kernel, opts: MbufOptions) {
+    this.kernel = kernel;
+    const ram = kernel.uvm.pages.length * PAGE_SIZE;
+    const budget = opts.kvaBudgetBytes ?? 16 * 1024 * 1024;
+    const clusterBytes = opts.maxClusterBytes ?? Math.max(PAGE_SIZE, Math.floor(ram / 4));
+    checkBytes('kvaBudgetBytes', budget);
+    checkBytes('maxClusterBytes', clusterBytes);
+    this.kva = new KvaBudget(Math.floor(budget / PAGE_SIZE));
+    this.clusters = new Pool(kernel, 'mclpl', MCLBYTES, Math.floor(clusterBytes / PAGE_SIZE));
+  }
+
+  stats(): MbufStats {
+    return {
+      clustersInUse: this.clusters.inUse,
+      clusterPoolPages: this.clusters.npages,
+      loanChains: this.loanChains,
+      copyChains: this.copyChains,
+      loanedBytes: this.loanedBytes,
+      copiedBytes: this.copiedBytes,
+      kvaPagesInUse: this.kva.usedPages,
+      kvaBudgetPages: this.kva.limitPages,
+      kvaWaits: this.kva.waits,
+      kvaWaiting: this.kva.waiting,
+    };
+  }
+}
+
+function checkBytes(name: string, n: number): void {
+  if (!Number.isSafeInteger(n) || n < PAGE_SIZE) {
+    throw new KernelError('EINVAL', `mbinit: ${name} must be an integer >= ${PAGE_SIZE}, not ${String(n)}`);
+  }
+}
+
+const systems = new WeakMap<Kernel, MbufSystem>();
+
+/*
+ * mbufInit: set up a kernel's mbuf subsystem with options (mbinit).
+ * => throws EBUSY if it is already set up (explicitly or by first use), EINVAL for bad options
+ */
+export function mbufInit(kernel: Kernel, opts: MbufOptions = {}): MbufSystem {
+  if (systems.has(kernel))
+    throw new KernelError('EBUSY', 'mbinit: mbufs already initialised for this kernel');
+  const sys = new MbufSystem(kernel, opts);
+  systems.set(kernel, sys);
+  return sys;
+}
+
+/* mbufSystem: a kernel's mbuf subsystem, set up with defaults on first use */
+export function mbufSystem(kernel: Kernel): MbufSystem {
+  return systems.get(kernel) ?? mbufInit(kernel);
+}
+
+/* mbufStats: counters of a kernel's mbuf subsystem */
+export function mbufStats(kernel: Kernel): MbufStats {
+  return mbufSystem(kernel).stats();
+}

@@ -18,7 +18,13 @@ export { Amap } from './uvm_amap.js';
 export { Anon } from './uvm_anon.js';
 export { AObject, ZeroObject } from './uvm_aobj.js';
 export { uvmFault } from './uvm_fault.js';
-export { KernelVa, uvmKmAllocPage, uvmKmFreePage, VM_MIN_KERNEL_ADDRESS } from './uvm_km.js';
+export {
+  KernelVa,
+  uvmKmAllocContig,
+  uvmKmAllocPage,
+  uvmKmFreePage,
+  VM_MIN_KERNEL_ADDRESS,
+} from './uvm_km.js';
 export type { LoanTarget } from './uvm_loan.js';
 export { uvmLoan, uvmUnloanAnons, uvmUnloanPages } from './uvm_loan.js';
 export { MapEntry, VmMap } from './uvm_map.js';

@@ -89,6 +89,7 @@ export class Proc {
   mmap(length: number, opts: MmapOptions = {}): number {
     this.alive('mmap');
     checkLength('mmap', length, 1, VM_MAX_ADDRESS);
+    checkOptions('mmap', opts);
     const prot = opts.prot ?? Prot.READ | Prot.WRITE;
     checkProt('mmap', prot);
     const len = roundPage(length);
@@ -108,6 +109,7 @@ export class Proc {
   async mmapFile(path: string, opts: MmapFileOptions = {}): Promise<number> {
     this.alive('mmapFile');
     if (typeof path !== 'string' || path === '') throw new KernelError('EINVAL', 'mmapFile: bad path');
+    checkOptions('mmapFile', opts);
     const prot = opts.prot ?? Prot.READ;
     checkProt('mmapFile', prot);
     const offset = opts.offset ?? 0;
@@ -270,8 +272,11 @@ export class Proc {
     }
   }
 
-  /* checkRange: EFAULT unless every page of [va, va + n) is mapped with `access` allowed */
-  private checkRange(fn: string, va: number, n: number, access: number): void {
+  /*
+   * checkRange: may this process make `access` (Prot bits) to every byte of [va, va + n)?
+   * => throws EFAULT (naming `fn`) at the first byte unmapped or forbidden; touches no page
+   */
+  checkRange(fn: string, va: number, n: number, access: number): void {
     let a = va;
     while (a < va + n) {
       const e = this.map.lookup(a);
@@ -302,6 +307,11 @@ export class Proc {
   private alive(fn: string): void {
     if (this.exited) throw new KernelError('ESRCH', `${fn}: process ${this.pid} has exited`);
   }
+}
+
+/* checkOptions: EINVAL unless the options argument is an object */
+function checkOptions(fn: string, opts: unknown): void {
+  if (opts === null || typeof opts !== 'object') throw new KernelError('EINVAL', `${fn}: options must be an object`);
 }
 
 function checkInherit(inherit: Inheritance): Inheritance {

@@ -98,7 +98,7 @@ export class Uvm {
   freeMin: number;
   freeTarget: number;
   /* the pagedaemon, installed by the kernel (uvm_pdaemon.ts) */
-  pdaemon: { wake(): void; wait(reason: string): Promise<void> } | null = null;
+  pdaemon: { wake(): void; wait(reason: string): Promise<void>; run(): Promise<number> } | null = null;
   /* tests' race injection point: called (and awaited) in the middle of every pager/swap I/O */
   ioHook: ((ev: IoEvent) => Promise<void> | void) | null = null;
   /* event trace listeners; empty means tracing costs one length check */

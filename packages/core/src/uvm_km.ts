@@ -11,8 +11,10 @@ import { hex, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, Prot } from './param.js';
 import type { Pmap } from './pmap.js';
 import type { Uvm } from './uvm.js';
 import {
+  PQ_FREE,
   uvmPageAlloc,
   uvmPageFree,
+  uvmPageGrab,
   uvmPageUnbusy,
   uvmPageUnwire,
   uvmPageWire,
@@ -36,9 +38,11 @@ export class KernelVa {
 
   /*
    * alloc: npages of kernel virtual space (unmapped).
+   * => npages a positive integer (EINVAL)
    * => returns the kernel va; throws ENOMEM when no range is free
    */
   alloc(npages: number): number {
+    checkPages('uvm_km_valloc', npages);
     for (let i = 0; i < this.freeList.length; i++) {
       const ext = this.freeList[i];
       if (ext[1] < npages) continue;
@@ -52,8 +56,15 @@ export class KernelVa {
     throw new KernelError('ENOMEM', `uvm_km_valloc: no ${npages} pages of kernel va`);
   }
 
-  /* free: give back a range from alloc (its mappings must be gone) */
+  /*
+   * free: give back a range from alloc (its mappings must be gone).
+   * => va page-aligned and npages a positive integer (EINVAL); panics if the range is already free
+   */
   free(va: number, npages: number): void {
+    checkPages('uvm_km_free', npages);
+    if (!Number.isSafeInteger(va) || va % PAGE_SIZE !== 0) {
+      throw new KernelError('EINVAL', `uvm_km_free: bad address ${String(va)}`);
+    }
     const vpn = va / PAGE_SIZE;
     let i = 0;
     while (i < this.freeList.length && this.freeList[i][0] < vpn) i++;
@@ -90,6 +101,12 @@ export class KernelVa {
   }
 }
 
+function checkPages(fn: string, npages: number): void {
+  if (!Number.isSafeInteger(npages) || npages < 1) {
+    throw new KernelError('EINVAL', `${fn}: bad page count ${String(npages)}`);
+  }
+}
+
 /*
  * uvmKmAllocPage: one wired page of kernel memory, owned by the kernel object, zero-filled
  * (uvm_km_alloc of a page). Waits for the pagedaemon when memory is short.
@@ -118,4 +135,43 @@ export function uvmKmFreePage(pg: VmPage): void {
   if (pg.uobject !== pg.uvm.kernelObject) panic(`uvm_km_free: page ${pg.frame} isn't kernel memory`);
   uvmPageUnwire(pg);
   uvmPageFree(pg);
+}
+
+/*
+ * uvmKmAllocContig: npages of physically contiguous wired kernel memory, zero-filled
+ * (uvm_pglistalloc): what a device that wants one flat buffer (the socket layer's receive area, which
+ * Node reads into) needs. Returns the pages in frame order.
+ * => waits for the pagedaemon a few times when no run is free; then throws ENOMEM
+ */
+export async function uvmKmAllocContig(uvm: Uvm, npages: number): Promise<VmPage[]> {
+  if (!Number.isSafeInteger(npages) || npages < 1 || npages > uvm.pages.length) {
+    throw new KernelError('EINVAL', `uvm_pglistalloc: bad page count ${String(npages)}`);
+  }
+  for (let tries = 0; ; tries++) {
+    const first = findFreeRun(uvm, npages);
+    if (first >= 0) return takeRun(uvm, first, npages);
+    if (tries === 3) break;
+    await uvm.pdaemon?.run();
+  }
+  throw new KernelError('ENOMEM', `uvm_pglistalloc: no ${npages} contiguous free pages`);
+}
+
+function findFreeRun(uvm: Uvm, npages: number): number {
+  let run = 0;
+  for (let f = 0; f < uvm.pages.length; f++) {
+    run = uvm.pages[f].queue === PQ_FREE ? run + 1 : 0;
+    if (run === npages) return f - npages + 1;
+  }
+  return -1;
+}
+
+function takeRun(uvm: Uvm, first: number, npages: number): VmPage[] {
+  const out: VmPage[] = [];
+  for (let f = first; f < first + npages; f++) {
+    const pg = uvmPageGrab(uvm.pages[f], uvm.kernelObject, f, null, true);
+    uvmPageWire(pg);
+    uvmPageUnbusy(pg);
+    out.push(pg);
+  }
+  return out;
 }

@@ -128,6 +128,23 @@ export function uvmPageAlloc(
     uvm.pdaemonWake();
     return null;
   }
+  return uvmPageGrab(pg, obj, offset, anon, zero);
+}
+
+/*
+ * uvmPageGrab: allocate one particular free page (for uvmPageAlloc, and for callers that need given
+ * frames, such as physically contiguous runs).
+ * => pg must be free (panic otherwise); returns it BUSY|FAKE|CLEAN on no queue, owned as asked
+ */
+export function uvmPageGrab(
+  pg: VmPage,
+  obj: UvmObject | null,
+  offset: number,
+  anon: Anon | null,
+  zero: boolean,
+): VmPage {
+  const uvm = pg.uvm;
+  if (pg.queue !== PQ_FREE) panic(`uvm_pagealloc: ${pg} isn't free`);
   uvm.free.remove(pg);
   pg.flags = PG_BUSY | PG_FAKE | PG_CLEAN;
   if (obj !== null) uvmPageInsert(pg, obj, offset);

@@ -1,0 +1,80 @@
+/*
+ * net_glue.ts: everything that touches node:net's insides, in one place.
+ *
+ * The socket layer reads with Node's `onread` option (Node reads straight into our kernel memory)
+ * and keeps half-open connections (allowHalfOpen), which only the net.Socket constructor accepts. A
+ * connecting socket gets them from net.connect; an accepted one arrives already constructed, so we
+ * take its libuv handle (the server runs with pauseOnConnect, so nothing has been read yet) and wrap
+ * it in a new net.Socket. `_handle` is a private field of Node's: this file is the only user.
+ */
+import net from 'node:net';
+import { KernelError, type KernelErrorCode } from '@loanout/core';
+
+export interface OnRead {
+  buffer: () => Buffer;
+  callback: (nread: number, buf: Buffer) => boolean;
+}
+
+/* connectTcp: open a TCP connection reading through onread; rejects with ECONNREFUSED etc. */
+export function connectTcp(host: string, port: number, onread: OnRead): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host, port, onread, allowHalfOpen: true });
+    const fail = (err: Error) => reject(kernelErrorFrom('sockConnect', err));
+    sock.once('error', fail);
+    sock.once('connect', () => {
+      sock.off('error', fail);
+      sock.setNoDelay(true);
+      resolve(sock);
+    });
+  });
+}
+
+/* listenTcp: a paused-on-connect, half-open-capable server listening on host:port */
+export function listenTcp(
+  host: string,
+  port: number,
+  onConnection: (raw: net.Socket) => void,
+): Promise<net.Server> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, onConnection);
+    const fail = (err: Error) => reject(kernelErrorFrom('sockListen', err));
+    server.once('error', fail);
+    server.listen({ host, port }, () => {
+      server.off('error', fail);
+      resolve(server);
+    });
+  });
+}
+
+/* adoptAccepted: re-wrap an accepted (paused) socket's handle so that it reads through onread */
+export function adoptAccepted(raw: net.Socket, onread: OnRead): net.Socket {
+  const r = raw as unknown as { _handle: unknown };
+  const handle = r._handle;
+  r._handle = null;
+  const sock = new net.Socket({ handle, onread, allowHalfOpen: true } as net.SocketConstructorOpts);
+  sock.setNoDelay(true);
+  /* the server counts the original object as a connection until it closes */
+  sock.once('close', () => raw.destroy());
+  return sock;
+}
+
+const CODES: Record<string, KernelErrorCode> = {
+  ECONNREFUSED: 'ECONNREFUSED',
+  ECONNRESET: 'ECONNRESET',
+  EPIPE: 'EPIPE',
+  ETIMEDOUT: 'ETIMEDOUT',
+  EADDRINUSE: 'EADDRINUSE',
+  EACCES: 'EACCES',
+  EADDRNOTAVAIL: 'EINVAL',
+  ENOTFOUND: 'EINVAL',
+  ERR_STREAM_DESTROYED: 'EPIPE',
+  ERR_STREAM_WRITE_AFTER_END: 'EPIPE',
+};
+
+/* kernelErrorFrom: a Node error as the KernelError a socket call throws */
+export function kernelErrorFrom(fn: string, err: unknown): KernelError {
+  if (err instanceof KernelError) return err;
+  const e = err as NodeJS.ErrnoException;
+  const code = CODES[e?.code ?? ''] ?? 'EIO';
+  return new KernelError(code, `${fn}: ${e?.message ?? String(err)}`, { cause: err });
+}

@@ -1,0 +1,152 @@
+/*
+ * sockbuf.ts: a socket's two buffers (NetBSD's struct sockbuf and kern/uipc_socket2.c).
+ *
+ * The send buffer counts the bytes handed to the host's TCP that it has not yet taken (Node's write
+ * callback has not fired): their mbufs, and so their loans, are still alive. A send waits while the
+ * buffer is over its high-water mark -- backpressure instead of an ever-growing queue.
+ *
+ * The receive buffer is a small area of physically contiguous wired kernel pages cut into chunks.
+ * Node's `onread` reads from the host socket straight into a free chunk (no intermediate buffer); the
+ * filled chunk waits in the queue until soreceive copies it out to the user. When every chunk is full,
+ * reading pauses (TCP flow control does the rest) until soreceive frees one.
+ */
+import {
+  type Kernel,
+  KernelError,
+  PAGE_SIZE,
+  uvmKmAllocContig,
+  uvmKmFreePage,
+  type VmPage,
+} from '@loanout/core';
+
+export class SendBuffer {
+  readonly hiwat: number;
+  /* bytes queued to the host and not yet written by it */
+  cc = 0;
+  private readonly waiters: { n: number; resolve: () => void; reject: (e: Error) => void }[] = [];
+
+  constructor(hiwat: number) {
+    this.hiwat = hiwat;
+  }
+
+  /* fits: may n more bytes be queued now? (an empty buffer takes any chunk) */
+  fits(n: number): boolean {
+    return this.waiters.length === 0 && (this.cc === 0 || this.cc + n <= this.hiwat);
+  }
+
+  /* waitSpace: resolve once n bytes fit (sbwait); rejected by abort() */
+  waitSpace(n: number): Promise<void> {
+    return new Promise((resolve, reject) => this.waiters.push({ n, resolve, reject }));
+  }
+
+  add(n: number): void {
+    this.cc += n;
+  }
+
+  drop(n: number): void {
+    this.cc -= n;
+    while (this.waiters.length > 0 && (this.cc === 0 || this.cc + this.waiters[0].n <= this.hiwat)) {
+      this.waiters.shift()!.resolve();
+    }
+  }
+
+  abort(err: Error): void {
+    for (const w of this.waiters.splice(0)) w.reject(err);
+  }
+}
+
+export interface RecvChunk {
+  view: Buffer;
+}
+
+interface Filled {
+  chunk: RecvChunk;
+  off: number;
+  len: number;
+}
+
+export class RecvBuffer {
+  readonly chunkBytes: number;
+  private readonly pages: VmPage[];
+  private readonly free: RecvChunk[] = [];
+  private readonly queue: Filled[] = [];
+  /* bytes received and not yet read */
+  cc = 0;
+  released = false;
+
+  private constructor(kernel: Kernel, pages: VmPage[], chunkBytes: number, chunks: number) {
+    this.pages = pages;
+    this.chunkBytes = chunkBytes;
+    const base = pages[0].frame * PAGE_SIZE;
+    for (let i = 0; i < chunks; i++) {
+      this.free.push({ view: Buffer.from(kernel.uvm.ram.buffer, base + i * chunkBytes, chunkBytes) });
+    }
+  }
+
+  /*
+   * create: a receive area of `chunks` chunks of chunkBytes (a page multiple) in contiguous kernel memory
+   * => throws EINVAL for bad sizes, ENOMEM when no such run of pages can be had
+   */
+  static async create(kernel: Kernel, chunkBytes: number, chunks: number): Promise<RecvBuffer> {
+    if (!Number.isSafeInteger(chunkBytes) || chunkBytes < PAGE_SIZE || chunkBytes % PAGE_SIZE !== 0) {
+      throw new KernelError(
+        'EINVAL',
+        `soreserve: receive chunk of ${String(chunkBytes)} bytes is not a page multiple`,
+      );
+    }
+    if (!Number.isSafeInteger(chunks) || chunks < 1) {
+      throw new KernelError('EINVAL', `soreserve: bad receive chunk count ${String(chunks)}`);
+    }
+    const pages = await uvmKmAllocContig(kernel.uvm, (chunkBytes / PAGE_SIZE) * chunks);
+    return new RecvBuffer(kernel, pages, chunkBytes, chunks);
+  }
+
+  /* next: the chunk the host should read into next (it stays free until `filled` claims it) */
+  next(): Buffer {
+    const c = this.free[0];
+    if (c === undefined) throw new KernelError('EAGAIN', 'soreceive: no free receive chunk');
+    return c.view;
+  }
+
+  /* filled: the host read n bytes into buf; returns whether another chunk is free to read into */
+  filled(n: number, buf: Buffer): boolean {
+    const c = this.free.shift()!;
+    if (c.view.byteOffset !== buf.byteOffset)
+      throw new KernelError('EIO', 'soreceive: read landed in the wrong chunk');
+    this.queue.push({ chunk: c, off: 0, len: n });
+    this.cc += n;
+    return this.free.length > 0;
+  }
+
+  get empty(): boolean {
+    return this.queue.length === 0;
+  }
+
+  /* head: the oldest unread bytes (a view), or null */
+  head(max: number): Buffer | null {
+    const f = this.queue[0];
+    if (f === undefined) return null;
+    return f.chunk.view.subarray(f.off, f.off + Math.min(max, f.len - f.off));
+  }
+
+  /* consume: n bytes of head() were read; returns true if a chunk became free */
+  consume(n: number): boolean {
+    const f = this.queue[0];
+    f.off += n;
+    this.cc -= n;
+    if (f.off < f.len) return false;
+    this.queue.shift();
+    this.free.push(f.chunk);
+    return true;
+  }
+
+  /* release: give the area back to the VM system (once) */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.queue.length = 0;
+    this.free.length = 0;
+    this.cc = 0;
+    for (const pg of this.pages) uvmKmFreePage(pg);
+  }
+}

@@ -1,0 +1,69 @@
+/*
+ * sosend_auto.ts: when does loaning beat copying on *this* machine? (the `auto` send mode)
+ *
+ * NetBSD loans sends of at least a page (a fixed 4096); Linux's MSG_ZEROCOPY documentation suggests
+ * ~10 KB. The honest answer depends on the machine, so the first `auto` send measures it: in a scratch
+ * kernel, it times building and freeing a chain of each size by copy and by loan -- each followed by
+ * the user's next write to the buffer, which after a loan takes a (cheap, copy-free) fault to get its
+ * write access back -- and picks the smallest size from which loaning is cheaper. The answer is kept
+ * for the life of the process; an explicit `autoThreshold` option skips the measurement.
+ */
+import { Kernel, PAGE_SIZE } from '@loanout/core';
+import { mbufCopyin, mbufLoan, mFreem } from '@loanout/mbuf';
+
+const SIZES = [1024, 2048, 4096, 8192, 16384, 32768, 65536];
+/* if loaning never wins up to the largest size, send everything by copy below this */
+const NEVER = 2 * SIZES[SIZES.length - 1];
+
+let threshold: number | null = null;
+let measuring: Promise<number> | null = null;
+
+/* sosendAutoThreshold: the calibrated threshold in bytes (measured once, on first use) */
+export function sosendAutoThreshold(): Promise<number> {
+  if (threshold !== null) return Promise.resolve(threshold);
+  measuring ??= calibrate().then((t) => {
+    threshold = t;
+    return t;
+  });
+  return measuring;
+}
+
+/* autoThresholdKnown: the threshold if already measured, else null */
+export function autoThresholdKnown(): number | null {
+  return threshold;
+}
+
+async function calibrate(): Promise<number> {
+  const k = new Kernel({ physPages: 1024, swapPages: 0 });
+  const p = k.createProcess();
+  const len = SIZES[SIZES.length - 1];
+  const va = p.mmap(len);
+  await p.write(va, Buffer.alloc(len, 0x5a));
+  const touch = Buffer.from([1]);
+  const round = async (size: number, loan: boolean, iters: number): Promise<number> => {
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < iters; i++) {
+      const m = loan ? await mbufLoan(p, va, size) : await mbufCopyin(p, va, size);
+      mFreem(m);
+      for (let off = 0; off < size; off += PAGE_SIZE) await p.write(va + off, touch);
+    }
+    return Number(process.hrtime.bigint() - t0) / iters;
+  };
+  for (const size of SIZES) {
+    await round(size, false, 20);
+    await round(size, true, 20);
+    const copy: number[] = [];
+    const loan: number[] = [];
+    for (let r = 0; r < 5; r++) {
+      copy.push(await round(size, false, 40));
+      loan.push(await round(size, true, 40));
+    }
+    if (median(loan) < median(copy)) return size;
+  }
+  return NEVER;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[s.length >> 1];
+}

@@ -1,0 +1,316 @@
+/*
+ * uipc_socket.ts: a socket of the toy kernel over a real TCP connection (NetBSD's kern/uipc_socket.c:
+ * sosend, soreceive, soclose).
+ *
+ * sosend (Socket.send) turns user memory into mbufs -- by copy into clusters, by page loan, or by
+ * whichever the `auto` threshold picks -- and hands their views to node:net with plain writes (Node
+ * batches queued writes into one writev). Node reads those bytes *after* write() returns, whenever the
+ * host socket has room; only when its write callback fires are the bytes in the host kernel. So the
+ * mbufs (and the loans under them) live until that callback: then they are freed and the send's `done`
+ * settles. Meanwhile the loaned pages are read-only to the user: a write to them takes a copy-on-write
+ * fault, and the wire still carries the bytes as they were when send() was called.
+ *
+ * A send larger than the send buffer goes out in chunks, each waiting for room (backpressure), and
+ * never more than the loan address-space budget at once. Sends on one socket are serialised (sblock).
+ *
+ * soreceive (Socket.recv) copies bytes the host read into the receive area out to the user.
+ * Close and errors release everything: queued mbufs (so their loans), the receive area, waiters.
+ */
+import type net from 'node:net';
+import { type Kernel, KernelError, PAGE_SIZE, Proc, Prot, VM_MAX_ADDRESS } from '@loanout/core';
+import { type Mbuf, mBuffers, mbufCopyin, mbufLoan, mbufSystem, mFreem } from '@loanout/mbuf';
+import { kernelErrorFrom, type OnRead } from './net_glue.js';
+import { type RecvBuffer, SendBuffer } from './sockbuf.js';
+import { sosendAutoThreshold } from './sosend_auto.js';
+
+export type SendMode = 'copy' | 'loan' | 'auto';
+
+export interface SocketOptions {
+  /* send buffer high-water mark in bytes (default 1 MiB) */
+  sendHighWater?: number;
+  /* receive area: chunks of this many bytes (page multiple, default 64 KiB) ... */
+  recvChunkBytes?: number;
+  /* ... and this many of them (default 2) */
+  recvChunks?: number;
+  /* `auto` loans sends of at least this many bytes (default: calibrated on this machine) */
+  autoThreshold?: number;
+}
+
+export interface SendOptions {
+  mode?: SendMode;
+}
+
+export interface SendResult {
+  /* bytes sent */
+  bytes: number;
+  loanedBytes: number;
+  copiedBytes: number;
+  /* settles when the host has every byte and every loan has ended; rejects if the connection fails */
+  done: Promise<void>;
+}
+
+export interface CloseOptions {
+  /* how long to wait for queued data to drain before closing anyway, in ms (default 10000; 0 = reset now) */
+  linger?: number;
+}
+
+/* one chunk of a send, in flight to the host */
+interface InFlight {
+  m: Mbuf | null;
+  bytes: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+const DEFAULT_HIWAT = 1 << 20;
+
+export class Socket {
+  readonly kernel: Kernel;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly localPort: number;
+  private readonly tcp: net.Socket;
+  private readonly snd: SendBuffer;
+  private readonly rcv: RecvBuffer;
+  private readonly inflight = new Set<InFlight>();
+  private readonly autoThreshold: number | undefined;
+  private state: 'open' | 'closing' | 'closed' = 'open';
+  private error: KernelError | null = null;
+  private eof = false;
+  private paused = false;
+  private sendLock: Promise<void> = Promise.resolve();
+  private recvLock: Promise<void> = Promise.resolve();
+  private dataWaiters: (() => void)[] = [];
+  private readonly closed: Promise<void>;
+
+  /* not for users: sockConnect / sockListen make sockets */
+  constructor(kernel: Kernel, tcp: net.Socket, rcv: RecvBuffer, opts: SocketOptions) {
+    this.kernel = kernel;
+    this.tcp = tcp;
+    this.rcv = rcv;
+    this.snd = new SendBuffer(opts.sendHighWater ?? DEFAULT_HIWAT);
+    this.autoThreshold = opts.autoThreshold;
+    this.remoteAddress = tcp.remoteAddress ?? '';
+    this.remotePort = tcp.remotePort ?? 0;
+    this.localPort = tcp.localPort ?? 0;
+    this.closed = new Promise((resolve) => tcp.once('close', () => resolve(this.teardown())));
+    tcp.on('error', (err) => {
+      this.error ??= kernelErrorFrom('socket', err);
+    });
+    tcp.on('end', () => {
+      this.eof = true;
+      this.wakeReaders();
+    });
+  }
+
+  /* onread: the hooks node:net reads through (into our receive area) */
+  static onread(get: () => Socket | null, rcv: RecvBuffer): OnRead {
+    return {
+      buffer: () => rcv.next(),
+      callback: (n, buf) => {
+        const more = rcv.filled(n, buf);
+        const so = get();
+        if (so !== null) {
+          so.wakeReaders();
+          if (!more) so.paused = true;
+        }
+        return more;
+      },
+    };
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'open' && this.error === null;
+  }
+
+  /* bytes queued to the host and not yet taken by it */
+  get sendQueued(): number {
+    return this.snd.cc;
+  }
+
+  /*
+   * send: send len bytes of a process's memory at va (sosend).
+   * => mode 'copy' (into clusters), 'loan' (page loan), or 'auto' (loan from the threshold up; default)
+   * => resolves once every byte is queued to the host (waiting for room in the send buffer first);
+   *    result.done settles when the host has them all and every loan has ended
+   * => throws EINVAL (bad arguments), EFAULT (unmapped or unreadable memory; nothing is sent),
+   *    EPIPE (socket closed), ECONNRESET (connection failed)
+   */
+  async send(proc: Proc, va: number, len: number, opts: SendOptions = {}): Promise<SendResult> {
+    const mode = opts.mode ?? 'auto';
+    checkIo('sosend', proc, va, len);
+    if (mode !== 'copy' && mode !== 'loan' && mode !== 'auto') {
+      throw new KernelError('EINVAL', `sosend: mode must be 'copy', 'loan' or 'auto', not ${String(mode)}`);
+    }
+    this.checkSendable();
+    proc.checkRange('sosend', va, len, Prot.READ);
+    const threshold = mode === 'auto' ? (this.autoThreshold ?? (await sosendAutoThreshold())) : 0;
+    const unlock = await this.lock('send');
+    try {
+      return await this.sendChunks(proc, va, len, mode, threshold);
+    } finally {
+      unlock();
+    }
+  }
+
+  private async sendChunks(proc: Proc, va: number, len: number, mode: SendMode, threshold: number) {
+    const chunkMax = Math.min(this.snd.hiwat, mbufSystem(this.kernel).kva.limitPages * PAGE_SIZE - PAGE_SIZE);
+    const dones: Promise<void>[] = [];
+    let loanedBytes = 0;
+    let copiedBytes = 0;
+    for (let off = 0; off < len; ) {
+      const n = Math.min(len - off, chunkMax);
+      if (!this.snd.fits(n)) await this.snd.waitSpace(n);
+      this.checkSendable();
+      const loan = mode === 'loan' || (mode === 'auto' && n >= threshold);
+      const m = loan ? await mbufLoan(proc, va + off, n) : await mbufCopyin(proc, va + off, n);
+      if (!this.isOpen) {
+        mFreem(m);
+        this.checkSendable();
+      }
+      dones.push(this.transmit(m, n));
+      if (loan) loanedBytes += n;
+      else copiedBytes += n;
+      off += n;
+    }
+    const done = dones.length === 1 ? dones[0] : Promise.all(dones).then(() => undefined);
+    done.catch(() => undefined);
+    return { bytes: len, loanedBytes, copiedBytes, done };
+  }
+
+  /* transmit: queue a chain's views to the host; settles when its write callback fires */
+  private transmit(m: Mbuf, bytes: number): Promise<void> {
+    this.snd.add(bytes);
+    const views = mBuffers(m);
+    return new Promise<void>((resolve, reject) => {
+      const f: InFlight = { m, bytes, resolve, reject };
+      this.inflight.add(f);
+      const last = views.length - 1;
+      for (let i = 0; i < last; i++) this.tcp.write(views[i]);
+      this.tcp.write(views[last], (err) => this.complete(f, err ?? null));
+    });
+  }
+
+  /* complete: the host took a chunk (or the connection died): free its mbufs, end its loans */
+  private complete(f: InFlight, err: Error | null): void {
+    if (f.m === null) return;
+    mFreem(f.m);
+    f.m = null;
+    this.inflight.delete(f);
+    this.snd.drop(f.bytes);
+    if (err === null) f.resolve();
+    else f.reject(this.error ?? kernelErrorFrom('sosend', err));
+  }
+
+  /*
+   * recv: read up to len bytes into a process's memory at va (soreceive).
+   * => waits for data; returns the number of bytes read (>= 1), or 0 at end of stream
+   * => throws EINVAL (bad arguments), EFAULT (unmapped or read-only memory), ECONNRESET
+   */
+  async recv(proc: Proc, va: number, len: number): Promise<number> {
+    checkIo('soreceive', proc, va, len);
+    proc.checkRange('soreceive', va, len, Prot.WRITE);
+    const unlock = await this.lock('recv');
+    try {
+      while (this.rcv.empty) {
+        if (this.rcv.released || this.eof) return 0;
+        if (this.error !== null) throw this.error;
+        await new Promise<void>((r) => this.dataWaiters.push(r));
+      }
+      return await this.copyout(proc, va, len);
+    } finally {
+      unlock();
+    }
+  }
+
+  private async copyout(proc: Proc, va: number, len: number): Promise<number> {
+    let done = 0;
+    for (let bytes = this.rcv.head(len); bytes !== null && done < len; bytes = this.rcv.head(len - done)) {
+      await proc.write(va + done, bytes);
+      done += bytes.length;
+      if (this.rcv.consume(bytes.length) && this.paused && this.state !== 'closed') {
+        this.paused = false;
+        this.tcp.resume();
+      }
+    }
+    return done;
+  }
+
+  /*
+   * close: finish sending, then close (soclose). Resolves when every resource of the socket is
+   * released: queued mbufs freed (loans ended), receive area returned, waiters woken.
+   * => linger: ms to wait for queued data to drain (default 10 s); 0 resets the connection at once
+   */
+  async close(opts: CloseOptions = {}): Promise<void> {
+    const linger = opts.linger ?? 10_000;
+    if (!Number.isFinite(linger) || linger < 0)
+      throw new KernelError('EINVAL', `soclose: bad linger ${String(linger)}`);
+    if (this.state === 'open') {
+      this.state = 'closing';
+      this.snd.abort(new KernelError('EPIPE', 'sosend: socket closed'));
+      if (linger === 0) this.tcp.resetAndDestroy();
+      else await this.drainThenDestroy(linger);
+    }
+    await this.closed;
+  }
+
+  /* destroy: close at once, with an error for anyone waiting (the socket was reset) */
+  destroy(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closing';
+    this.tcp.destroy();
+  }
+
+  private async drainThenDestroy(linger: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, linger);
+      this.tcp.end(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    this.tcp.destroy();
+  }
+
+  /* teardown: the connection is gone; release everything it held */
+  private teardown(): void {
+    this.state = 'closed';
+    const err = this.error ?? new KernelError('EPIPE', 'sosend: socket closed before the data was sent');
+    for (const f of [...this.inflight]) this.complete(f, err);
+    this.snd.abort(err);
+    this.rcv.release();
+    this.wakeReaders();
+  }
+
+  private wakeReaders(): void {
+    for (const w of this.dataWaiters.splice(0)) w();
+  }
+
+  private checkSendable(): void {
+    if (this.error !== null) throw this.error;
+    if (this.state !== 'open') throw new KernelError('EPIPE', 'sosend: socket is closed');
+  }
+
+  /* lock: serialise sends (or receives) on this socket (sblock) */
+  private async lock(which: 'send' | 'recv'): Promise<() => void> {
+    let unlock!: () => void;
+    const mine = new Promise<void>((r) => {
+      unlock = r;
+    });
+    const prev = which === 'send' ? this.sendLock : this.recvLock;
+    if (which === 'send') this.sendLock = mine;
+    else this.recvLock = mine;
+    await prev;
+    return unlock;
+  }
+}
+
+function checkIo(fn: string, proc: Proc, va: number, len: number): void {
+  if (!(proc instanceof Proc)) throw new KernelError('EINVAL', `${fn}: not a process`);
+  if (!Number.isSafeInteger(va) || va < 0)
+    throw new KernelError('EINVAL', `${fn}: bad address ${String(va)}`);
+  if (!Number.isSafeInteger(len) || len < 1 || va + len > VM_MAX_ADDRESS) {
+    throw new KernelError('EINVAL', `${fn}: bad length ${String(len)}`);
+  }
+  if (proc.exited) throw new KernelError('ESRCH', `${fn}: process ${proc.pid} has exited`);
+}

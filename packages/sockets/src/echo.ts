@@ -73,7 +73,7 @@ export async function createEchoServer(opts: EchoServerOptions = {}): Promise<Ec
     counts.connections++;
     counts.active++;
     try {
-      counts.bytes += await echoConnection(kernel, so, mode, bufferBytes, buffers);
+      await echoConnection(kernel, so, mode, bufferBytes, buffers, counts);
     } catch {
       counts.errors++;
     } finally {
@@ -112,29 +112,28 @@ export async function createEchoServer(opts: EchoServerOptions = {}): Promise<Ec
   };
 }
 
-/* echoConnection: one connection's process; returns the bytes echoed */
+/* echoConnection: one connection's process; counts the bytes it echoes as it goes */
 async function echoConnection(
   kernel: Kernel,
   so: Socket,
   mode: SendMode,
   size: number,
   n: number,
-): Promise<number> {
+  counts: { bytes: number },
+): Promise<void> {
   const proc = kernel.createProcess();
   const ring = Array.from({ length: n }, () => proc.mmap(size));
   const pending: (Promise<void> | null)[] = new Array(n).fill(null);
-  let total = 0;
   try {
     for (let i = 0; ; i = (i + 1) % n) {
       if (pending[i] !== null) await pending[i];
       const got = await so.recv(proc, ring[i], size);
       if (got === 0) break;
       pending[i] = (await so.send(proc, ring[i], got, { mode })).done;
-      total += got;
+      counts.bytes += got;
     }
     await Promise.all(pending);
     await so.close();
-    return total;
   } catch (err) {
     so.destroy();
     await Promise.allSettled(pending);

@@ -6,13 +6,16 @@
  * buffer is over its high-water mark -- backpressure instead of an ever-growing queue.
  *
  * The receive buffer is a small area of physically contiguous wired kernel pages cut into chunks.
- * Node's `onread` reads from the host socket straight into a free chunk (no intermediate buffer); the
- * filled chunk waits in the queue until soreceive copies it out to the user. When every chunk is full,
- * reading pauses (TCP flow control does the rest) until soreceive frees one.
+ * Node's `onread` reads from the host socket straight into a chunk (no intermediate buffer); the filled
+ * chunk waits in the queue until soreceive copies it out to the user. Node asks for the *next* chunk
+ * right after each read (and once at the start), even when it is about to pause, so one free chunk is
+ * always "armed" for it; reading pauses (TCP flow control does the rest) when no other chunk is free
+ * to arm after the next read, and resumes when soreceive frees one.
  */
 import {
   type Kernel,
   KernelError,
+  KernelPanic,
   PAGE_SIZE,
   uvmKmAllocContig,
   uvmKmFreePage,
@@ -70,6 +73,8 @@ export class RecvBuffer {
   private readonly pages: VmPage[];
   private readonly free: RecvChunk[] = [];
   private readonly queue: Filled[] = [];
+  /* the chunk Node will read into next */
+  private armed: RecvChunk | null = null;
   /* bytes received and not yet read */
   cc = 0;
   released = false;
@@ -94,28 +99,42 @@ export class RecvBuffer {
         `soreserve: receive chunk of ${String(chunkBytes)} bytes is not a page multiple`,
       );
     }
-    if (!Number.isSafeInteger(chunks) || chunks < 1) {
+    if (!Number.isSafeInteger(chunks) || chunks < 2) {
       throw new KernelError('EINVAL', `soreserve: bad receive chunk count ${String(chunks)}`);
     }
     const pages = await uvmKmAllocContig(kernel.uvm, (chunkBytes / PAGE_SIZE) * chunks);
     return new RecvBuffer(kernel, pages, chunkBytes, chunks);
   }
 
-  /* next: the chunk the host should read into next (it stays free until `filled` claims it) */
-  next(): Buffer {
-    const c = this.free[0];
-    if (c === undefined) throw new KernelError('EAGAIN', 'soreceive: no free receive chunk');
+  /*
+   * arm: the chunk the host reads into next (onread's buffer function)
+   * => panics if none is free: reading should have paused (see filled)
+   */
+  arm(): Buffer {
+    const c = this.free.pop();
+    if (c === undefined) throw new KernelPanic('soreceive: no free receive chunk to arm');
+    this.armed = c;
     return c.view;
   }
 
-  /* filled: the host read n bytes into buf; returns whether another chunk is free to read into */
+  /*
+   * filled: the host read n bytes into the armed chunk buf (onread's callback)
+   * => returns whether reading may go on: another chunk must be free to arm after the *next* read
+   */
   filled(n: number, buf: Buffer): boolean {
-    const c = this.free.shift()!;
-    if (c.view.byteOffset !== buf.byteOffset)
-      throw new KernelError('EIO', 'soreceive: read landed in the wrong chunk');
+    const c = this.armed;
+    if (c === null || c.view.byteOffset !== buf.byteOffset) {
+      throw new KernelPanic('soreceive: a read landed outside the armed chunk');
+    }
+    this.armed = null;
     this.queue.push({ chunk: c, off: 0, len: n });
     this.cc += n;
-    return this.free.length > 0;
+    return this.free.length >= 2;
+  }
+
+  /* canResume: is a chunk free, so that a paused reader may read again? */
+  get canResume(): boolean {
+    return this.free.length >= 1 && !this.released;
   }
 
   get empty(): boolean {

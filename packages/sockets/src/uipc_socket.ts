@@ -28,9 +28,9 @@ export type SendMode = 'copy' | 'loan' | 'auto';
 export interface SocketOptions {
   /* send buffer high-water mark in bytes (default 1 MiB) */
   sendHighWater?: number;
-  /* receive area: chunks of this many bytes (page multiple, default 64 KiB) ... */
+  /* receive area: chunks of this many bytes (page multiple, default 32 KiB) ... */
   recvChunkBytes?: number;
-  /* ... and this many of them (default 2) */
+  /* ... and this many of them (at least 2; default 4) */
   recvChunks?: number;
   /* `auto` loans sends of at least this many bytes (default: calibrated on this machine) */
   autoThreshold?: number;
@@ -106,7 +106,7 @@ export class Socket {
   /* onread: the hooks node:net reads through (into our receive area) */
   static onread(get: () => Socket | null, rcv: RecvBuffer): OnRead {
     return {
-      buffer: () => rcv.next(),
+      buffer: () => rcv.arm(),
       callback: (n, buf) => {
         const more = rcv.filled(n, buf);
         const so = get();
@@ -228,7 +228,7 @@ export class Socket {
     for (let bytes = this.rcv.head(len); bytes !== null && done < len; bytes = this.rcv.head(len - done)) {
       await proc.write(va + done, bytes);
       done += bytes.length;
-      if (this.rcv.consume(bytes.length) && this.paused && this.state !== 'closed') {
+      if (this.rcv.consume(bytes.length) && this.paused && this.rcv.canResume && this.state !== 'closed') {
         this.paused = false;
         this.tcp.resume();
       }

@@ -33,8 +33,8 @@ export interface Listener {
   close(): Promise<void>;
 }
 
-const RECV_CHUNK = 64 * 1024;
-const RECV_CHUNKS = 2;
+const RECV_CHUNK = 32 * 1024;
+const RECV_CHUNKS = 4;
 
 function checkKernel(fn: string, kernel: unknown): asserts kernel is Kernel {
   if (!(kernel instanceof Kernel)) throw new KernelError('EINVAL', `${fn}: not a Kernel`);

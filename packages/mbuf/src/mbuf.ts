@@ -79,8 +79,12 @@ export function mFreem(m: Mbuf): void {
   }
 }
 
-/* mFree: free one mbuf (m_free); its storage goes when its last reference does */
+/*
+ * mFree: free one mbuf (m_free); its storage goes when its last reference does
+ * => panics on an mbuf already freed
+ */
 export function mFree(m: Mbuf): void {
+  if (!(m instanceof Mbuf)) throw new KernelError('EINVAL', 'm_free: not an mbuf');
   if (m.freed) throw new KernelPanic('m_free: mbuf freed twice');
   m.freed = true;
   m.next = null;
@@ -125,10 +129,12 @@ export function mCopydata(m: Mbuf, off: number, n: number): Buffer {
 /*
  * mCopyback: write bytes into a chain at off (m_copyback), through the kernel mapping.
  * => a loaned mbuf is mapped read-only: writing it is a kernel fault (KernelPanic), never a copy
- * => EINVAL if the bytes don't fit inside the chain
+ * => EINVAL if the bytes aren't a Uint8Array or don't fit inside the chain
  */
 export function mCopyback(m: Mbuf, off: number, bytes: Uint8Array): void {
   checkChain('m_copyback', m);
+  if (!(bytes instanceof Uint8Array))
+    throw new KernelError('EINVAL', 'm_copyback: bytes must be a Uint8Array');
   checkSpan('m_copyback', m, off, bytes.length);
   let done = 0;
   forEachSpan(m, off, bytes.length, (x, at, len) => {
@@ -171,12 +177,22 @@ function trimTail(x: Mbuf, k: number): number {
   return k;
 }
 
-/* mCat: append chain n to chain m (m_cat); the packet header of m grows */
+/*
+ * mCat: append chain n to chain m (m_cat); the packet header of m grows
+ * => EINVAL if the chains share an mbuf (the result would be a loop)
+ */
 export function mCat(m: Mbuf, n: Mbuf): void {
   checkChain('m_cat', m);
   checkChain('m_cat', n);
   let last = m;
-  while (last.next !== null) last = last.next;
+  for (;;) {
+    if (last === n) throw new KernelError('EINVAL', 'm_cat: the chains overlap');
+    if (last.next === null) break;
+    last = last.next;
+  }
+  for (let x: Mbuf | null = n; x !== null; x = x.next) {
+    if (x === m) throw new KernelError('EINVAL', 'm_cat: the chains overlap');
+  }
   last.next = n;
   if (m.flags & M_PKTHDR) m.pkthdrLen += mLength(n);
   n.flags &= ~M_PKTHDR;

@@ -53,8 +53,9 @@ function checkArgs(fn: string, proc: Proc, va: number, len: number): void {
  * mbufLoan: a chain over the user's bytes [va, va + len), by page loan (A->K or O->K).
  * => any va and len; the whole pages under them are loaned, the chain covers just the bytes
  * => waits while the loan would exceed the kernel address-space budget
- * => throws EINVAL (bad arguments, larger than the whole budget), EFAULT (unmapped or unreadable),
- *    EINTR (aborted while waiting); then nothing is left loaned, wired or mapped
+ * => throws EINVAL (bad arguments or options, larger than the whole budget), ESRCH (the process has
+ *    exited, or exits while we wait), EFAULT (unmapped or unreadable), EINTR (aborted while waiting);
+ *    then nothing is left loaned, wired or mapped
  */
 export async function mbufLoan(
   proc: Proc,
@@ -63,12 +64,14 @@ export async function mbufLoan(
   opts: MbufLoanOptions = {},
 ): Promise<Mbuf> {
   checkArgs('mbuf_loan', proc, va, len);
+  checkLoanOptions(opts);
   const sys = mbufSystem(proc.kernel);
   const start = va - (va % PAGE_SIZE);
   const npages = Math.ceil((va + len - start) / PAGE_SIZE);
   if (!sys.kva.tryReserve(npages)) await sys.kva.reserve(npages, opts.signal);
   let pages: VmPage[];
   try {
+    if (proc.exited) throw new KernelError('ESRCH', `mbuf_loan: process ${proc.pid} has exited`);
     pages = await uvmLoan(proc.map, start, npages * PAGE_SIZE, 'kernel');
   } catch (err) {
     sys.kva.release(npages);
@@ -78,6 +81,13 @@ export async function mbufLoan(
   sys.loanChains++;
   sys.loanedBytes += len;
   return buildLoanChain(sys, pages, kva, va - start, len);
+}
+
+function checkLoanOptions(opts: MbufLoanOptions): void {
+  if (opts === null || typeof opts !== 'object') throw new KernelError('EINVAL', 'mbuf_loan: bad options');
+  if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) {
+    throw new KernelError('EINVAL', 'mbuf_loan: signal must be an AbortSignal');
+  }
 }
 
 function mapLoan(sys: MbufSystem, pages: VmPage[], npages: number): number {
@@ -159,24 +169,23 @@ class ClusterExt {
 
 /*
  * mbufCopyin: a chain holding a copy of the user's bytes [va, va + len) in 2 KiB clusters (uiomove).
- * => any va and len; waits for clusters if the pool is at its limit
- * => throws EINVAL (bad arguments), EFAULT (unmapped or unreadable), ENOMEM; then no cluster is kept
+ * => any va and len; takes all its clusters at once, waiting in line (holding none) while the pool is
+ *    at its limit
+ * => throws EINVAL (bad arguments, more than the whole cluster pool), ESRCH (exited), EFAULT
+ *    (unmapped or unreadable), ENOMEM; then no cluster is kept
  */
 export async function mbufCopyin(proc: Proc, va: number, len: number): Promise<Mbuf> {
   checkArgs('mbuf_copyin', proc, va, len);
   const sys = mbufSystem(proc.kernel);
   const n = Math.ceil(len / MCLBYTES);
-  const addrs: number[] = new Array(n);
-  let got = 0;
-  try {
-    for (; got < n; got++) {
-      const a = sys.clusters.getSync();
-      addrs[got] = a >= 0 ? a : await sys.clusters.get();
-    }
-  } catch (err) {
-    for (let i = 0; i < got; i++) sys.clusters.put(addrs[i]);
-    throw err;
+  if (n > sys.clusters.capacity) {
+    throw new KernelError(
+      'EINVAL',
+      `mbuf_copyin: ${len} bytes exceed the ${sys.clusters.capacity * MCLBYTES}-byte cluster pool`,
+    );
   }
+  proc.checkRange('mbuf_copyin', va, len, Prot.READ);
+  const addrs = await sys.clusters.getMany(n);
   const head = buildClusterChain(sys, addrs, len);
   try {
     await copyIntoClusters(proc, va, len, addrs, sys.kernel.uvm.ram.bytes);

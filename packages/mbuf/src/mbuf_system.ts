@@ -2,7 +2,7 @@
  * mbuf_system.ts: the mbuf subsystem of one kernel: its cluster pool, its loan address-space budget,
  * and its counters (NetBSD's mbinit / mbstat). Made on first use with defaults, or by mbufInit().
  */
-import { type Kernel, KernelError, PAGE_SIZE } from '@loanout/core';
+import { Kernel, KernelError, PAGE_SIZE } from '@loanout/core';
 import { MCLBYTES } from './mbuf.js';
 import { KvaBudget } from './sokva.js';
 import { Pool } from './subr_pool.js';
@@ -73,9 +73,12 @@ const systems = new WeakMap<Kernel, MbufSystem>();
 
 /*
  * mbufInit: set up a kernel's mbuf subsystem with options (mbinit).
- * => throws EBUSY if it is already set up (explicitly or by first use), EINVAL for bad options
+ * => throws EBUSY if it is already set up (explicitly or by first use), EINVAL for a non-kernel or
+ *    bad options
  */
 export function mbufInit(kernel: Kernel, opts: MbufOptions = {}): MbufSystem {
+  if (!(kernel instanceof Kernel)) throw new KernelError('EINVAL', 'mbinit: not a kernel');
+  if (opts === null || typeof opts !== 'object') throw new KernelError('EINVAL', 'mbinit: bad options');
   if (systems.has(kernel))
     throw new KernelError('EBUSY', 'mbinit: mbufs already initialised for this kernel');
   const sys = new MbufSystem(kernel, opts);

@@ -7,12 +7,13 @@
  * first come first served, until frees bring usage down; it holds nothing while it waits (it reserves
  * before it loans), so waiting can't deadlock. An AbortSignal gives up the wait (EINTR).
  */
-import { KernelError } from '@loanout/core';
+import { KernelError, KernelPanic } from '@loanout/core';
 
 interface Waiter {
   npages: number;
   resolve: () => void;
-  reject: (err: Error) => void;
+  /* stop listening for an abort once the waiter is let in */
+  forget: () => void;
 }
 
 export class KvaBudget {
@@ -33,8 +34,12 @@ export class KvaBudget {
     return this.waiters.length;
   }
 
-  /* tryReserve: take npages now if nobody is waiting ahead and they fit */
+  /*
+   * tryReserve: take npages now if nobody is waiting ahead and they fit
+   * => npages a positive integer (EINVAL)
+   */
   tryReserve(npages: number): boolean {
+    checkCount('sokvaalloc', npages);
     if (this.waiters.length > 0 || this.usedPages + npages > this.limitPages) return false;
     this.usedPages += npages;
     return true;
@@ -42,9 +47,13 @@ export class KvaBudget {
 
   /*
    * reserve: take npages, waiting in line for frees if they don't fit now (sokvaalloc)
-   * => throws EINVAL if npages exceeds the whole budget, EINTR if `signal` aborts the wait
+   * => throws EINVAL if npages is not a positive integer or exceeds the whole budget, EINTR if
+   *    `signal` aborts the wait
    */
   reserve(npages: number, signal?: AbortSignal): Promise<void> {
+    if (!Number.isSafeInteger(npages) || npages < 1) {
+      return Promise.reject(new KernelError('EINVAL', `sokvaalloc: bad page count ${String(npages)}`));
+    }
     if (npages > this.limitPages) {
       return Promise.reject(
         new KernelError(
@@ -57,26 +66,28 @@ export class KvaBudget {
     if (signal?.aborted) return Promise.reject(new KernelError('EINTR', 'sokvaalloc: aborted'));
     this.waits++;
     return new Promise<void>((resolve, reject) => {
-      const w: Waiter = { npages, resolve, reject };
+      const onAbort = () => {
+        const i = this.waiters.indexOf(w);
+        if (i < 0) return;
+        this.waiters.splice(i, 1);
+        reject(new KernelError('EINTR', 'sokvaalloc: aborted while waiting for kernel address space'));
+        this.pump();
+      };
+      const w: Waiter = { npages, resolve, forget: () => signal?.removeEventListener('abort', onAbort) };
       this.waiters.push(w);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          const i = this.waiters.indexOf(w);
-          if (i < 0) return;
-          this.waiters.splice(i, 1);
-          reject(new KernelError('EINTR', 'sokvaalloc: aborted while waiting for kernel address space'));
-          this.pump();
-        },
-        { once: true },
-      );
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
-  /* release: give npages back (sokvafree) and let waiters in, in order */
+  /*
+   * release: give npages back (sokvafree) and let waiters in, in order
+   * => panics if that is more than is reserved (or not a count)
+   */
   release(npages: number): void {
+    if (!Number.isSafeInteger(npages) || npages < 0 || npages > this.usedPages) {
+      throw new KernelPanic(`sokvafree: releasing ${String(npages)} pages of ${this.usedPages} reserved`);
+    }
     this.usedPages -= npages;
-    if (this.usedPages < 0) throw new KernelError('EINVAL', 'sokvafree: released more than reserved');
     this.pump();
   }
 
@@ -84,7 +95,14 @@ export class KvaBudget {
     while (this.waiters.length > 0 && this.usedPages + this.waiters[0].npages <= this.limitPages) {
       const w = this.waiters.shift()!;
       this.usedPages += w.npages;
+      w.forget();
       w.resolve();
     }
+  }
+}
+
+function checkCount(fn: string, npages: number): void {
+  if (!Number.isSafeInteger(npages) || npages < 1) {
+    throw new KernelError('EINVAL', `${fn}: bad page count ${String(npages)}`);
   }
 }

@@ -5,11 +5,19 @@
  * VM system (uvmKmAllocPage), maps each read-write into kernel space, and cuts it into items (two 2 KiB
  * clusters per page). An item is named by its physical address (its byte offset in RAM); its Buffer
  * view and its kernel va are computed once, when its page joins the pool, so getting and putting items
- * allocates nothing. When the pool is at its page limit, get() waits for a put().
+ * allocates nothing.
+ *
+ * The page limit caps the items out at once (the pool's capacity). A caller that needs several items
+ * for one job (a chain of clusters) takes them with getMany(), all or none: it waits in line, holding
+ * nothing, until its whole count fits under the cap -- so two takers can never each hold half the
+ * pool while waiting for the other (hold-and-wait), and a request larger than the pool is refused at
+ * once rather than left waiting forever. Items promised to a waiter that has its turn are counted as
+ * taken (`committed`), so nobody else gets them first.
  */
 import {
   type Kernel,
   KernelError,
+  KernelPanic,
   PAGE_SIZE,
   Prot,
   uvmKmAllocPage,
@@ -29,9 +37,14 @@ export class Pool {
   private readonly pages = new Map<number, { pg: VmPage; kva: number; free: number }>();
   /* cached views by item index (physical address / itemSize) */
   private readonly views: Buffer[] = [];
-  private readonly waiters: (() => void)[] = [];
+  /* 1 for an item handed out, by item index (catches a double put) */
+  private readonly out: Uint8Array;
+  /* takers waiting for their count to fit under the cap, first come first served */
+  private readonly waiters: { n: number; resolve: () => void }[] = [];
   private growing: Promise<void> | null = null;
   inUse = 0;
+  /* items handed out plus items promised to takers still collecting them; <= capacity */
+  private committed = 0;
 
   /*
    * => itemSize divides PAGE_SIZE; maxPages >= 1 (EINVAL otherwise)
@@ -48,31 +61,84 @@ export class Pool {
     this.itemSize = itemSize;
     this.perPage = PAGE_SIZE / itemSize;
     this.maxPages = maxPages;
+    this.out = new Uint8Array(kernel.uvm.pages.length * this.perPage);
   }
 
   get npages(): number {
     return this.pages.size;
   }
 
-  /* getSync: an item's physical address, or -1 if none is free without growing (pool_get PR_NOWAIT) */
+  /* capacity: the most items that may be out at once (maxPages pages' worth) */
+  get capacity(): number {
+    return this.maxPages * this.perPage;
+  }
+
+  /*
+   * getSync: an item's physical address, or -1 if none is free without growing or waiting, or if
+   * others wait ahead (pool_get PR_NOWAIT)
+   */
   getSync(): number {
-    const addr = this.freeItems.pop();
-    if (addr === undefined) return -1;
+    if (this.waiters.length > 0 || this.committed >= this.capacity || this.freeItems.length === 0) return -1;
+    this.committed++;
+    return this.take();
+  }
+
+  /*
+   * get: an item, growing the pool by a page or waiting in line for a put() at the limit
+   * (pool_get PR_WAITOK)
+   * => throws ENOMEM when the VM system has no page to give
+   */
+  async get(): Promise<number> {
+    const addr = this.getSync();
+    if (addr >= 0) return addr;
+    return (await this.getMany(1))[0];
+  }
+
+  /*
+   * getMany: n items, all or none, as one request: waits in line, holding nothing, until n fit under
+   * the cap, then takes them, growing the pool as needed.
+   * => throws EINVAL if n is not an integer in 1..capacity (more could never be had at once), ENOMEM
+   *    when the VM system has no page to give; then nothing is kept
+   */
+  async getMany(n: number): Promise<number[]> {
+    if (!Number.isSafeInteger(n) || n < 1 || n > this.capacity) {
+      throw new KernelError(
+        'EINVAL',
+        `pool_get: ${this.name}: ${String(n)} items (capacity ${this.capacity})`,
+      );
+    }
+    if (this.waiters.length === 0 && this.committed + n <= this.capacity) this.committed += n;
+    else await new Promise<void>((resolve) => this.waiters.push({ n, resolve }));
+    const addrs: number[] = [];
+    try {
+      while (addrs.length < n) {
+        if (this.freeItems.length > 0) addrs.push(this.take());
+        else await this.grow();
+      }
+    } catch (err) {
+      this.committed -= n - addrs.length;
+      for (const a of addrs) this.put(a);
+      this.pump();
+      throw err;
+    }
+    return addrs;
+  }
+
+  /* take: pop a free item for a taker whose count is already committed */
+  private take(): number {
+    const addr = this.freeItems.pop()!;
     this.pages.get(Math.floor(addr / PAGE_SIZE))!.free--;
+    this.out[addr / this.itemSize] = 1;
     this.inUse++;
     return addr;
   }
 
-  /*
-   * get: an item, growing the pool by a page or waiting for a put() when at the limit (pool_get PR_WAITOK)
-   * => throws ENOMEM when the VM system has no page to give
-   */
-  async get(): Promise<number> {
-    for (;;) {
-      const addr = this.getSync();
-      if (addr >= 0) return addr;
-      if (this.pages.size < this.maxPages) await this.grow();
-      else await new Promise<void>((r) => this.waiters.push(r));
+  /* pump: let waiters in, in order, while their counts fit */
+  private pump(): void {
+    while (this.waiters.length > 0 && this.committed + this.waiters[0].n <= this.capacity) {
+      const w = this.waiters.shift()!;
+      this.committed += w.n;
+      w.resolve();
     }
   }
 
@@ -98,16 +164,23 @@ export class Pool {
     }
   }
 
-  /* put: give an item back (pool_put); wakes one waiter */
+  /*
+   * put: give an item back (pool_put); lets waiters in
+   * => EINVAL if addr is not an item of this pool; panics if the item is not out (double put)
+   */
   put(addr: number): void {
-    const page = this.pages.get(Math.floor(addr / PAGE_SIZE));
+    const page = Number.isSafeInteger(addr) ? this.pages.get(Math.floor(addr / PAGE_SIZE)) : undefined;
     if (page === undefined || addr % this.itemSize !== 0) {
       throw new KernelError('EINVAL', `pool_put: ${this.name}: ${addr} is not an item of this pool`);
     }
+    if (this.out[addr / this.itemSize] !== 1)
+      throw new KernelPanic(`pool_put: ${this.name}: item ${addr} put twice`);
+    this.out[addr / this.itemSize] = 0;
     page.free++;
     this.inUse--;
+    this.committed--;
     this.freeItems.push(addr);
-    this.waiters.shift()?.();
+    this.pump();
   }
 
   /* view: the item's bytes, a cached view of RAM */

@@ -1,0 +1,213 @@
+import { Kernel, PAGE_SIZE } from '@loanout/core';
+import { describe, expect, it } from 'vitest';
+import { expectError, expectPanic, settled } from '../test/helpers.js';
+import { MCLBYTES, Pool } from './index.js';
+
+function boot(physPages = 64): Kernel {
+  return new Kernel({ physPages, swapPages: 0 });
+}
+
+describe('Pool construction', () => {
+  it('needs an item size that divides the page and a positive page limit (EINVAL)', async () => {
+    const k = boot();
+    for (const size of [0, -1, 3000, 1.5, Number.NaN]) {
+      await expectError(() => new Pool(k, 'p', size, 1), 'EINVAL');
+    }
+    for (const max of [0, -1, 2.5, Number.NaN]) {
+      await expectError(() => new Pool(k, 'p', MCLBYTES, max), 'EINVAL');
+    }
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 3);
+    expect(pool.perPage).toBe(2);
+    expect(pool.capacity).toBe(6);
+    expect(pool.npages).toBe(0);
+    expect(k.stats().wiredPages).toBe(0);
+  });
+});
+
+describe('Pool.get / put', () => {
+  it('getSync finds nothing in an empty pool; get grows it by one wired, kernel-mapped page', async () => {
+    const k = boot();
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 4);
+    expect(pool.getSync()).toBe(-1);
+    const a = await pool.get();
+    expect(pool.npages).toBe(1);
+    expect(pool.inUse).toBe(1);
+    expect(k.stats().wiredPages).toBe(1);
+    expect(k.stats().kernelVaPages).toBe(1);
+    const b = pool.getSync();
+    expect(b).toBeGreaterThanOrEqual(0);
+    expect(b).not.toBe(a);
+    expect(Math.floor(a / PAGE_SIZE)).toBe(Math.floor(b / PAGE_SIZE));
+    expect(pool.getSync()).toBe(-1);
+    k.checkInvariants();
+  });
+
+  it("an item's view is RAM at its physical address, and its kernel va maps the same bytes read-write", async () => {
+    const k = boot();
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 4);
+    const a = await pool.get();
+    const v = pool.view(a);
+    expect(v.buffer).toBe(k.uvm.ram.buffer);
+    expect(v.byteOffset).toBe(a);
+    expect(v.length).toBe(MCLBYTES);
+    expect(v.every((x) => x === 0)).toBe(true);
+    k.kwrite(pool.kvaOf(a) + 5, Buffer.from('cluster'));
+    expect(v.subarray(5, 12).toString()).toBe('cluster');
+    v.write('direct', 100);
+    expect(k.kread(pool.kvaOf(a) + 100, 6).toString()).toBe('direct');
+  });
+
+  it('put gives an item back for reuse; items are distinct while out', async () => {
+    const k = boot();
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 2);
+    const got = await pool.getMany(4);
+    expect(new Set(got).size).toBe(4);
+    expect(pool.inUse).toBe(4);
+    pool.put(got[2]);
+    expect(pool.inUse).toBe(3);
+    expect(pool.getSync()).toBe(got[2]);
+    k.checkInvariants();
+  });
+
+  it('put of something that is not an item of this pool is EINVAL and changes nothing', async () => {
+    const k = boot();
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 2);
+    const a = await pool.get();
+    for (const bad of [a + 1, 10 * PAGE_SIZE * 1000, -MCLBYTES, Number.NaN]) {
+      await expectError(() => pool.put(bad), 'EINVAL');
+    }
+    expect(pool.inUse).toBe(1);
+  });
+
+  it('a double put panics and does not hand the item out twice', async () => {
+    const k = boot();
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 1);
+    const a = await pool.get();
+    pool.put(a);
+    expectPanic(() => pool.put(a), /put twice/);
+    expect(pool.inUse).toBe(0);
+    const both = await pool.getMany(2);
+    expect(new Set(both).size).toBe(2);
+    expect(pool.getSync()).toBe(-1);
+  });
+
+  it('at its page limit, get waits for a put', async () => {
+    const k = boot();
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 1);
+    const [a] = await pool.getMany(2);
+    const p = pool.get();
+    expect(await settled(p)).toBe(false);
+    expect(pool.npages).toBe(1);
+    pool.put(a);
+    expect(await p).toBe(a);
+  });
+});
+
+describe('Pool.getMany', () => {
+  it('takes n items at once, growing by as many pages as needed', async () => {
+    const k = boot();
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 8);
+    const got = await pool.getMany(7);
+    expect(got.length).toBe(7);
+    expect(new Set(got).size).toBe(7);
+    expect(pool.npages).toBe(4);
+    expect(pool.inUse).toBe(7);
+    k.checkInvariants();
+  });
+
+  it('refuses a count that could never be had at once (EINVAL) instead of waiting forever', async () => {
+    const k = boot();
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 2);
+    for (const bad of [5, 0, -1, 1.5, Number.NaN]) await expectError(pool.getMany(bad), 'EINVAL');
+    expect(pool.inUse).toBe(0);
+    expect(pool.npages).toBe(0);
+  });
+
+  it('waits holding nothing: two takers that each need most of the pool both finish (no hold-and-wait)', async () => {
+    const k = boot();
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 4);
+    const first = pool.getMany(6);
+    const second = pool.getMany(6);
+    const a = await first;
+    expect(a.length).toBe(6);
+    expect(await settled(second)).toBe(false);
+    expect(pool.inUse).toBe(6);
+    for (const x of a) pool.put(x);
+    const b = await second;
+    expect(b.length).toBe(6);
+    expect(pool.inUse).toBe(6);
+  });
+
+  it('serves waiters first come, first served; getSync does not jump the queue', async () => {
+    const k = boot();
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 2);
+    const held = await pool.getMany(4);
+    const order: string[] = [];
+    const big = pool.getMany(3).then((x) => {
+      order.push('big');
+      return x;
+    });
+    const small = pool.getMany(1).then((x) => {
+      order.push('small');
+      return x;
+    });
+    pool.put(held[0]);
+    expect(pool.getSync()).toBe(-1);
+    pool.put(held[1]);
+    pool.put(held[2]);
+    const gotBig = await big;
+    expect(await settled(small)).toBe(false);
+    pool.put(held[3]);
+    await small;
+    expect(order).toEqual(['big', 'small']);
+    expect(gotBig.length).toBe(3);
+    expect(pool.inUse).toBe(4);
+  });
+
+  it('ENOMEM when the VM system runs out of pages: nothing is kept, and the pool still works', async () => {
+    const k = boot(8);
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 32);
+    await expectError(pool.getMany(20), 'ENOMEM');
+    expect(pool.inUse).toBe(0);
+    k.checkInvariants();
+    const two = await pool.getMany(2);
+    expect(two.length).toBe(2);
+    for (const x of two) pool.put(x);
+    pool.drain();
+    expect(k.stats().freePages).toBe(8);
+  });
+});
+
+describe('Pool.drain', () => {
+  it('gives back only pages with no item out, unmapped and freed', async () => {
+    const k = boot();
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 4);
+    const got = await pool.getMany(6);
+    const keep = got[0];
+    for (const x of got.slice(1)) pool.put(x);
+    expect(pool.drain()).toBe(2);
+    expect(pool.npages).toBe(1);
+    expect(k.stats().wiredPages).toBe(1);
+    expect(k.stats().kernelVaPages).toBe(1);
+    expect(pool.view(keep).buffer).toBe(k.uvm.ram.buffer);
+    k.checkInvariants();
+    pool.put(keep);
+    expect(pool.drain()).toBe(1);
+    expect(k.stats().wiredPages).toBe(0);
+    expect(k.stats().kernelVaPages).toBe(0);
+    expect(k.stats().freePages).toBe(64);
+    k.checkInvariants();
+  });
+
+  it('a drained pool grows again on demand', async () => {
+    const k = boot();
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 1);
+    const [a, b] = await pool.getMany(2);
+    pool.put(a);
+    pool.put(b);
+    pool.drain();
+    const again = await pool.getMany(2);
+    expect(again.length).toBe(2);
+    expect(pool.npages).toBe(1);
+  });
+});

@@ -3,13 +3,13 @@
  * and reports on itself (stats, checkInvariants, the event trace).
  */
 import { KernelError } from './errors.js';
-import { PAGE_SHIFT, PAGE_SIZE, Prot } from './param.js';
+import { checkAddress, checkLength, checkProt, PAGE_SHIFT, PAGE_SIZE, Prot } from './param.js';
 import { MAX_PHYS_PAGES } from './physmem.js';
 import { Proc, type ProcHost } from './proc.js';
 import { type IoEvent, type TraceEvent, Uvm } from './uvm.js';
 import { checkInvariants } from './uvm_invariants.js';
 import { KernelVa } from './uvm_km.js';
-import type { VmPage } from './uvm_page.js';
+import { checkPageArg, type VmPage } from './uvm_page.js';
 import { PageDaemon } from './uvm_pdaemon.js';
 
 export interface KernelOptions {
@@ -90,19 +90,33 @@ export class Kernel implements ProcHost {
     return [...this.procs.values()];
   }
 
-  /* kenter / kremove: map pages read-only or read-write into kernel space at a va from kva.alloc */
+  /*
+   * kenter / kremove: map pages read-only or read-write into kernel space at a va from kva.alloc
+   * => va page-aligned, prot valid, pages vm_pages, npages >= 0 (EINVAL)
+   */
   kenter(va: number, pages: readonly VmPage[], prot: number = Prot.READ): void {
+    checkAddress('kenter', va, true);
+    checkProt('kenter', prot);
+    if (!Array.isArray(pages)) throw new KernelError('EINVAL', 'kenter: pages must be an array');
+    for (const pg of pages) checkPageArg('kenter', pg);
     const pmap = this.uvm.mmu.kernelPmap;
     const vpn = va / PAGE_SIZE;
     for (let i = 0; i < pages.length; i++) pmap.kenter(vpn + i, pages[i].frame, prot);
   }
 
   kremove(va: number, npages: number): void {
+    checkAddress('kremove', va, true);
+    checkLength('kremove', npages, 0);
     this.uvm.mmu.kernelPmap.kremove(va / PAGE_SIZE, npages);
   }
 
-  /* kread / kwrite: kernel accesses through the kernel pmap; faults are fatal (KernelPanic) */
+  /*
+   * kread / kwrite: kernel accesses through the kernel pmap; faults are fatal (KernelPanic)
+   * => bad arguments (address, length, not bytes) are EINVAL
+   */
   kread(va: number, n: number): Buffer {
+    checkAddress('kread', va, false);
+    checkLength('kread', n, 0);
     const out = Buffer.allocUnsafe(n);
     for (let done = 0; done < n; ) {
       const a = va + done;
@@ -116,6 +130,8 @@ export class Kernel implements ProcHost {
   }
 
   kwrite(va: number, bytes: Uint8Array): void {
+    checkAddress('kwrite', va, false);
+    if (!(bytes instanceof Uint8Array)) throw new KernelError('EINVAL', 'kwrite: bytes must be a Uint8Array');
     for (let done = 0; done < bytes.length; ) {
       const a = va + done;
       const off = a % PAGE_SIZE;

@@ -311,7 +311,9 @@ export class Proc {
 
 /* checkOptions: EINVAL unless the options argument is an object */
 function checkOptions(fn: string, opts: unknown): void {
-  if (opts === null || typeof opts !== 'object') throw new KernelError('EINVAL', `${fn}: options must be an object`);
+  if (opts === null || typeof opts !== 'object') {
+    throw new KernelError('EINVAL', `${fn}: options must be an object`);
+  }
 }
 
 function checkInherit(inherit: Inheritance): Inheritance {

@@ -9,6 +9,7 @@
  * can reach any more.
  */
 import { panic } from './errors.js';
+import { Prot } from './param.js';
 import type { Uvm } from './uvm.js';
 import { type Anon, uvmAnonUnref } from './uvm_anon.js';
 
@@ -40,11 +41,15 @@ export function amapLookup(amap: Amap, slot: number): Anon | null {
 /*
  * amapAdd: put an anon in a slot.
  * => replace: the slot must hold an anon (whose reference the caller has dealt with); else it must be empty
+ * => replacing in an amap that other entries share (e.g. after a fork of an inherit-share mapping):
+ *    every mapping of the old anon's page is removed, since some may be in those other maps and would
+ *    go stale (NetBSD's amap_add on an AMAP_SHARED amap)
  */
 export function amapAdd(amap: Amap, slot: number, anon: Anon, replace: boolean): void {
   const old = amap.slots[slot];
   if (replace !== (old !== null)) panic(`amap_add: slot ${slot} ${replace ? 'empty' : 'in use'}`);
   if (!replace) amap.nused++;
+  else if (amap.ref > 1 && old!.page !== null) amap.uvm.mmu.pageProtect(old!.page.frame, Prot.NONE);
   amap.slots[slot] = anon;
 }
 

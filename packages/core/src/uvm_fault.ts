@@ -29,6 +29,7 @@ import {
   uvmPageAlloc,
   uvmPageCopy,
   uvmPageDequeue,
+  uvmPageFree,
   uvmPageInsert,
   uvmPageRemove,
   uvmPageUnbusy,
@@ -81,6 +82,7 @@ async function uvmFaultOnce(map: VmMap, va: number, access: number): Promise<boo
  * => returns the page (not BUSY), or null when the caller must look up again (it slept and the map
  *    changed, or the anon went away)
  * => adopts a page the anon was loaned by an object that has since let go of it
+ * => throws EIO (or the pager's KernelError) when the swap read fails; the anon keeps its slot
  */
 export async function uvmfaultAnonget(map: VmMap, anon: Anon, version: number): Promise<VmPage | null> {
   const uvm = map.uvm;
@@ -99,7 +101,14 @@ export async function uvmfaultAnonget(map: VmMap, anon: Anon, version: number): 
     return null;
   }
   const slot = anon.swslot;
-  await uvm.swap.read(uvm, slot, fresh.frame);
+  try {
+    await uvm.swap.read(uvm, slot, fresh.frame);
+  } catch (err) {
+    anongetFailed(anon, fresh);
+    throw err instanceof KernelError
+      ? err
+      : new KernelError('EIO', `uvmfault_anonget: swap read failed: ${String(err)}`, { cause: err });
+  }
   if (fresh.flags & PG_RELEASED) {
     uvmAnonRelease(anon);
     return null;
@@ -114,23 +123,39 @@ export async function uvmfaultAnonget(map: VmMap, anon: Anon, version: number): 
   return map.version === version ? fresh : null;
 }
 
+/*
+ * anongetFailed: a swap-in failed: drop the page it was filling (waking anyone who waited for it);
+ * the anon keeps its swap slot, so a later fault can try again -- or, if the anon was freed meanwhile
+ * (RELEASED), let it go now.
+ */
+function anongetFailed(anon: Anon, pg: VmPage): void {
+  if (pg.flags & PG_RELEASED) uvmAnonRelease(anon);
+  else uvmPageFree(pg);
+}
+
+/*
+ * faultUpper: the page is in the anon layer.
+ * => after anonget (which always yields, and may sleep) everything is revalidated; from there on
+ *    nothing awaits until the page is mapped and queued, except to wait for memory and refault
+ */
 async function faultUpper(ufi: FaultInfo, anon: Anon, access: number): Promise<boolean> {
   const { map, entry } = ufi;
   const slot = entry.amapSlot + ufi.idx;
   let pg = await uvmfaultAnonget(map, anon, ufi.version);
-  if (pg === null || entry.amap?.slots[slot] !== anon) return false;
+  if (pg === null || map.version !== ufi.version || entry.amap?.slots[slot] !== anon) return false;
+  if (anon.page !== pg || pg.flags & PG_BUSY) return false;
   let prot = entry.prot;
   if (pg.loanCount > 0) {
     if (!(access & Prot.WRITE)) prot &= ~Prot.WRITE;
     else if (anon.ref === 1) {
-      const copy = await breakAnonLoan(ufi, anon, pg);
-      if (copy === null) return false;
+      const copy = breakAnonLoan(ufi, anon, pg);
+      if (copy === null) return waitForMemory(ufi, 'flt_noram2');
       pg = copy;
     }
   }
   if (access & Prot.WRITE && anon.ref > 1) {
-    const copy = await cowAnon(ufi, anon, pg, slot);
-    if (copy === null) return false;
+    const copy = cowAnon(ufi, anon, pg, slot);
+    if (copy === null) return waitForMemory(ufi, 'flt_noram3');
     pg = copy;
   } else if (anon.ref > 1 || entry.needsCopy) {
     prot &= ~Prot.WRITE;
@@ -140,19 +165,22 @@ async function faultUpper(ufi: FaultInfo, anon: Anon, access: number): Promise<b
   return true;
 }
 
+/* waitForMemory: no page was free: wait for the pagedaemon, then ReFault (throws ENOMEM) */
+async function waitForMemory(ufi: FaultInfo, reason: string): Promise<false> {
+  await ufi.map.uvm.wait(reason);
+  return false;
+}
+
 /*
  * breakAnonLoan: a write to a loaned page of an anon nobody else shares: give the anon a copy and
  * leave the loaned page to its borrowers (an object keeps its O->A page; an anon's own page becomes
  * an orphan that the last unloan frees).
- * => returns the new page, or null for ReFault (after waiting for memory)
+ * => returns the new page, or null when no page is free (the caller waits and refaults); never sleeps
  */
-async function breakAnonLoan(ufi: FaultInfo, anon: Anon, old: VmPage): Promise<VmPage | null> {
+function breakAnonLoan(ufi: FaultInfo, anon: Anon, old: VmPage): VmPage | null {
   const uvm = ufi.map.uvm;
   const pg = uvmPageAlloc(uvm, null, 0, null);
-  if (pg === null) {
-    await uvm.wait('flt_noram2');
-    return null;
-  }
+  if (pg === null) return null;
   uvmPageCopy(old, pg);
   uvm.mmu.pageProtect(old.frame, Prot.NONE);
   const obj = old.uobject;
@@ -171,14 +199,16 @@ async function breakAnonLoan(ufi: FaultInfo, anon: Anon, old: VmPage): Promise<V
   return pg;
 }
 
-/* cowAnon: copy-on-write of a shared anon into a new one in the same slot. */
-async function cowAnon(ufi: FaultInfo, anon: Anon, old: VmPage, slot: number): Promise<VmPage | null> {
+/*
+ * cowAnon: copy-on-write of a shared anon into a new one in the same slot.
+ * => returns the new page, or null when no page is free (the caller waits and refaults); never sleeps
+ */
+function cowAnon(ufi: FaultInfo, anon: Anon, old: VmPage, slot: number): VmPage | null {
   const uvm = ufi.map.uvm;
   const na = uvmAnonAlloc(uvm);
   const pg = uvmPageAlloc(uvm, null, 0, na);
   if (pg === null) {
     uvmAnonUnref(na);
-    await uvm.wait('flt_noram3');
     return null;
   }
   uvmPageCopy(old, pg);
@@ -212,8 +242,8 @@ async function faultLower(ufi: FaultInfo, obj: UvmObject, access: number): Promi
   if (pg.loanCount > 0) {
     if (!(access & Prot.WRITE)) prot &= ~Prot.WRITE;
     else {
-      const copy = await breakObjectLoan(ufi, obj, pg);
-      if (copy === null) return false;
+      const copy = breakObjectLoan(ufi, obj, pg);
+      if (copy === null) return waitForMemory(ufi, 'flt_noram6');
       pg = copy;
     }
   }
@@ -275,15 +305,15 @@ function enterNewAnon(ufi: FaultInfo, anon: Anon, pg: VmPage, slot: number, why:
 /*
  * breakObjectLoan: a write through a shared mapping to a loaned object page: a copy takes the page's
  * place in the object; the old page, unchanged, stays with its borrowers (uvm_pagerealloc twice).
- * => returns the new page BUSY, or null for ReFault
+ * => returns the new page BUSY; or null when no page is free, having let go of `old` (the caller
+ *    waits and refaults); never sleeps
  */
-async function breakObjectLoan(ufi: FaultInfo, obj: UvmObject, old: VmPage): Promise<VmPage | null> {
+function breakObjectLoan(ufi: FaultInfo, obj: UvmObject, old: VmPage): VmPage | null {
   const uvm = ufi.map.uvm;
   const pg = uvmPageAlloc(uvm, null, 0, null);
   if (pg === null) {
     uvmPageActivate(old);
     uvmPageUnbusy(old);
-    await uvm.wait('flt_noram6');
     return null;
   }
   uvmPageCopy(old, pg);

@@ -201,8 +201,8 @@ export function uvmMapEntryDispose(map: VmMap, e: MapEntry): void {
  */
 export function uvmMapProtect(map: VmMap, start: number, end: number, prot: number): void {
   let va = start;
-  for (let i = Math.max(0, map.indexOf(start)); va < end; i++) {
-    const e = map.entries[i];
+  for (let i = map.indexOf(start); va < end; i++) {
+    const e = i < 0 ? undefined : map.entries[i];
     if (e === undefined || e.start > va)
       throw new KernelError('ENOMEM', `uvm_map_protect: ${hex(va)} is not mapped`);
     if ((prot & ~e.maxProt) !== 0) {

@@ -128,6 +128,7 @@ export abstract class UvmObject {
 
   /*
    * put: write a BUSY page back if it is dirty (pgo_put); leaves it BUSY and CLEAN.
+   * => if the write fails the page stays dirty (not CLEAN), so a later put tries again
    */
   async put(pg: VmPage): Promise<void> {
     kassert((pg.flags & PG_BUSY) !== 0, `pgo_put: ${pg} not busy`);
@@ -135,7 +136,12 @@ export abstract class UvmObject {
     this.uvm.mmu.pageProtect(pg.frame, Prot.READ);
     this.uvm.mmu.clearModify(pg.frame);
     pg.flags |= PG_CLEAN;
-    await this.pgoWrite(pg);
+    try {
+      await this.pgoWrite(pg);
+    } catch (err) {
+      pg.flags &= ~PG_CLEAN;
+      throw err;
+    }
   }
 
   isDirty(pg: VmPage): boolean {

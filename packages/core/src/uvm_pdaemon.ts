@@ -26,6 +26,7 @@ import {
   uvmPageFree,
   uvmPageRemove,
   uvmPageUnbusy,
+  uvmPageWaitBusy,
   type VmPage,
 } from './uvm_page.js';
 
@@ -50,15 +51,20 @@ export class PageDaemon {
 
   /*
    * wait: sleep until at least one page is free (uvm_wait).
-   * => throws ENOMEM if a whole pass could reclaim nothing while no page is free
+   * => a pass that reclaims nothing while pages are BUSY (I/O in flight) sleeps until one of them is
+   *    unbusied, then tries again: such a page is about to become reclaimable
+   * => throws ENOMEM if a whole pass could reclaim nothing while no page is free and none is BUSY
    */
   async wait(reason: string): Promise<void> {
     this.uvm.exp.pdaemonWaits++;
     while (this.uvm.free.length === 0) {
       const freed = await this.run();
-      if (freed === 0 && this.uvm.free.length === 0) {
+      if (freed > 0 || this.uvm.free.length > 0) continue;
+      const busy = this.uvm.pages.find((pg) => (pg.flags & PG_BUSY) !== 0);
+      if (busy === undefined) {
         throw new KernelError('ENOMEM', `${reason}: out of memory (nothing left the pagedaemon can reclaim)`);
       }
+      await uvmPageWaitBusy(busy);
     }
   }
 

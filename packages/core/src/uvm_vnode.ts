@@ -39,32 +39,39 @@ export class VnodeObject extends UvmObject {
   /*
    * uvnAttach: the vnode object of a file, from the cache or newly opened (uvn_attach).
    * => gains a reference for the caller
+   * => waits for an old vnode of the file that is still writing back, so the new one reads its bytes
    * => throws ENOENT (no such file), EACCES, EINVAL (not a regular file), EIO
    */
   static async attach(uvm: Uvm, path: string): Promise<VnodeObject> {
     const real = await realpath(path).catch((err: NodeJS.ErrnoException) => {
       throw fsError('uvn_attach', path, err);
     });
-    const cached = uvm.vnodes.get(real);
-    if (cached !== undefined) {
-      cached.reference();
-      return cached;
+    const dying = dyingVnodes(uvm);
+    for (;;) {
+      const gone = dying.get(real);
+      if (gone !== undefined) {
+        await gone;
+        continue;
+      }
+      const cached = uvm.vnodes.get(real);
+      if (cached !== undefined) {
+        cached.reference();
+        return cached;
+      }
+      const { fh, writable } = await openBest(real);
+      const st = await fh.stat();
+      if (!st.isFile()) {
+        await fh.close();
+        throw new KernelError('EINVAL', `uvn_attach: ${path} is not a regular file`);
+      }
+      if (uvm.vnodes.has(real) || dying.has(real)) {
+        await fh.close();
+        continue;
+      }
+      const vn = new VnodeObject(uvm, real, fh, st.size, writable);
+      uvm.vnodes.set(real, vn);
+      return vn;
     }
-    const { fh, writable } = await openBest(real);
-    const st = await fh.stat();
-    if (!st.isFile()) {
-      await fh.close();
-      throw new KernelError('EINVAL', `uvn_attach: ${path} is not a regular file`);
-    }
-    const again = uvm.vnodes.get(real);
-    if (again !== undefined) {
-      await fh.close();
-      again.reference();
-      return again;
-    }
-    const vn = new VnodeObject(uvm, real, fh, st.size, writable);
-    uvm.vnodes.set(real, vn);
-    return vn;
   }
 
   protected needsIo(): boolean {
@@ -119,7 +126,17 @@ export class VnodeObject extends UvmObject {
   /* last mapping gone: write back, free the pages, close the file (in the background). */
   protected onLastRef(): void {
     this.uvm.vnodes.delete(this.path);
-    this.uvm.background(this.teardown());
+    const done = this.teardown();
+    this.uvm.background(done);
+    const dying = dyingVnodes(this.uvm);
+    const settled = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    dying.set(this.path, settled);
+    void settled.then(() => {
+      if (dying.get(this.path) === settled) dying.delete(this.path);
+    });
   }
 
   private async teardown(): Promise<void> {
@@ -131,6 +148,18 @@ export class VnodeObject extends UvmObject {
       await this.fh.close();
     }
   }
+}
+
+/* vnodes that lost their last reference and are still writing back, by kernel and path */
+const dyingByUvm = new WeakMap<Uvm, Map<string, Promise<void>>>();
+
+function dyingVnodes(uvm: Uvm): Map<string, Promise<void>> {
+  let dying = dyingByUvm.get(uvm);
+  if (dying === undefined) {
+    dying = new Map();
+    dyingByUvm.set(uvm, dying);
+  }
+  return dying;
 }
 
 async function openBest(path: string): Promise<{ fh: FileHandle; writable: boolean }> {

@@ -78,9 +78,13 @@ export class Socket {
   private error: KernelError | null = null;
   private eof = false;
   private paused = false;
+  /* a recv is copying out of the receive area (teardown must not free it under the copy) */
+  private copying = false;
   private sendLock: Promise<void> = Promise.resolve();
   private recvLock: Promise<void> = Promise.resolve();
   private dataWaiters: (() => void)[] = [];
+  /* aborted when the socket closes: gives up a send's wait for loan address space */
+  private readonly closing = new AbortController();
   private readonly closed: Promise<void>;
 
   /* not for users: sockConnect / sockListen make sockets */
@@ -134,7 +138,8 @@ export class Socket {
    * => resolves once every byte is queued to the host (waiting for room in the send buffer first);
    *    result.done settles when the host has them all and every loan has ended
    * => throws EINVAL (bad arguments), EFAULT (unmapped or unreadable memory; nothing is sent),
-   *    EPIPE (socket closed), ECONNRESET (connection failed)
+   *    EPIPE (socket closed, also while the send waits for room or loan budget), ECONNRESET
+   *    (connection failed)
    */
   async send(proc: Proc, va: number, len: number, opts: SendOptions = {}): Promise<SendResult> {
     const mode = opts.mode ?? 'auto';
@@ -154,21 +159,25 @@ export class Socket {
   }
 
   private async sendChunks(proc: Proc, va: number, len: number, mode: SendMode, threshold: number) {
-    const chunkMax = Math.min(this.snd.hiwat, mbufSystem(this.kernel).kva.limitPages * PAGE_SIZE - PAGE_SIZE);
+    const kvaBytes = mbufSystem(this.kernel).kva.limitPages * PAGE_SIZE;
     const dones: Promise<void>[] = [];
     let loanedBytes = 0;
     let copiedBytes = 0;
     for (let off = 0; off < len; ) {
-      const n = Math.min(len - off, chunkMax);
+      /* a chunk fits the send buffer, and its pages (it may start mid-page) fit the loan budget */
+      const n = Math.min(len - off, this.snd.hiwat, kvaBytes - ((va + off) % PAGE_SIZE));
       if (!this.snd.fits(n)) await this.snd.waitSpace(n);
       this.checkSendable();
       const loan = mode === 'loan' || (mode === 'auto' && n >= threshold);
-      const m = loan ? await mbufLoan(proc, va + off, n) : await mbufCopyin(proc, va + off, n);
+      const m = loan ? await this.loan(proc, va + off, n) : await mbufCopyin(proc, va + off, n);
       if (!this.isOpen) {
         mFreem(m);
         this.checkSendable();
       }
-      dones.push(this.transmit(m, n));
+      const sent = this.transmit(m, n);
+      /* a later chunk may still fail the send: then nobody awaits this one's completion */
+      sent.catch(() => undefined);
+      dones.push(sent);
       if (loan) loanedBytes += n;
       else copiedBytes += n;
       off += n;
@@ -176,6 +185,16 @@ export class Socket {
     const done = dones.length === 1 ? dones[0] : Promise.all(dones).then(() => undefined);
     done.catch(() => undefined);
     return { bytes: len, loanedBytes, copiedBytes, done };
+  }
+
+  /* loan: mbufLoan, given up with EPIPE if the socket closes while it waits for loan address space */
+  private async loan(proc: Proc, va: number, n: number): Promise<Mbuf> {
+    try {
+      return await mbufLoan(proc, va, n, { signal: this.closing.signal });
+    } catch (err) {
+      if (err instanceof KernelError && err.code === 'EINTR') this.checkSendable();
+      throw err;
+    }
   }
 
   /* transmit: queue a chain's views to the host; settles when its write callback fires */
@@ -191,15 +210,19 @@ export class Socket {
     });
   }
 
-  /* complete: the host took a chunk (or the connection died): free its mbufs, end its loans */
+  /*
+   * complete: the host took a chunk (or the connection died): free its mbufs, end its loans.
+   * => on a destroyed socket no callback means delivery: Node calls back a write that destroy() cut
+   *    short with no error (onWriteComplete), so the chunk fails with the socket's error or EPIPE
+   */
   private complete(f: InFlight, err: Error | null): void {
     if (f.m === null) return;
     mFreem(f.m);
     f.m = null;
     this.inflight.delete(f);
     this.snd.drop(f.bytes);
-    if (err === null) f.resolve();
-    else f.reject(this.error ?? kernelErrorFrom('sosend', err));
+    if (err === null && !this.tcp.destroyed) f.resolve();
+    else f.reject(this.error ?? kernelErrorFrom('sosend', err ?? notSent()));
   }
 
   /*
@@ -213,8 +236,9 @@ export class Socket {
     const unlock = await this.lock('recv');
     try {
       while (this.rcv.empty) {
-        if (this.rcv.released || this.eof) return 0;
+        /* a reset is an error, not an end of stream (soreceive checks so_error before CANTRCVMORE) */
         if (this.error !== null) throw this.error;
+        if (this.rcv.released || this.eof) return 0;
         await new Promise<void>((r) => this.dataWaiters.push(r));
       }
       return await this.copyout(proc, va, len);
@@ -223,15 +247,22 @@ export class Socket {
     }
   }
 
+  /* copyout: move queued bytes to the user; the receive area stays pinned while a copy may sleep */
   private async copyout(proc: Proc, va: number, len: number): Promise<number> {
     let done = 0;
-    for (let bytes = this.rcv.head(len); bytes !== null && done < len; bytes = this.rcv.head(len - done)) {
-      await proc.write(va + done, bytes);
-      done += bytes.length;
-      if (this.rcv.consume(bytes.length) && this.paused && this.rcv.canResume && this.state !== 'closed') {
-        this.paused = false;
-        this.tcp.resume();
+    this.copying = true;
+    try {
+      for (let bytes = this.rcv.head(len); bytes !== null && done < len; bytes = this.rcv.head(len - done)) {
+        await proc.write(va + done, bytes);
+        done += bytes.length;
+        if (this.rcv.consume(bytes.length) && this.paused && this.rcv.canResume && this.state !== 'closed') {
+          this.paused = false;
+          this.tcp.resume();
+        }
       }
+    } finally {
+      this.copying = false;
+      if (this.state === 'closed') this.rcv.release();
     }
     return done;
   }
@@ -248,6 +279,7 @@ export class Socket {
     if (this.state === 'open') {
       this.state = 'closing';
       this.snd.abort(new KernelError('EPIPE', 'sosend: socket closed'));
+      this.closing.abort();
       if (linger === 0) this.tcp.resetAndDestroy();
       else await this.drainThenDestroy(linger);
     }
@@ -258,6 +290,7 @@ export class Socket {
   destroy(): void {
     if (this.state === 'closed') return;
     this.state = 'closing';
+    this.closing.abort();
     this.tcp.destroy();
   }
 
@@ -275,10 +308,11 @@ export class Socket {
   /* teardown: the connection is gone; release everything it held */
   private teardown(): void {
     this.state = 'closed';
-    const err = this.error ?? new KernelError('EPIPE', 'sosend: socket closed before the data was sent');
+    const err = this.error ?? notSent();
     for (const f of [...this.inflight]) this.complete(f, err);
     this.snd.abort(err);
-    this.rcv.release();
+    this.closing.abort();
+    if (!this.copying) this.rcv.release();
     this.wakeReaders();
   }
 
@@ -303,6 +337,10 @@ export class Socket {
     await prev;
     return unlock;
   }
+}
+
+function notSent(): KernelError {
+  return new KernelError('EPIPE', 'sosend: socket closed before the data was sent');
 }
 
 function checkIo(fn: string, proc: Proc, va: number, len: number): void {

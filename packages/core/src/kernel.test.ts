@@ -1,0 +1,336 @@
+import { readFile } from 'node:fs/promises';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  deferred,
+  expectErrorSync,
+  expectPanic,
+  frameAt,
+  makeTmpDir,
+  pattern,
+  removeTmpDir,
+  settle,
+  writeFileOf,
+} from '../test/helpers.js';
+import {
+  type IoEvent,
+  Kernel,
+  type KernelOptions,
+  MAX_PHYS_PAGES,
+  PAGE_SIZE,
+  PG_BUSY,
+  Prot,
+  type TraceEvent,
+} from './index.js';
+import type { Proc } from './proc.js';
+
+const RW = Prot.READ | Prot.WRITE;
+
+describe('new Kernel', () => {
+  it('boots with 4096 pages of RAM and 8192 of swap by default, all free', () => {
+    const k = new Kernel();
+    expect(k.stats()).toMatchObject({
+      physPages: 4096,
+      freePages: 4096,
+      swapPages: 8192,
+      swapUsed: 0,
+      activePages: 0,
+      inactivePages: 0,
+      wiredPages: 0,
+      busyPages: 0,
+      anons: 0,
+      processes: 0,
+      kernelVaPages: 0,
+      faults: 0,
+    });
+    k.checkInvariants();
+  });
+
+  it('takes the sizes it is given', () => {
+    const k = new Kernel({ physPages: 3, swapPages: 0 });
+    expect(k.stats()).toMatchObject({ physPages: 3, freePages: 3, swapPages: 0 });
+    expect(k.uvm.ram.buffer.byteLength).toBe(3 * PAGE_SIZE);
+  });
+
+  it.each([
+    ['physPages 0', { physPages: 0 }],
+    ['physPages -1', { physPages: -1 }],
+    ['physPages 1.5', { physPages: 1.5 }],
+    ['physPages NaN', { physPages: Number.NaN }],
+    ['physPages Infinity', { physPages: Number.POSITIVE_INFINITY }],
+    ['physPages beyond the maximum', { physPages: MAX_PHYS_PAGES + 1 }],
+    ['physPages as a string', { physPages: '8' }],
+    ['swapPages -1', { swapPages: -1 }],
+    ['swapPages 2.5', { swapPages: 2.5 }],
+    ['swapPages NaN', { swapPages: Number.NaN }],
+    ['swapPages as a string', { swapPages: '8' }],
+    ['null options', null],
+    ['numeric options', 12],
+    ['string options', 'big'],
+  ])('refuses %s with EINVAL', (_what, opts) => {
+    expectErrorSync(() => new Kernel(opts as unknown as KernelOptions), 'EINVAL');
+  });
+});
+
+describe('Kernel.stats', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await makeTmpDir();
+  });
+  afterEach(async () => {
+    await removeTmpDir(dir);
+  });
+
+  it('counts faults, zero-fills, copy-on-write faults and anons exactly', async () => {
+    const k = new Kernel({ physPages: 32, swapPages: 0 });
+    const p = k.createProcess();
+    const va = p.mmap(3 * PAGE_SIZE);
+    await p.write(va, pattern(3 * PAGE_SIZE, 1));
+    expect(k.stats()).toMatchObject({ faults: 3, zeroFills: 3, cowFaults: 0, anons: 3, activePages: 3 });
+    const c = p.fork();
+    expect(k.stats()).toMatchObject({ processes: 2, anons: 3, freePages: 29 });
+    await c.write(va, Buffer.from('c'));
+    /* one write fault: amap copy, then a copy of the shared anon */
+    expect(k.stats()).toMatchObject({ faults: 4, cowFaults: 1, anons: 4, freePages: 28 });
+    await c.read(va + PAGE_SIZE, 1);
+    expect(k.stats()).toMatchObject({ faults: 5, cowFaults: 1, anons: 4, freePages: 28 });
+    c.exit();
+    p.exit();
+    expect(k.stats()).toMatchObject({ anons: 0, freePages: 32, processes: 0 });
+  });
+
+  it('counts page-ins from files and from swap, page-outs, and swap in use', async () => {
+    const file = await writeFileOf(dir, 'f', 2 * PAGE_SIZE, 2);
+    const k = new Kernel({ physPages: 16, swapPages: 32 });
+    const p = k.createProcess();
+    const fva = await p.mmapFile(file);
+    await p.read(fva, 2 * PAGE_SIZE);
+    expect(k.stats()).toMatchObject({ pageins: 2, pageouts: 0, swapUsed: 0 });
+    const va = p.mmap(24 * PAGE_SIZE);
+    for (let i = 0; i < 24; i++) await p.write(va + i * PAGE_SIZE, pattern(PAGE_SIZE, i));
+    const s = k.stats();
+    expect(s.pageouts).toBeGreaterThanOrEqual(24 + 2 - 16);
+    expect(s.swapUsed).toBeGreaterThan(0);
+    expect(s.swapUsed).toBeLessThanOrEqual(s.pageouts);
+    expect(s.freePages + s.activePages + s.inactivePages + s.busyPages).toBe(16);
+    await p.read(va, PAGE_SIZE);
+    expect(k.stats().pageins).toBeGreaterThan(s.pageins);
+    p.exit();
+    await settle(k);
+    expect(k.stats()).toMatchObject({ freePages: 16, swapUsed: 0, anons: 0, busyPages: 0 });
+  });
+
+  it('reports pages being paged out as busy while the I/O is in flight', async () => {
+    const k = new Kernel({ physPages: 16, swapPages: 32 });
+    const p = k.createProcess();
+    const va = p.mmap(20 * PAGE_SIZE);
+    const gate = deferred();
+    let busyDuringIo = -1;
+    k.setIoHook(async (ev) => {
+      if (ev.kind !== 'swapout') return;
+      busyDuringIo = Math.max(busyDuringIo, k.stats().busyPages);
+      await gate.promise;
+    });
+    const writing = (async () => {
+      for (let i = 0; i < 20; i++) await p.write(va + i * PAGE_SIZE, pattern(PAGE_SIZE, i));
+    })();
+    await new Promise((r) => setImmediate(r));
+    gate.resolve();
+    await writing;
+    expect(busyDuringIo).toBeGreaterThanOrEqual(1);
+    await settle(k);
+    expect(k.stats().busyPages).toBe(0);
+  });
+});
+
+describe('Kernel.checkInvariants', () => {
+  /* a kernel with a bit of everything: private, shared, forked, read-only */
+  async function busyKernel(): Promise<{ k: Kernel; p: Proc; c: Proc; va: number; sva: number }> {
+    const k = new Kernel({ physPages: 32, swapPages: 16 });
+    const p = k.createProcess();
+    const va = p.mmap(3 * PAGE_SIZE);
+    await p.write(va, pattern(3 * PAGE_SIZE, 3));
+    const sva = p.mmap(2 * PAGE_SIZE, { shared: true });
+    await p.write(sva, pattern(2 * PAGE_SIZE, 4));
+    const c = p.fork();
+    await c.read(va, 3 * PAGE_SIZE);
+    await c.read(sva, PAGE_SIZE);
+    k.checkInvariants();
+    return { k, p, c, va, sva };
+  }
+
+  const corruptions: [string, (s: Awaited<ReturnType<typeof busyKernel>>) => void][] = [
+    ['a queue length', ({ k }) => void k.uvm.free.length++],
+    ['a queue link', ({ k }) => void (k.uvm.active.head!.next!.prev = null)],
+    ['a free page with flags', ({ k }) => void (k.uvm.free.head!.flags = PG_BUSY)],
+    ['a free page with an owner', ({ k }) => void (k.uvm.free.head!.uanon = k.uvm.active.head!.uanon)],
+    ['the wired page counter', ({ k }) => void k.uvm.wiredPages++],
+    ['a page lost from every queue', ({ k }) => k.uvm.active.remove(k.uvm.active.head!)],
+    [
+      'an anon page pointing at another anon',
+      ({ k, p, va }) => {
+        const a = k.uvm.pages[frameAt(p, va)];
+        const b = k.uvm.pages[frameAt(p, va + PAGE_SIZE)];
+        a.uanon = b.uanon;
+      },
+    ],
+    [
+      'an object page its object does not hold',
+      ({ k, p, sva }) => {
+        const pg = k.uvm.pages[frameAt(p, sva)];
+        pg.uobject!.pages[pg.offset] = undefined;
+      },
+    ],
+    [
+      'a mapping of the wrong frame',
+      ({ k, p, va }) => {
+        const vpn = va / PAGE_SIZE;
+        const free = k.uvm.free.head!.frame;
+        k.uvm.mmu.pvRemove(p.map.pmap.extract(vpn), p.map.pmap, vpn);
+        p.map.pmap.frames[vpn] = free + 1;
+        k.uvm.mmu.pvInsert(free, p.map.pmap, vpn);
+      },
+    ],
+    ['a pmap resident count', ({ p }) => void p.map.pmap.resident++],
+    ['a missing pv entry', ({ k, p, va }) => void (k.uvm.mmu.pv[frameAt(p, va)] = null)],
+    [
+      'a mapping more permissive than its entry',
+      ({ p, va }) => {
+        p.mprotect(va, PAGE_SIZE, Prot.READ);
+        p.map.pmap.bits[va / PAGE_SIZE] |= Prot.WRITE;
+      },
+    ],
+    [
+      'a writable mapping of a needs-copy entry',
+      ({ c, va }) => {
+        c.map.pmap.bits[va / PAGE_SIZE] |= Prot.WRITE;
+      },
+    ],
+    ['overlapping map entries', ({ p }) => void (p.map.entries[1].start = p.map.entries[0].start)],
+    ['an unaligned map entry', ({ p }) => void (p.map.entries[0].end += 1)],
+    ['an amap reference count', ({ p }) => void p.map.entries[0].amap!.ref++],
+    ['an amap slot reference count', ({ p }) => void p.map.entries[0].amap!.ppref[1]++],
+    ['an amap use count', ({ p }) => void p.map.entries[0].amap!.nused--],
+    [
+      'an anon with fewer references than slots',
+      ({ p }) => {
+        const e = p.map.entries[0];
+        e.amap!.slots[e.amapSlot]!.ref = 0;
+      },
+    ],
+    [
+      'an anon with neither page nor swap slot',
+      ({ k, p, va }) => {
+        const pg = k.uvm.pages[frameAt(p, va)];
+        k.uvm.mmu.pageProtect(pg.frame, Prot.NONE);
+        const anon = pg.uanon!;
+        pg.uanon = null;
+        pg.anonOwns = false;
+        anon.page = null;
+        k.uvm.active.remove(pg);
+        k.uvm.free.insertTail(pg);
+        pg.flags = 0;
+      },
+    ],
+  ];
+
+  it.each(corruptions)('detects %s (KernelPanic)', async (_what, corrupt) => {
+    const s = await busyKernel();
+    corrupt(s);
+    expectPanic(() => s.k.checkInvariants(), /invariant/);
+  });
+});
+
+describe('Kernel.onTrace', () => {
+  it('reports page-outs and page-ins until unsubscribed', async () => {
+    const k = new Kernel({ physPages: 16, swapPages: 32 });
+    const events: TraceEvent[] = [];
+    const off = k.onTrace((ev) => events.push(ev));
+    const p = k.createProcess();
+    const va = p.mmap(24 * PAGE_SIZE);
+    for (let i = 0; i < 24; i++) await p.write(va + i * PAGE_SIZE, pattern(PAGE_SIZE, i));
+    await p.read(va, PAGE_SIZE);
+    const outs = events.filter((e) => e.kind === 'pageout');
+    const ins = events.filter((e) => e.kind === 'pagein');
+    expect(outs.length).toBe(k.stats().pageouts);
+    expect(ins.length).toBeGreaterThanOrEqual(1);
+    expect(ins[ins.length - 1].frame).toBe(frameAt(p, va));
+    for (const e of events) {
+      expect(e.frame).toBeGreaterThanOrEqual(0);
+      expect(e.frame).toBeLessThan(16);
+    }
+    off();
+    const n = events.length;
+    for (let i = 0; i < 24; i++) await p.read(va + i * PAGE_SIZE, 1);
+    expect(k.stats().pageins).toBeGreaterThan(1);
+    expect(events).toHaveLength(n);
+  });
+});
+
+describe('Kernel.setIoHook', () => {
+  it('sees swap I/O, and the I/O waits for the hook', async () => {
+    const k = new Kernel({ physPages: 16, swapPages: 32 });
+    const seen: IoEvent[] = [];
+    k.setIoHook((ev) => {
+      seen.push(ev);
+    });
+    const p = k.createProcess();
+    const va = p.mmap(24 * PAGE_SIZE);
+    for (let i = 0; i < 24; i++) await p.write(va + i * PAGE_SIZE, pattern(PAGE_SIZE, i));
+    expect(seen.some((e) => e.kind === 'swapout' && (e.slot ?? 0) >= 1)).toBe(true);
+    /* page 0 is on swap now; hold its swap-in open */
+    expect(frameAt(p, va)).toBe(-1);
+    const gate = deferred();
+    let held = 0;
+    k.setIoHook(async (ev) => {
+      if (ev.kind === 'swapin') {
+        held++;
+        await gate.promise;
+      }
+    });
+    let done = false;
+    const reading = p.read(va, PAGE_SIZE).then((b) => {
+      done = true;
+      return b;
+    });
+    while (held === 0) await new Promise((r) => setImmediate(r));
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    expect(done).toBe(false);
+    expect(k.stats().busyPages).toBeGreaterThanOrEqual(1);
+    gate.resolve();
+    expect((await reading).equals(pattern(PAGE_SIZE, 0))).toBe(true);
+    k.setIoHook(null);
+    await settle(k);
+  });
+});
+
+describe('Kernel.sync and idle', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await makeTmpDir();
+  });
+  afterEach(async () => {
+    await removeTmpDir(dir);
+  });
+
+  it('sync flushes every mapped file; idle waits for the write-back of unmapped ones', async () => {
+    const f1 = await writeFileOf(dir, 'a', PAGE_SIZE, 5);
+    const f2 = await writeFileOf(dir, 'b', PAGE_SIZE, 6);
+    const k = new Kernel({ physPages: 16, swapPages: 0 });
+    const p = k.createProcess();
+    const a = await p.mmapFile(f1, { prot: RW, shared: true });
+    const b = await p.mmapFile(f2, { prot: RW, shared: true });
+    await p.write(a, Buffer.from('AAAA'));
+    await p.write(b, Buffer.from('BBBB'));
+    expect((await readFile(f1)).subarray(0, 4).toString()).not.toBe('AAAA');
+    await k.sync();
+    expect((await readFile(f1)).subarray(0, 4).toString()).toBe('AAAA');
+    expect((await readFile(f2)).subarray(0, 4).toString()).toBe('BBBB');
+    await p.write(b, Buffer.from('bbbb'));
+    p.munmap(b, PAGE_SIZE);
+    await k.idle();
+    expect((await readFile(f2)).subarray(0, 4).toString()).toBe('bbbb');
+    p.exit();
+    await settle(k);
+    expect(k.stats().freePages).toBe(16);
+  });
+});

@@ -1,0 +1,161 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  drain,
+  echoClient,
+  expectAtRest,
+  expectError,
+  hashUntilClose,
+  KiB,
+  MiB,
+  plainConnect,
+  random,
+  Scope,
+  sha256,
+  until,
+} from '../test/helpers.js';
+import { createEchoServer } from './echo.js';
+import { sockConnect } from './uipc_syscalls.js';
+
+const scope = new Scope();
+afterEach(() => scope.cleanup());
+
+describe('createEchoServer', () => {
+  for (const mode of ['copy', 'loan', 'auto'] as const) {
+    it(`echoes every byte back in ${mode} mode, and counts what it did`, async () => {
+      const echo = scope.echo(
+        await createEchoServer({
+          kernel: scope.kernel({ physPages: 8192 }),
+          port: 0,
+          mode,
+          autoThreshold: 16 * KiB,
+        }),
+      );
+      expect(echo.mode).toBe(mode);
+      expect(echo.host).toBe('127.0.0.1');
+      expect(echo.port).toBeGreaterThan(0);
+      const client = scope.kernel({ physPages: 8192 });
+      const run = await echoClient(client, echo.port, 3 * MiB + 17, 'loan', 256 * KiB);
+      expect(run.bytes).toBe(3 * MiB + 17);
+      expect(run.echoed).toBe(run.sent);
+      await until(() => echo.stats().activeConnections === 0, 'the connection ends');
+      const st = echo.stats();
+      expect(st).toMatchObject({
+        connections: 1,
+        activeConnections: 0,
+        bytesEchoed: 3 * MiB + 17,
+        errors: 0,
+      });
+      if (mode === 'copy') expect(st).toMatchObject({ loanedBytes: 0, copiedBytes: 3 * MiB + 17 });
+      if (mode === 'loan') expect(st).toMatchObject({ loanedBytes: 3 * MiB + 17, copiedBytes: 0 });
+      if (mode === 'auto') expect(st.loanedBytes + st.copiedBytes).toBe(3 * MiB + 17);
+      expect(st.loanChains + st.copyChains).toBeGreaterThan(0);
+      expect(echo.kernel.stats().processes).toBe(0);
+      await echo.close();
+      expectAtRest(echo.kernel);
+    });
+  }
+
+  it('works with any TCP client: a plain node:net client that writes, half-closes and reads', async () => {
+    const echo = scope.echo(
+      await createEchoServer({ kernel: scope.kernel({ physPages: 8192 }), port: 0, mode: 'loan' }),
+    );
+    const c = scope.plain(await plainConnect(echo.port));
+    const back = hashUntilClose(c);
+    const data = random(5 * MiB + 3);
+    for (let off = 0; off < data.length; off += 64 * KiB) c.write(data.subarray(off, off + 64 * KiB));
+    c.end();
+    const got = await back;
+    expect(got.error).toBeNull();
+    expect(got.length).toBe(data.length);
+    expect(got.hash).toBe(sha256(data));
+    await until(() => echo.stats().activeConnections === 0, 'the server side ends');
+    expect(echo.stats().bytesEchoed).toBe(data.length);
+    await echo.close();
+    expectAtRest(echo.kernel);
+  });
+
+  it('runs in a default 128 MiB kernel of its own when given none', async () => {
+    const echo = scope.echo(await createEchoServer({ port: 0 }));
+    expect(echo.mode).toBe('auto');
+    expect(echo.kernel.stats().physPages).toBe(32768);
+    const c = scope.plain(await plainConnect(echo.port));
+    const back = drain(c);
+    c.end('hello');
+    expect((await back).bytes.toString()).toBe('hello');
+    await echo.close();
+    expectAtRest(echo.kernel);
+  });
+
+  it('serves many clients at once, each getting its own bytes back', async () => {
+    const echo = scope.echo(
+      await createEchoServer({ kernel: scope.kernel({ physPages: 8192 }), port: 0, mode: 'loan' }),
+    );
+    const client = scope.kernel({ physPages: 8192 });
+    const runs = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        echoClient(client, echo.port, 512 * KiB + i, i % 2 ? 'copy' : 'loan', 128 * KiB),
+      ),
+    );
+    for (const [i, r] of runs.entries()) {
+      expect(r.bytes).toBe(512 * KiB + i);
+      expect(r.echoed).toBe(r.sent);
+    }
+    expect(new Set(runs.map((r) => r.sent)).size).toBe(8);
+    await until(() => echo.stats().activeConnections === 0, 'every connection ends');
+    expect(echo.stats().connections).toBe(8);
+    await echo.close();
+    expectAtRest(echo.kernel);
+  });
+
+  it('close ends open connections and releases everything', async () => {
+    const echo = scope.echo(
+      await createEchoServer({ kernel: scope.kernel({ physPages: 8192 }), port: 0, mode: 'loan' }),
+    );
+    const c = scope.plain(await plainConnect(echo.port));
+    const parts: Buffer[] = [];
+    c.on('data', (d: Buffer) => parts.push(d));
+    c.on('error', () => {});
+    const closed = new Promise((r) => c.once('close', r));
+    c.write('still here');
+    await until(() => Buffer.concat(parts).length === 10, 'the echo of the first bytes');
+    expect(Buffer.concat(parts).toString()).toBe('still here');
+    expect(echo.stats().activeConnections).toBe(1);
+    await echo.close();
+    await closed;
+    await until(() => echo.stats().activeConnections === 0, 'the connection ends');
+    await expectError(sockConnect(scope.kernel(), { port: echo.port }), 'ECONNREFUSED');
+    expectAtRest(echo.kernel);
+  });
+
+  it('refuses bad options with EINVAL and a port in use with EADDRINUSE', async () => {
+    const k = scope.kernel();
+    await expectError(createEchoServer({ kernel: k, port: 0, mode: 'fast' as never }), 'EINVAL');
+    await expectError(createEchoServer({ kernel: k, port: 0, bufferBytes: 0 }), 'EINVAL');
+    await expectError(createEchoServer({ kernel: k, port: 0, bufferBytes: 1.5 }), 'EINVAL');
+    await expectError(createEchoServer({ kernel: k, port: 0, buffers: 0 }), 'EINVAL');
+    await expectError(createEchoServer({ kernel: k, port: -1 }), 'EINVAL');
+    const taken = await scope.peer();
+    await expectError(createEchoServer({ kernel: k, port: taken.port }), 'EADDRINUSE');
+    expectAtRest(k);
+  });
+
+  it('counts a client that resets mid-echo as an error, and goes on serving', async () => {
+    const echo = scope.echo(
+      await createEchoServer({ kernel: scope.kernel({ physPages: 8192 }), port: 0, mode: 'loan' }),
+    );
+    const bad = scope.plain(await plainConnect(echo.port));
+    bad.on('error', () => {});
+    bad.pause();
+    bad.write(random(4 * MiB));
+    await until(() => echo.stats().bytesEchoed > 0, 'the server starts echoing');
+    bad.resetAndDestroy();
+    await until(() => echo.stats().activeConnections === 0, 'the server gives up the connection');
+    expect(echo.stats().errors).toBe(1);
+    const client = scope.kernel({ physPages: 4096 });
+    const run = await echoClient(client, echo.port, MiB, 'copy', 256 * KiB);
+    expect(run.bytes).toBe(MiB);
+    expect(run.echoed).toBe(run.sent);
+    await echo.close();
+    expectAtRest(echo.kernel);
+  });
+});

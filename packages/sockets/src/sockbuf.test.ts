@@ -1,0 +1,142 @@
+import { KernelError, KernelPanic, PAGE_SIZE } from '@loanout/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { expectAtRest, expectError, Scope, settled } from '../test/helpers.js';
+import { RecvBuffer, SendBuffer } from './sockbuf.js';
+
+const scope = new Scope();
+afterEach(() => scope.cleanup());
+
+describe('SendBuffer (sbspace / sbwait)', () => {
+  it('lets chunks in up to the high-water mark, and any chunk into an empty buffer', () => {
+    const sb = new SendBuffer(1000);
+    expect(sb.fits(5000)).toBe(true);
+    sb.add(600);
+    expect(sb.fits(400)).toBe(true);
+    expect(sb.fits(401)).toBe(false);
+    sb.add(400);
+    expect(sb.cc).toBe(1000);
+    expect(sb.fits(1)).toBe(false);
+  });
+
+  it('wakes a waiter once the host takes enough, in order, and nobody jumps the queue', async () => {
+    const sb = new SendBuffer(1000);
+    sb.add(900);
+    const order: string[] = [];
+    const a = sb.waitSpace(300).then(() => order.push('a'));
+    const b = sb.waitSpace(100).then(() => order.push('b'));
+    /* b would fit after a small drop, but a waits ahead of it; a newcomer must wait too */
+    expect(sb.fits(50)).toBe(false);
+    sb.drop(100);
+    expect(await settled(a)).toBe(false);
+    expect(await settled(b)).toBe(false);
+    sb.drop(100);
+    await a;
+    await b;
+    expect(order).toEqual(['a', 'b']);
+    expect(sb.cc).toBe(700);
+  });
+
+  it('lets a chunk larger than the mark in once the buffer is empty', async () => {
+    const sb = new SendBuffer(100);
+    sb.add(100);
+    const big = sb.waitSpace(1000);
+    sb.drop(50);
+    expect(await settled(big)).toBe(false);
+    sb.drop(50);
+    await big;
+    expect(sb.cc).toBe(0);
+  });
+
+  it('abort rejects every waiter with the error given', async () => {
+    const sb = new SendBuffer(10);
+    sb.add(10);
+    const w1 = sb.waitSpace(5);
+    const w2 = sb.waitSpace(5);
+    sb.abort(new KernelError('EPIPE', 'sosend: socket closed'));
+    await expectError(w1, 'EPIPE');
+    await expectError(w2, 'EPIPE');
+    expect(sb.fits(5)).toBe(false);
+    sb.drop(10);
+    expect(sb.fits(5)).toBe(true);
+  });
+});
+
+describe('RecvBuffer (the receive area Node reads into)', () => {
+  it('is contiguous wired kernel memory, given back by release (once)', async () => {
+    const k = scope.kernel({ physPages: 256 });
+    const before = k.stats();
+    const rb = await RecvBuffer.create(k, 2 * PAGE_SIZE, 3);
+    expect(k.stats().wiredPages).toBe(before.wiredPages + 6);
+    expect(k.stats().freePages).toBe(before.freePages - 6);
+    expect(rb.chunkBytes).toBe(2 * PAGE_SIZE);
+    k.checkInvariants();
+    rb.release();
+    rb.release();
+    expect(rb.released).toBe(true);
+    expect(k.stats().wiredPages).toBe(before.wiredPages);
+    expect(k.stats().freePages).toBe(before.freePages);
+    expectAtRest(k);
+  });
+
+  it('refuses chunks that are not page multiples, fewer than two chunks, and runs it cannot find', async () => {
+    const k = scope.kernel({ physPages: 64 });
+    await expectError(RecvBuffer.create(k, 1000, 2), 'EINVAL');
+    await expectError(RecvBuffer.create(k, PAGE_SIZE + 1, 2), 'EINVAL');
+    await expectError(RecvBuffer.create(k, 0, 2), 'EINVAL');
+    await expectError(RecvBuffer.create(k, PAGE_SIZE, 1), 'EINVAL');
+    await expectError(RecvBuffer.create(k, PAGE_SIZE, 2.5), 'EINVAL');
+    const held = await RecvBuffer.create(k, 16 * PAGE_SIZE, 2);
+    /* 32 of 64 pages are held: no run of 40 is left */
+    await expectError(RecvBuffer.create(k, 20 * PAGE_SIZE, 2), 'ENOMEM');
+    held.release();
+    expectAtRest(k);
+  });
+
+  it('hands Node one armed chunk at a time and pauses reading while one more is needed to re-arm', async () => {
+    const k = scope.kernel({ physPages: 64 });
+    const rb = await RecvBuffer.create(k, PAGE_SIZE, 3);
+    const ram = k.uvm.ram.buffer;
+    const a = rb.arm();
+    expect(a.buffer).toBe(ram);
+    expect(a.length).toBe(PAGE_SIZE);
+    a.write('hello');
+    expect(rb.filled(5, a)).toBe(true);
+    const b = rb.arm();
+    expect(b.byteOffset).not.toBe(a.byteOffset);
+    b.write('world!');
+    /* one chunk left free: Node may arm it, but must then stop reading */
+    expect(rb.filled(6, b)).toBe(false);
+    const c = rb.arm();
+    expect(rb.canResume).toBe(false);
+    expect(() => rb.arm()).toThrow(KernelPanic);
+    expect(rb.cc).toBe(11);
+    expect(rb.empty).toBe(false);
+
+    expect(rb.head(3)?.toString()).toBe('hel');
+    expect(rb.consume(3)).toBe(false);
+    expect(rb.head(100)?.toString()).toBe('lo');
+    expect(rb.consume(2)).toBe(true);
+    expect(rb.canResume).toBe(true);
+    expect(rb.head(100)?.toString()).toBe('world!');
+    expect(rb.consume(6)).toBe(true);
+    expect(rb.empty).toBe(true);
+    expect(rb.head(1)).toBeNull();
+    expect(rb.cc).toBe(0);
+    /* the armed chunk was never reused while armed */
+    expect([a.byteOffset, b.byteOffset]).not.toContain(c.byteOffset);
+    rb.release();
+    expect(rb.canResume).toBe(false);
+    expectAtRest(k);
+  });
+
+  it('panics when a read lands outside the armed chunk', async () => {
+    const k = scope.kernel({ physPages: 64 });
+    const rb = await RecvBuffer.create(k, PAGE_SIZE, 2);
+    const armed = rb.arm();
+    expect(() => rb.filled(1, Buffer.alloc(PAGE_SIZE))).toThrow(KernelPanic);
+    rb.filled(1, armed);
+    expect(() => rb.filled(1, armed)).toThrow(KernelPanic);
+    rb.release();
+    expectAtRest(k);
+  });
+});

@@ -1,0 +1,248 @@
+import net from 'node:net';
+import { KernelError, PAGE_SIZE } from '@loanout/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  drain,
+  expectAtRest,
+  expectError,
+  pattern,
+  plainConnect,
+  Scope,
+  settled,
+  until,
+  userMemory,
+} from '../test/helpers.js';
+import type { Socket } from './uipc_socket.js';
+import { sockConnect, sockListen } from './uipc_syscalls.js';
+
+const scope = new Scope();
+afterEach(() => scope.cleanup());
+
+/* a port nobody listens on: one we had and closed again */
+async function closedPort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+describe('sockConnect (connect)', () => {
+  it('connects over real TCP and takes its receive area from the kernel', async () => {
+    const k = scope.kernel();
+    const peer = await scope.peer();
+    const free0 = k.stats().freePages;
+    const so = scope.socket(
+      await sockConnect(k, { port: peer.port, recvChunkBytes: 2 * PAGE_SIZE, recvChunks: 3 }),
+    );
+    expect(so.isOpen).toBe(true);
+    expect(so.remotePort).toBe(peer.port);
+    expect(so.kernel).toBe(k);
+    expect(k.stats().freePages).toBe(free0 - 6);
+    await so.close();
+    expect(k.stats().freePages).toBe(free0);
+    expectAtRest(k);
+  });
+
+  it('is refused with ECONNREFUSED by a port just closed, and keeps nothing', async () => {
+    const k = scope.kernel();
+    const port = await closedPort();
+    const free0 = k.stats().freePages;
+    const err = await expectError(sockConnect(k, { host: '127.0.0.1', port }), 'ECONNREFUSED');
+    expect(err.message).toMatch(/sockConnect/);
+    expect(k.stats().freePages).toBe(free0);
+    expectAtRest(k);
+  });
+
+  it('refuses bad arguments with EINVAL before touching the network or memory', async () => {
+    const k = scope.kernel();
+    const free0 = k.stats().freePages;
+    await expectError(sockConnect({} as never, { port: 80 }), 'EINVAL');
+    await expectError(sockConnect(null as never, { port: 80 }), 'EINVAL');
+    await expectError(sockConnect(k, { port: 0 }), 'EINVAL');
+    await expectError(sockConnect(k, { port: -1 }), 'EINVAL');
+    await expectError(sockConnect(k, { port: 65536 }), 'EINVAL');
+    await expectError(sockConnect(k, { port: 80.5 }), 'EINVAL');
+    await expectError(sockConnect(k, { port: '80' as never }), 'EINVAL');
+    await expectError(sockConnect(k, undefined as never), 'EINVAL');
+    await expectError(sockConnect(k, { host: '', port: 80 }), 'EINVAL');
+    await expectError(sockConnect(k, { host: 42 as never, port: 80 }), 'EINVAL');
+    await expectError(sockConnect(k, { port: 80, recvChunkBytes: 1000 }), 'EINVAL');
+    await expectError(sockConnect(k, { port: 80, recvChunks: 1 }), 'EINVAL');
+    expect(k.stats().freePages).toBe(free0);
+    expectAtRest(k);
+  });
+
+  it('fails with ENOMEM when the kernel has no room for the receive area, keeping nothing', async () => {
+    const k = scope.kernel({ physPages: 48 });
+    const peer = await scope.peer();
+    const first = scope.socket(await sockConnect(k, { port: peer.port }));
+    const free0 = k.stats().freePages;
+    await expectError(sockConnect(k, { port: peer.port }), 'ENOMEM');
+    expect(k.stats().freePages).toBe(free0);
+    await first.close();
+    expectAtRest(k);
+  });
+});
+
+describe('sockListen (listen + accept)', () => {
+  it('hands each accepted connection to the handler as a socket that receives and sends', async () => {
+    const k = scope.kernel();
+    const served: Socket[] = [];
+    const l = scope.listener(
+      await sockListen(k, { port: 0 }, async (so) => {
+        served.push(so);
+        const p = k.createProcess();
+        const va = p.mmap(PAGE_SIZE);
+        try {
+          for (let i = 0; i < 1000; i++) {
+            const n = await so.recv(p, va, PAGE_SIZE);
+            if (n === 0) break;
+            await (await so.send(p, va, n, { mode: 'copy' })).done;
+          }
+          await so.close();
+        } finally {
+          p.exit();
+        }
+      }),
+    );
+    expect(l.host).toBe('127.0.0.1');
+    expect(l.port).toBeGreaterThan(0);
+    const c = scope.plain(await plainConnect(l.port));
+    const back = drain(c);
+    await until(() => l.connections === 1, 'the listener accepts');
+    c.end('ping');
+    const got = await back;
+    expect(got.bytes.toString()).toBe('ping');
+    await until(() => l.connections === 0, 'the connection is released');
+    expect(served).toHaveLength(1);
+    expect(served[0].isOpen).toBe(false);
+    await l.close();
+    expectAtRest(k);
+  });
+
+  it('close stops listening and closes every accepted connection, releasing everything', async () => {
+    const k = scope.kernel();
+    const waiting: Promise<number>[] = [];
+    const l = await sockListen(k, {}, (so) => {
+      const p = k.createProcess();
+      waiting.push(so.recv(p, p.mmap(PAGE_SIZE), PAGE_SIZE));
+    });
+    const a = scope.plain(await plainConnect(l.port));
+    const b = scope.plain(await plainConnect(l.port));
+    const ends = [drain(a), drain(b)];
+    await until(() => l.connections === 2 && waiting.length === 2, 'both are accepted');
+    await l.close();
+    expect(l.connections).toBe(0);
+    expect(await Promise.all(waiting)).toEqual([0, 0]);
+    await Promise.all(ends);
+    const after = await expectError(sockConnect(k, { port: l.port }), 'ECONNREFUSED');
+    expect(after).toBeInstanceOf(KernelError);
+    for (const p of k.processes) p.exit();
+    expectAtRest(k);
+  });
+
+  it('destroys the socket of a handler that throws, and goes on accepting', async () => {
+    const k = scope.kernel();
+    let calls = 0;
+    const l = scope.listener(
+      await sockListen(k, {}, async (so) => {
+        calls++;
+        if (calls === 1) throw new Error('handler bug');
+        await so.close();
+      }),
+    );
+    const first = scope.plain(await plainConnect(l.port));
+    await drain(first);
+    const second = scope.plain(await plainConnect(l.port));
+    await drain(second);
+    expect(calls).toBe(2);
+    await until(() => l.connections === 0, 'both are released');
+    await l.close();
+    expectAtRest(k);
+  });
+
+  it('refuses connections beyond maxConnections (closed at once) and serves the rest', async () => {
+    const k = scope.kernel();
+    const held: Socket[] = [];
+    const l = scope.listener(await sockListen(k, { maxConnections: 1 }, (so) => void held.push(so)));
+    const a = scope.plain(await plainConnect(l.port));
+    await until(() => l.connections === 1, 'the first is accepted');
+    const b = scope.plain(await plainConnect(l.port));
+    const bEnd = drain(b);
+    await bEnd;
+    expect(l.connections).toBe(1);
+    expect(await settled(drain(a))).toBe(false);
+    await l.close();
+    expect(held[0].isOpen).toBe(false);
+    expectAtRest(k);
+  });
+
+  it('sends to and receives from the accepted socket in loan mode too', async () => {
+    const k = scope.kernel();
+    const data = pattern(300_000, 7);
+    const l = scope.listener(
+      await sockListen(k, {}, async (so) => {
+        const p = k.createProcess();
+        const va = await userMemory(p, data.length, data);
+        await (await so.send(p, va, data.length, { mode: 'loan' })).done;
+        await so.close();
+        p.exit();
+      }),
+    );
+    const c = scope.plain(await plainConnect(l.port));
+    const got = await drain(c);
+    expect(got.bytes.equals(data)).toBe(true);
+    await until(() => l.connections === 0, 'the connection is released');
+    expectAtRest(k);
+  });
+
+  it('refuses bad arguments with EINVAL and a port in use with EADDRINUSE', async () => {
+    const k = scope.kernel();
+    const handler = () => {};
+    await expectError(sockListen({} as never, {}, handler), 'EINVAL');
+    await expectError(sockListen(k, { port: -1 }, handler), 'EINVAL');
+    await expectError(sockListen(k, { port: 65536 }, handler), 'EINVAL');
+    await expectError(sockListen(k, { port: 1.5 }, handler), 'EINVAL');
+    await expectError(sockListen(k, { host: '' }, handler), 'EINVAL');
+    await expectError(sockListen(k, {}, 'nope' as never), 'EINVAL');
+    const taken = await scope.peer();
+    await expectError(sockListen(k, { port: taken.port }, handler), 'EADDRINUSE');
+    expectAtRest(k);
+  });
+
+  it('each kernel keeps its own sockets: a listener on one, a client on another', async () => {
+    const server = scope.kernel();
+    const client = scope.kernel();
+    const l = scope.listener(
+      await sockListen(server, {}, async (so) => {
+        const p = server.createProcess();
+        const va = p.mmap(PAGE_SIZE);
+        const n = await so.recv(p, va, PAGE_SIZE);
+        await (await so.send(p, va, n, { mode: 'loan' })).done;
+        await so.close();
+        p.exit();
+      }),
+    );
+    const so = scope.socket(await sockConnect(client, { port: l.port }));
+    const p = client.createProcess();
+    const va = await userMemory(p, PAGE_SIZE, Buffer.from('hello, kernel'.padEnd(PAGE_SIZE, '.')));
+    await (await so.send(p, va, 13, { mode: 'copy' })).done;
+    const back = p.mmap(PAGE_SIZE);
+    let got = 0;
+    for (let i = 0; i < 100 && got < 13; i++) {
+      const n = await so.recv(p, back + got, PAGE_SIZE - got);
+      if (n === 0) break;
+      got += n;
+    }
+    expect((await p.read(back, got)).toString()).toBe('hello, kernel');
+    expect(await so.recv(p, back, 1)).toBe(0);
+    await so.close();
+    p.exit();
+    await until(() => l.connections === 0, 'the server side is released');
+    expect(client.stats().processes).toBe(0);
+    expect(server.stats().processes).toBe(0);
+    expectAtRest(client);
+    expectAtRest(server);
+  });
+});

@@ -1,0 +1,135 @@
+/*
+ * A peer that never reads: the host's buffers fill, then the socket's send buffer or the loan
+ * address-space budget, and sends block -- holding no more than those limits allow. Closing the
+ * socket (reset, or a short linger) must release a blocked send with EPIPE and leave nothing behind.
+ */
+import type { Kernel, Proc } from '@loanout/core';
+import { mbufStats } from '@loanout/mbuf';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { SendMode, SendResult, Socket } from '../src/index.js';
+import {
+  drain,
+  expectAtRest,
+  failure,
+  KiB,
+  MiB,
+  PAGE_SIZE,
+  pair,
+  Scope,
+  settled,
+  stalled,
+  userMemory,
+} from './helpers.js';
+
+const scope = new Scope();
+afterEach(() => scope.cleanup());
+
+/* a sender that sends the same MiB again and again (at most 64 times) until a send fails */
+function sendForever(so: Socket, p: Proc, va: number, mode: SendMode) {
+  const results: SendResult[] = [];
+  const loop = (async () => {
+    for (let i = 0; i < 64; i++) results.push(await so.send(p, va, MiB, { mode }));
+  })();
+  loop.catch(() => {});
+  return { loop, results };
+}
+
+/* everything the kernel holds for sends in flight */
+function holding(k: Kernel): number {
+  const m = mbufStats(k);
+  return k.stats().loanedPages + m.kvaPagesInUse + m.clustersInUse;
+}
+
+describe('a peer that never reads', () => {
+  it('blocks a loan send on the send buffer, holding no more than the high-water mark; a reset releases it (EPIPE)', async () => {
+    const k = scope.kernel({}, { kvaBudgetBytes: MiB });
+    const { so } = await pair(scope, k, (s) => s.pause(), { sendHighWater: 64 * KiB });
+    const p = k.createProcess();
+    const va = await userMemory(p, MiB);
+    const s = sendForever(so, p, va, 'loan');
+    await stalled(() => mbufStats(k).loanChains, 'the loan send');
+    expect(await settled(s.loop)).toBe(false);
+    expect(so.sendQueued).toBeGreaterThan(0);
+    expect(so.sendQueued).toBeLessThanOrEqual(64 * KiB);
+    expect(k.stats().loanedPages).toBeLessThanOrEqual((64 * KiB) / PAGE_SIZE + 1);
+    expect(mbufStats(k).kvaWaiting).toBe(0);
+
+    await so.close({ linger: 0 });
+    expect((await failure(s.loop)).code).toBe('EPIPE');
+    const dones = await Promise.allSettled(s.results.map((r) => r.done));
+    /* what the host took before the peer stopped is done; anything still in flight failed */
+    for (const d of dones) if (d.status === 'rejected') expect(d.reason.code).toBe('EPIPE');
+    expectAtRest(k);
+  });
+
+  it('blocks a loan send on the loan budget (sokva), holding no more than it; a short linger releases it (EPIPE)', async () => {
+    const k = scope.kernel({}, { kvaBudgetBytes: 64 * KiB });
+    const { so } = await pair(scope, k, (s) => s.pause(), { sendHighWater: MiB });
+    const p = k.createProcess();
+    const va = await userMemory(p, MiB);
+    const s = sendForever(so, p, va, 'loan');
+    await stalled(() => mbufStats(k).loanChains, 'the loan send');
+    expect(await settled(s.loop)).toBe(false);
+    expect(mbufStats(k).kvaWaiting).toBe(1);
+    expect(mbufStats(k).kvaPagesInUse).toBeLessThanOrEqual(16);
+    expect(k.stats().loanedPages).toBeLessThanOrEqual(16);
+
+    await so.close({ linger: 20 });
+    expect((await failure(s.loop)).code).toBe('EPIPE');
+    await Promise.allSettled(s.results.map((r) => r.done));
+    expectAtRest(k);
+  });
+
+  it('blocks a copy send on the send buffer, holding a bounded number of clusters; close releases it', async () => {
+    const k = scope.kernel();
+    const { so } = await pair(scope, k, (s) => s.pause(), { sendHighWater: 128 * KiB });
+    const p = k.createProcess();
+    const va = await userMemory(p, MiB);
+    const s = sendForever(so, p, va, 'copy');
+    await stalled(() => mbufStats(k).copyChains, 'the copy send');
+    expect(await settled(s.loop)).toBe(false);
+    expect(mbufStats(k).clustersInUse).toBeGreaterThan(0);
+    expect(mbufStats(k).clustersInUse).toBeLessThanOrEqual((128 * KiB) / 2048);
+    expect(k.stats().loanedPages).toBe(0);
+
+    await so.close({ linger: 10 });
+    expect((await failure(s.loop)).code).toBe('EPIPE');
+    await Promise.allSettled(s.results.map((r) => r.done));
+    expectAtRest(k);
+  });
+
+  it('a send waiting for budget that a stuck neighbour holds is released by closing its own socket', async () => {
+    const k = scope.kernel({}, { kvaBudgetBytes: 256 * KiB });
+    const stuck = await pair(scope, k, (s) => s.pause(), { sendHighWater: MiB });
+    let got!: ReturnType<typeof drain>;
+    const other = await pair(scope, k, (s) => {
+      got = drain(s);
+    });
+    const p = k.createProcess();
+    const va = await userMemory(p, MiB);
+    const s = sendForever(stuck.so, p, va, 'loan');
+    await stalled(() => mbufStats(k).loanChains, 'the stuck send');
+    expect(mbufStats(k).kvaWaiting).toBe(1);
+
+    /* the neighbour's peer reads, but its loan must wait behind the stuck socket for budget */
+    const blocked = other.so.send(p, va, 128 * KiB, { mode: 'loan' });
+    blocked.catch(() => {});
+    await stalled(() => mbufStats(k).kvaWaiting, 'the second send');
+    expect(await settled(blocked)).toBe(false);
+    expect(mbufStats(k).kvaWaiting).toBe(2);
+
+    await other.so.close({ linger: 0 });
+    expect((await failure(blocked)).code).toBe('EPIPE');
+    expect(mbufStats(k).kvaWaiting).toBe(1);
+    expect((await got).bytes.length).toBe(0);
+
+    /* the stuck one is still stuck, holding no more than the budget */
+    expect(await settled(s.loop)).toBe(false);
+    expect(mbufStats(k).kvaPagesInUse).toBeLessThanOrEqual(64);
+    await stuck.so.close({ linger: 0 });
+    expect((await failure(s.loop)).code).toBe('EPIPE');
+    await Promise.allSettled(s.results.map((r) => r.done));
+    expect(holding(k)).toBe(0);
+    expectAtRest(k);
+  });
+});

@@ -334,3 +334,25 @@ describe('Kernel.sync and idle', () => {
     expect(k.stats().freePages).toBe(16);
   });
 });
+
+describe('Kernel.kenter of loaned pages', () => {
+  it('maps them read-only, and refuses (panics) to map them writable', async () => {
+    const { uvmLoan, uvmUnloanPages } = await import('./index.js');
+    const k = new Kernel({ physPages: 32 });
+    const p = k.createProcess();
+    const va = p.mmap(2 * PAGE_SIZE);
+    await p.write(va, pattern(2 * PAGE_SIZE, 3));
+    const pages = await uvmLoan(p.map, va, 2 * PAGE_SIZE, 'kernel');
+    const kva = k.kva.alloc(2);
+    expectPanic(() => k.kenter(kva, pages, RW), /mapped writable/);
+    k.kenter(kva, pages, Prot.READ);
+    expect(k.kread(kva, 2 * PAGE_SIZE).equals(pattern(2 * PAGE_SIZE, 3))).toBe(true);
+    expectPanic(() => k.kwrite(kva, Buffer.from('x')), /read-only/);
+    k.kremove(kva, 2);
+    k.kva.free(kva, 2);
+    uvmUnloanPages(pages);
+    k.checkInvariants();
+    p.exit();
+    expect(k.stats()).toMatchObject({ freePages: 32, loanedPages: 0, wiredPages: 0 });
+  });
+});

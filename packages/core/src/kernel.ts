@@ -2,7 +2,7 @@
  * kernel.ts: the Kernel -- boots RAM, the MMU and UVM, starts the pagedaemon, creates processes,
  * and reports on itself (stats, checkInvariants, the event trace).
  */
-import { KernelError } from './errors.js';
+import { KernelError, panic } from './errors.js';
 import { checkAddress, checkLength, checkProt, PAGE_SHIFT, PAGE_SIZE, Prot } from './param.js';
 import { MAX_PHYS_PAGES } from './physmem.js';
 import { Proc, type ProcHost } from './proc.js';
@@ -93,12 +93,18 @@ export class Kernel implements ProcHost {
   /*
    * kenter / kremove: map pages read-only or read-write into kernel space at a va from kva.alloc
    * => va page-aligned, prot valid, pages vm_pages, npages >= 0 (EINVAL)
+   * => a loaned page (or the zero page) mapped writable is a panic: loans are read-only
    */
   kenter(va: number, pages: readonly VmPage[], prot: number = Prot.READ): void {
     checkAddress('kenter', va, true);
     checkProt('kenter', prot);
     if (!Array.isArray(pages)) throw new KernelError('EINVAL', 'kenter: pages must be an array');
-    for (const pg of pages) checkPageArg('kenter', pg);
+    for (const pg of pages) {
+      checkPageArg('kenter', pg);
+      if (prot & Prot.WRITE && (pg.loanCount > 0 || pg.uobject === this.uvm.zeroObject)) {
+        panic(`pmap_kenter_pa: loaned page ${pg.frame} mapped writable`);
+      }
+    }
     const pmap = this.uvm.mmu.kernelPmap;
     const vpn = va / PAGE_SIZE;
     for (let i = 0; i < pages.length; i++) pmap.kenter(vpn + i, pages[i].frame, prot);

@@ -152,6 +152,37 @@ describe('anonymous memory under pressure', () => {
   });
 });
 
+describe('a swap write that fails', () => {
+  it('leaves the page with its anon, frees the new slot, and the bytes survive', async () => {
+    const k = new Kernel({ physPages: 16, swapPages: 64 });
+    const p = k.createProcess();
+    const n = 15;
+    const va = p.mmap(n * PAGE_SIZE);
+    for (let i = 0; i < n; i++) await p.write(va + i * PAGE_SIZE, pattern(PAGE_SIZE, i));
+    let failures = 0;
+    k.setIoHook((ev) => {
+      if (ev.kind === 'swapout') {
+        failures++;
+        throw new Error('injected swap write error');
+      }
+    });
+    const before = k.stats();
+    await k.pagedaemon.run();
+    expect(failures).toBeGreaterThan(0);
+    const after = k.stats();
+    expect(after.pageouts).toBe(before.pageouts);
+    expect(after.swapUsed).toBe(before.swapUsed);
+    expect(after.busyPages).toBe(0);
+    k.checkInvariants();
+    k.setIoHook(null);
+    const got = await readPages(p, va, n);
+    for (let i = 0; i < n; i++) expect(got[i].equals(pattern(PAGE_SIZE, i))).toBe(true);
+    p.exit();
+    await settle(k);
+    expect(k.stats()).toMatchObject({ freePages: 16, swapUsed: 0, anons: 0 });
+  });
+});
+
 describe('file pages under pressure', () => {
   let dir: string;
   beforeEach(async () => {

@@ -16,7 +16,7 @@
 import { KernelError } from './errors.js';
 import { Prot } from './param.js';
 import type { Uvm } from './uvm.js';
-import { uvmAnonAdopt, uvmAnonRelease } from './uvm_anon.js';
+import { type Anon, uvmAnonAdopt, uvmAnonRelease } from './uvm_anon.js';
 import {
   PG_BUSY,
   PG_RELEASED,
@@ -173,10 +173,15 @@ export class PageDaemon {
     const anon = pg.uanon!;
     const slot = anon.swslot !== 0 ? anon.swslot : uvm.swap.alloc();
     if (slot === 0) return 0;
+    const hadSlot = anon.swslot !== 0;
     anon.swslot = slot;
     pg.flags |= PG_BUSY;
     uvm.mmu.pageProtect(pg.frame, Prot.NONE);
-    await uvm.swap.write(uvm, slot, pg.frame);
+    try {
+      await uvm.swap.write(uvm, slot, pg.frame);
+    } catch {
+      return this.swapoutFailed(pg, anon, hadSlot);
+    }
     if (pg.flags & PG_RELEASED) {
       pg.flags &= ~PG_RELEASED;
       uvmAnonRelease(anon);
@@ -187,5 +192,21 @@ export class PageDaemon {
     uvm.exp.pageouts++;
     uvm.trace('pageout', pg);
     return 1;
+  }
+
+  /* swapoutFailed: the swap write failed: the anon keeps its page (and loses the new slot) */
+  private swapoutFailed(pg: VmPage, anon: Anon, hadSlot: boolean): number {
+    if (pg.flags & PG_RELEASED) {
+      pg.flags &= ~PG_RELEASED;
+      uvmAnonRelease(anon);
+      return 1;
+    }
+    if (!hadSlot) {
+      this.uvm.swap.free(anon.swslot);
+      anon.swslot = 0;
+    }
+    uvmPageUnbusy(pg);
+    uvmPageActivate(pg);
+    return 0;
   }
 }

@@ -35,7 +35,7 @@ import {
 import { type MbufSystem, mbufSystem } from './mbuf_system.js';
 
 export interface MbufLoanOptions {
-  /* give up waiting for kernel address space (EINTR) */
+  /* give up waiting for kernel address space or clusters (EINTR) */
   signal?: AbortSignal;
 }
 
@@ -172,10 +172,16 @@ class ClusterExt {
  * => any va and len; takes all its clusters at once, waiting in line (holding none) while the pool is
  *    at its limit
  * => throws EINVAL (bad arguments, more than the whole cluster pool), ESRCH (exited), EFAULT
- *    (unmapped or unreadable), ENOMEM; then no cluster is kept
+ *    (unmapped or unreadable), ENOMEM, EINTR (opts.signal aborted the wait); then no cluster is kept
  */
-export async function mbufCopyin(proc: Proc, va: number, len: number): Promise<Mbuf> {
+export async function mbufCopyin(
+  proc: Proc,
+  va: number,
+  len: number,
+  opts: MbufLoanOptions = {},
+): Promise<Mbuf> {
   checkArgs('mbuf_copyin', proc, va, len);
+  checkLoanOptions(opts);
   const sys = mbufSystem(proc.kernel);
   const n = Math.ceil(len / MCLBYTES);
   if (n > sys.clusters.capacity) {
@@ -185,7 +191,11 @@ export async function mbufCopyin(proc: Proc, va: number, len: number): Promise<M
     );
   }
   proc.checkRange('mbuf_copyin', va, len, Prot.READ);
-  const addrs = await sys.clusters.getMany(n);
+  const addrs = await sys.clusters.getMany(n, opts.signal);
+  if (proc.exited) {
+    for (const a of addrs) sys.clusters.put(a);
+    throw new KernelError('ESRCH', `mbuf_copyin: process ${proc.pid} has exited`);
+  }
   const head = buildClusterChain(sys, addrs, len);
   try {
     await copyIntoClusters(proc, va, len, addrs, sys.kernel.uvm.ram.bytes);

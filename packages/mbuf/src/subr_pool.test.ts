@@ -211,3 +211,23 @@ describe('Pool.drain', () => {
     expect(pool.npages).toBe(1);
   });
 });
+
+describe('Pool.getMany with an AbortSignal', () => {
+  it('an abort while waiting in line gives EINTR, takes nothing, and lets the next taker in', async () => {
+    const k = boot();
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 2);
+    const held = await pool.getMany(3);
+    const ac = new AbortController();
+    const waiting = pool.getMany(2, ac.signal);
+    const behind = pool.getMany(1);
+    expect(await settled(waiting)).toBe(false);
+    ac.abort();
+    await expectError(waiting, 'EINTR');
+    expect(await pool.getMany(1, ac.signal).catch((e) => e.code)).toBe('EINTR');
+    expect((await behind).length).toBe(1);
+    expect(pool.inUse).toBe(4);
+    for (const a of held) pool.put(a);
+    expect((await pool.getMany(3)).length).toBe(3);
+    k.checkInvariants();
+  });
+});

@@ -98,9 +98,9 @@ export class Pool {
    * getMany: n items, all or none, as one request: waits in line, holding nothing, until n fit under
    * the cap, then takes them, growing the pool as needed.
    * => throws EINVAL if n is not an integer in 1..capacity (more could never be had at once), ENOMEM
-   *    when the VM system has no page to give; then nothing is kept
+   *    when the VM system has no page to give, EINTR if `signal` aborts the wait; then nothing is kept
    */
-  async getMany(n: number): Promise<number[]> {
+  async getMany(n: number, signal?: AbortSignal): Promise<number[]> {
     if (!Number.isSafeInteger(n) || n < 1 || n > this.capacity) {
       throw new KernelError(
         'EINVAL',
@@ -108,7 +108,7 @@ export class Pool {
       );
     }
     if (this.waiters.length === 0 && this.committed + n <= this.capacity) this.committed += n;
-    else await new Promise<void>((resolve) => this.waiters.push({ n, resolve }));
+    else await this.waitTurn(n, signal);
     const addrs: number[] = [];
     try {
       while (addrs.length < n) {
@@ -122,6 +122,28 @@ export class Pool {
       throw err;
     }
     return addrs;
+  }
+  /* waitTurn: wait in line until n items are committed to us; EINTR if `signal` aborts first */
+  private waitTurn(n: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(new KernelError('EINTR', `pool_get: ${this.name}: aborted`));
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        const i = this.waiters.indexOf(w);
+        if (i < 0) return;
+        this.waiters.splice(i, 1);
+        reject(new KernelError('EINTR', `pool_get: ${this.name}: aborted while waiting for items`));
+        this.pump();
+      };
+      const w = {
+        n,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      this.waiters.push(w);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   /* take: pop a free item for a taker whose count is already committed */

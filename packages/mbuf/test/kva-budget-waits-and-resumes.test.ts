@@ -151,3 +151,25 @@ describe('the KVA budget', () => {
     await expectError(mbufLoan(p, va, 4096 * PAGE_SIZE + 1), 'EINVAL');
   });
 });
+
+describe('a copy waiting for clusters', () => {
+  it('gives up with EINTR when its signal aborts, keeping no cluster', async () => {
+    const k = new Kernel({ physPages: 64, swapPages: 0 });
+    mbufInit(k, { maxClusterBytes: 2 * PAGE_SIZE });
+    const p = k.createProcess();
+    const va = await userMemory(p, 4, 9);
+    const first = await mbufCopyin(p, va, 3 * 2048);
+    const ac = new AbortController();
+    const waiting = mbufCopyin(p, va, 2 * 2048, { signal: ac.signal });
+    expect(await settled(waiting)).toBe(false);
+    ac.abort();
+    await expectError(waiting, 'EINTR');
+    expect(mbufStats(k).clustersInUse).toBe(3);
+    mFreem(first);
+    const again = await mbufCopyin(p, va, 4 * 2048);
+    expect(chainBytes(again).equals(pattern(4 * PAGE_SIZE, 9).subarray(0, 4 * 2048))).toBe(true);
+    mFreem(again);
+    expect(mbufStats(k).clustersInUse).toBe(0);
+    k.checkInvariants();
+  });
+});

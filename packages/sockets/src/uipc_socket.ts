@@ -18,7 +18,7 @@
  */
 import type net from 'node:net';
 import { type Kernel, KernelError, PAGE_SIZE, Proc, Prot, VM_MAX_ADDRESS } from '@loanout/core';
-import { type Mbuf, mBuffers, mbufCopyin, mbufLoan, mbufSystem, mFreem } from '@loanout/mbuf';
+import { type Mbuf, MCLBYTES, mBuffers, mbufCopyin, mbufLoan, mbufSystem, mFreem } from '@loanout/mbuf';
 import { kernelErrorFrom, type OnRead } from './net_glue.js';
 import { type RecvBuffer, SendBuffer } from './sockbuf.js';
 import { sosendAutoThreshold } from './sosend_auto.js';
@@ -159,17 +159,19 @@ export class Socket {
   }
 
   private async sendChunks(proc: Proc, va: number, len: number, mode: SendMode, threshold: number) {
-    const kvaBytes = mbufSystem(this.kernel).kva.limitPages * PAGE_SIZE;
+    const mbufs = mbufSystem(this.kernel);
+    const kvaBytes = mbufs.kva.limitPages * PAGE_SIZE;
+    const clusterBytes = mbufs.clusters.capacity * MCLBYTES;
     const dones: Promise<void>[] = [];
     let loanedBytes = 0;
     let copiedBytes = 0;
     for (let off = 0; off < len; ) {
-      /* a chunk fits the send buffer, and its pages (it may start mid-page) fit the loan budget */
-      const n = Math.min(len - off, this.snd.hiwat, kvaBytes - ((va + off) % PAGE_SIZE));
+      /* a chunk fits the send buffer, the cluster pool, and (from wherever in its page it starts) the loan budget */
+      const n = Math.min(len - off, this.snd.hiwat, clusterBytes, kvaBytes - ((va + off) % PAGE_SIZE));
       if (!this.snd.fits(n)) await this.snd.waitSpace(n);
       this.checkSendable();
       const loan = mode === 'loan' || (mode === 'auto' && n >= threshold);
-      const m = loan ? await this.loan(proc, va + off, n) : await mbufCopyin(proc, va + off, n);
+      const m = await this.mbufs(loan, proc, va + off, n);
       if (!this.isOpen) {
         mFreem(m);
         this.checkSendable();
@@ -187,10 +189,11 @@ export class Socket {
     return { bytes: len, loanedBytes, copiedBytes, done };
   }
 
-  /* loan: mbufLoan, given up with EPIPE if the socket closes while it waits for loan address space */
-  private async loan(proc: Proc, va: number, n: number): Promise<Mbuf> {
+  /* mbufs: a chain by loan or copy, given up with EPIPE if the socket closes while it waits for room */
+  private async mbufs(loan: boolean, proc: Proc, va: number, n: number): Promise<Mbuf> {
+    const opts = { signal: this.closing.signal };
     try {
-      return await mbufLoan(proc, va, n, { signal: this.closing.signal });
+      return await (loan ? mbufLoan(proc, va, n, opts) : mbufCopyin(proc, va, n, opts));
     } catch (err) {
       if (err instanceof KernelError && err.code === 'EINTR') this.checkSendable();
       throw err;

@@ -86,28 +86,43 @@ interface LoanInfo {
 export function uvmLoan(map: VmMap, start: number, len: number, to: 'kernel'): Promise<VmPage[]>;
 export function uvmLoan(map: VmMap, start: number, len: number, to: 'anon'): Promise<Anon[]>;
 export function uvmLoan(map: VmMap, start: number, len: number, to: LoanTarget): Promise<VmPage[] | Anon[]>;
-export async function uvmLoan(
-  map: VmMap,
-  start: number,
-  len: number,
-  to: LoanTarget,
-): Promise<VmPage[] | Anon[]> {
-  checkLoanArgs(map, start, len, to);
-  const li: LoanInfo = {
-    map,
-    toAnon: to === 'anon',
-    output: [],
-    entry: null as unknown as MapEntry,
-    va: start,
-    version: 0,
-    slow: null,
-  };
-  const end = start + len;
+export function uvmLoan(map: VmMap, start: number, len: number, to: LoanTarget): Promise<VmPage[] | Anon[]> {
+  let li: LoanInfo | null = null;
   try {
+    checkLoanArgs(map, start, len, to);
+    li = {
+      map,
+      toAnon: to === 'anon',
+      output: [],
+      entry: null as unknown as MapEntry,
+      va: start,
+      version: 0,
+      slow: null,
+    };
+    const end = start + len;
     while (li.va < end) {
       uvmLoanLookup(li);
       uvmLoanEntry(li, end);
+      if (li.slow !== null) return uvmLoanSlowLoop(li, end);
+    }
+  } catch (err) {
+    if (li !== null) uvmLoanDrop(li);
+    return Promise.reject(err);
+  }
+  return Promise.resolve(li.output as VmPage[] | Anon[]);
+}
+
+/*
+ * uvmLoanSlowLoop: the rest of a loan once some page needed the slow path: sleep for that page, then
+ * go on (looking up again) until the range is done; on failure drop every loan taken.
+ */
+async function uvmLoanSlowLoop(li: LoanInfo, end: number): Promise<VmPage[] | Anon[]> {
+  try {
+    for (;;) {
       if (li.slow !== null) await uvmLoanSlow(li);
+      if (li.va >= end) break;
+      uvmLoanLookup(li);
+      uvmLoanEntry(li, end);
     }
   } catch (err) {
     uvmLoanDrop(li);

@@ -9,7 +9,7 @@ import { Proc, type ProcHost } from './proc.js';
 import { type IoEvent, type TraceEvent, Uvm } from './uvm.js';
 import { checkInvariants } from './uvm_invariants.js';
 import { KernelVa } from './uvm_km.js';
-import { checkPageArg, type VmPage } from './uvm_page.js';
+import { checkPageArg, PG_BUSY, PQ_ACTIVE, PQ_INACTIVE, type VmPage } from './uvm_page.js';
 import { PageDaemon } from './uvm_pdaemon.js';
 
 export interface KernelOptions {
@@ -179,17 +179,23 @@ export class Kernel implements ProcHost {
     let loaned = 0;
     let orphans = 0;
     let busy = 0;
+    /* active and inactive count unwired pages, so that free + active + inactive + wired + (busy pages
+       on no queue) = physPages; wired pages keep their place on a queue (uvm_page.ts) */
+    let active = 0;
+    let inactive = 0;
     for (const pg of uvm.pages) {
       if (pg.loanCount > 0) loaned++;
       if (pg.loanCount > 0 && pg.isOrphan()) orphans++;
-      if (pg.flags & 1) busy++;
+      if (pg.flags & PG_BUSY) busy++;
+      if (pg.wireCount === 0 && pg.queue === PQ_ACTIVE) active++;
+      if (pg.wireCount === 0 && pg.queue === PQ_INACTIVE) inactive++;
     }
     const x = uvm.exp;
     return {
       physPages: uvm.pages.length,
       freePages: uvm.free.length,
-      activePages: uvm.active.length,
-      inactivePages: uvm.inactive.length,
+      activePages: active,
+      inactivePages: inactive,
       wiredPages: uvm.wiredPages,
       loanedPages: loaned,
       orphanPages: orphans,

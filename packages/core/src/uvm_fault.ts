@@ -195,7 +195,10 @@ function breakAnonLoan(ufi: FaultInfo, anon: Anon, old: VmPage): VmPage | null {
   uvm.exp.loanBreaks++;
   uvm.trace('loanbreak', old, 'anon');
   if (obj !== null) obj.loanReturned(old);
-  else uvm.trace('orphan', old);
+  else {
+    uvmPageDequeue(old);
+    uvm.trace('orphan', old);
+  }
   return pg;
 }
 

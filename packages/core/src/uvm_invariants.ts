@@ -75,9 +75,15 @@ function checkPage(uvm: Uvm, pg: VmPage): void {
     kassert(uvm.mmu.pv[f] === null, `invariant: free page ${f} is mapped`);
     return;
   }
-  if (pg.wireCount > 0) kassert(pg.queue === PQ_NONE, `invariant: wired page ${f} is on a paging queue`);
-  else if (pg.queue === PQ_NONE)
+  if (pg.wireCount === 0 && pg.queue === PQ_NONE) {
     kassert((pg.flags & PG_BUSY) !== 0, `invariant: page ${f} is lost (no queue)`);
+  }
+  if (pg.uobject === uvm.kernelObject || pg.isOrphan()) {
+    kassert(
+      pg.queue === PQ_NONE || pg.uanon !== null,
+      `invariant: kernel or orphan page ${f} on a paging queue`,
+    );
+  }
   const oaLoan = pg.uanon !== null && !pg.anonOwns ? 1 : 0;
   kassert(pg.loanCount >= oaLoan, `invariant: page ${f} lent to an anon has loanCount ${pg.loanCount}`);
   const kmem = pg.uobject === uvm.kernelObject ? 1 : 0;

@@ -65,11 +65,12 @@ type Slow =
   | { kind: 'uobj'; obj: UvmObject; idx: number }
   | { kind: 'zero'; busy: VmPage | null };
 
-/* one loan call's state (the seed's ufi plus output pointer) */
+/* one loan call's state (the seed's ufi; output and n are its output array and pointer) */
 interface LoanInfo {
   map: VmMap;
   toAnon: boolean;
   output: (VmPage | Anon)[];
+  n: number;
   entry: MapEntry;
   va: number;
   version: number;
@@ -93,7 +94,8 @@ export function uvmLoan(map: VmMap, start: number, len: number, to: LoanTarget):
     li = {
       map,
       toAnon: to === 'anon',
-      output: [],
+      output: new Array(len / PAGE_SIZE),
+      n: 0,
       entry: null as unknown as MapEntry,
       va: start,
       version: 0,
@@ -167,8 +169,8 @@ function uvmLoanEntry(li: LoanInfo, end: number): void {
   const stop = Math.min(end, entry.end);
   const amap = entry.amap;
   const obj = entry.object;
-  while (li.va < stop) {
-    const idx = atop(li.va - entry.start);
+  /* page index in the entry: exact, since li.va and entry.start are page-aligned */
+  for (let idx = (li.va - entry.start) / PAGE_SIZE; li.va < stop; li.va += PAGE_SIZE, idx++) {
     const anon = amap !== null ? amap.slots[entry.amapSlot + idx] : null;
     let rv: number;
     if (anon !== null) rv = uvmLoanAnon(li, anon);
@@ -176,7 +178,6 @@ function uvmLoanEntry(li: LoanInfo, end: number): void {
     else if (entry.copyOnWrite) rv = uvmLoanZero(li);
     else throw new KernelError('EFAULT', `uvm_loan: ${hex(li.va)} has no backing (null map entry)`);
     if (rv !== GOT) return;
-    li.va += PAGE_SIZE;
   }
 }
 
@@ -191,7 +192,7 @@ function uvmLoanAnon(li: LoanInfo, anon: Anon): number {
     const pg = anon.page;
     if (pg?.anonOwns && anon.ref === 1) uvm.mmu.pageProtect(pg.frame, Prot.READ);
     anon.ref++;
-    li.output.push(anon);
+    li.output[li.n++] = anon;
     uvm.exp.loansAnon++;
     return GOT;
   }
@@ -208,11 +209,12 @@ function uvmLoanAnon(li: LoanInfo, anon: Anon): number {
 
 /* loanToKernel: the heart of an A->K or O->K loan. */
 function loanToKernel(li: LoanInfo, pg: VmPage): void {
-  if (pg.loanCount === 0) li.map.uvm.mmu.pageProtect(pg.frame, Prot.READ);
+  const uvm = pg.uvm;
+  if (pg.loanCount === 0 && uvm.mmu.pv[pg.frame] !== null) uvm.mmu.pageProtect(pg.frame, Prot.READ);
   pg.loanCount++;
   uvmPageWire(pg);
-  li.output.push(pg);
-  if (li.map.uvm.tracers.length > 0) li.map.uvm.trace('loan', pg, 'kernel');
+  li.output[li.n++] = pg;
+  if (uvm.tracers.length > 0) uvm.trace('loan', pg, 'kernel');
 }
 
 /*
@@ -249,7 +251,7 @@ function uvmLoanUobjPage(li: LoanInfo, pg: VmPage): number {
     if (pg.loanCount === 0) uvm.mmu.pageProtect(pg.frame, Prot.READ);
     pg.loanCount++;
   }
-  li.output.push(anon);
+  li.output[li.n++] = anon;
   uvmPageActivate(pg);
   uvmPageUnbusy(pg);
   if (pg.uobject === uvm.zeroObject) uvm.exp.loansZero++;
@@ -326,10 +328,11 @@ function uvmLoanRelock(li: LoanInfo, pg: VmPage, obj: UvmObject): boolean {
 
 /* uvmLoanDrop: the seed's fail: path -- give back every loan taken so far. */
 function uvmLoanDrop(li: LoanInfo): void {
-  if (li.output.length === 0) return;
-  if (li.toAnon) uvmUnloanAnons(li.output as Anon[]);
-  else uvmUnloanPages(li.output as VmPage[]);
-  li.output.length = 0;
+  if (li.n === 0) return;
+  const taken = li.output.slice(0, li.n);
+  li.n = 0;
+  if (li.toAnon) uvmUnloanAnons(taken as Anon[]);
+  else uvmUnloanPages(taken as VmPage[]);
 }
 
 /*

@@ -139,21 +139,19 @@ describe('page queues', () => {
     expect(k.uvm.mmu.isReferenced(pg.frame)).toBe(true);
   });
 
-  it('wire takes a page off the queues; nested wires need as many unwires', () => {
+  it('a wired page keeps its queue but counts as wired, not active; nested wires need as many unwires', () => {
     const { k, pg } = anonPage();
     uvmPageUnbusy(pg);
     uvmPageActivate(pg);
     uvmPageWire(pg);
     uvmPageWire(pg);
-    expect(pg.queue).toBe(PQ_NONE);
+    expect(pg.queue).toBe(PQ_ACTIVE);
     expect(pg.wireCount).toBe(2);
     expect(k.stats()).toMatchObject({ wiredPages: 1, activePages: 0 });
-    uvmPageActivate(pg);
     uvmPageDeactivate(pg);
-    expect(pg.queue).toBe(PQ_NONE);
+    expect(pg.queue).toBe(PQ_ACTIVE);
     uvmPageUnwire(pg);
     expect(k.stats().wiredPages).toBe(1);
-    expect(pg.queue).toBe(PQ_NONE);
     uvmPageUnwire(pg);
     expect(pg.queue).toBe(PQ_ACTIVE);
     expect(k.stats()).toMatchObject({ wiredPages: 0, activePages: 1 });
@@ -235,6 +233,19 @@ describe('argument checks', () => {
     expect(k.stats()).toMatchObject({ freePages: 27, activePages: 5, anons: 5 });
     p.exit();
     expect(k.stats()).toMatchObject({ freePages: 32, activePages: 0, inactivePages: 0, anons: 0 });
+    k.checkInvariants();
+  });
+});
+
+describe('unwiring a page on no queue', () => {
+  it('puts it on the active queue', () => {
+    const { k, pg } = anonPage();
+    uvmPageWire(pg);
+    uvmPageUnbusy(pg);
+    expect(pg.queue).toBe(PQ_NONE);
+    uvmPageUnwire(pg);
+    expect(pg.queue).toBe(PQ_ACTIVE);
+    expect(k.stats()).toMatchObject({ wiredPages: 0, activePages: 1 });
     k.checkInvariants();
   });
 });

@@ -7,9 +7,11 @@
  * from an object to an anon (O->A) has both uobject and uanon, with anonOwns clear: the object owns it,
  * the anon borrows it.
  *
- * Unwired allocated pages sit on the active or inactive queue, where the pagedaemon looks for pages to
- * reclaim; wired pages (wireCount > 0, e.g. every page loaned to the kernel) sit on no queue, so the
- * pagedaemon never sees them. A page being filled or emptied by I/O is BUSY; whoever wants it sets
+ * Allocated pages sit on the active or inactive queue, where the pagedaemon looks for pages to
+ * reclaim. Wired pages (wireCount > 0, e.g. every page loaned to the kernel) are never reclaimed: the
+ * pagedaemon passes over them. Unlike NetBSD, which takes a page off its queue when it is wired, we
+ * leave it where it is -- wiring is on the loan's hot path, and two list operations per page per loan
+ * were a seventh of its cost. (Kernel memory and orphans, which no queue needs, sit on none.) A page being filled or emptied by I/O is BUSY; whoever wants it sets
  * WANTED and waits; whoever wanted to free it meanwhile sets RELEASED and the I/O's owner frees it.
  *
  * The queues are intrusive doubly linked lists threaded through the pages themselves, so nothing on
@@ -228,20 +230,20 @@ function disownLoanedPage(pg: VmPage): void {
   }
 }
 
-/* uvmPageWire / uvmPageUnwire: wired pages leave the paging queues (the pagedaemon can't see them). */
+/*
+ * uvmPageWire / uvmPageUnwire: pin a page (the pagedaemon passes over wired pages); it keeps its place
+ * on its paging queue.
+ * => unwiring a page that is on no queue puts it on the active queue
+ */
 export function uvmPageWire(pg: VmPage): void {
-  if (pg.wireCount === 0) {
-    uvmPageDequeue(pg);
-    pg.uvm.wiredPages++;
-  }
-  pg.wireCount++;
+  if (pg.wireCount++ === 0) pg.uvm.wiredPages++;
 }
 
 export function uvmPageUnwire(pg: VmPage): void {
   if (pg.wireCount < 1) panic(`uvm_pageunwire: ${pg} isn't wired`);
   if (--pg.wireCount === 0) {
     pg.uvm.wiredPages--;
-    pg.uvm.active.insertTail(pg);
+    if (pg.queue === PQ_NONE) pg.uvm.active.insertTail(pg);
   }
 }
 

@@ -9,7 +9,7 @@
  *   object page     written back if dirty (vnode: to its file; aobj: to swap), then freed
  *   O->A loaned     clean and inactive, only anons borrowing it: taken from its object and given to
  *                   the anon (loan-break event 2); it can be paged out as the anon's on a later pass
- *   wired pages     never seen: they are on no queue (every page loaned to the kernel is wired)
+ *   wired pages     passed over (every page loaned to the kernel is wired)
  *
  * A pass that frees nothing when nothing is free means memory is exhausted: uvm_wait callers get ENOMEM.
  */
@@ -89,11 +89,15 @@ export class PageDaemon {
     return freed;
   }
 
-  /* balance: move active pages to the inactive queue until a third of pages are inactive */
+  /* balance: move unwired active pages to the inactive queue until a third of pages are inactive */
   private balance(): void {
     const uvm = this.uvm;
     const want = Math.max(uvm.freeTarget * 2, Math.floor((uvm.active.length + uvm.inactive.length) / 3));
-    while (uvm.inactive.length < want && uvm.active.head !== null) uvmPageDeactivate(uvm.active.head);
+    for (let pg = uvm.active.head; pg !== null && uvm.inactive.length < want; ) {
+      const next: VmPage | null = pg.next;
+      if (pg.wireCount === 0) uvmPageDeactivate(pg);
+      pg = next;
+    }
   }
 
   private async scanInactive(): Promise<number> {
@@ -103,7 +107,7 @@ export class PageDaemon {
     let freed = 0;
     for (const pg of candidates) {
       if (uvm.free.length >= uvm.freeTarget) break;
-      if (pg.queue !== PQ_INACTIVE || pg.flags & PG_BUSY) continue;
+      if (pg.queue !== PQ_INACTIVE || pg.flags & PG_BUSY || pg.wireCount > 0) continue;
       if (uvm.mmu.isReferenced(pg.frame)) {
         uvm.mmu.clearReference(pg.frame);
         uvmPageActivate(pg);

@@ -206,21 +206,23 @@ export class Proc {
    * copyinPhys: walk n bytes of the process's memory through the MMU and hand each physically
    * contiguous piece to `sink(ramOffset, done, len)` -- the bytes are at RAM offset ramOffset and are
    * the done'th.. of the range. The sink moves them where it wants (uiomove for kernel memory).
+   * => returns undefined when it is done already (every page was mapped: nothing slept), else a Promise
+   *    that settles when the faults it took are resolved and every byte has gone to the sink
    * => throws EFAULT if any byte is unmapped or unreadable (before sink sees anything), EINVAL
    */
-  async copyinPhys(
+  copyinPhys(
     va: number,
     n: number,
     sink: (ramOffset: number, done: number, len: number) => void,
-  ): Promise<void> {
+  ): Promise<void> | undefined {
     this.alive('copyin');
     checkAddress('copyin', va, false);
     checkLength('copyin', n, 0, VM_MAX_ADDRESS);
     this.checkRange('copyin', va, n, Prot.READ);
-    await this.transfer(va, n, Prot.READ, sink);
+    return this.transfer(va, n, Prot.READ, sink);
   }
 
-  private copyinChecked(va: number, dst: Uint8Array, offset: number, n: number): Promise<void> {
+  private copyinChecked(va: number, dst: Uint8Array, offset: number, n: number): Promise<void> | undefined {
     const ram = this.map.uvm.ram.bytes;
     if (dst.buffer === ram.buffer) {
       /* kernel memory (an mbuf cluster): one move within RAM, no temporary view */
@@ -250,25 +252,53 @@ export class Proc {
   }
 
   /* transfer: walk [va, va + n) page by page through the MMU, faulting as needed */
-  private async transfer(
+  /*
+   * transfer: walk [va, va + n) page by page through the MMU, handing each piece to `move`
+   * => returns undefined when every page was mapped for the access (nothing slept); else a Promise
+   *    that faults the missing pages in as it goes
+   */
+  private transfer(
     va: number,
     n: number,
     access: number,
     move: (at: number, done: number, len: number) => void,
-  ) {
+  ): Promise<void> | undefined {
+    const done = this.transferMapped(va, n, access, move, 0);
+    return done < n ? this.transferFaulting(va, n, access, move, done) : undefined;
+  }
+
+  /* transferMapped: move pieces from `done` on while pages are mapped; returns where it stopped */
+  private transferMapped(
+    va: number,
+    n: number,
+    access: number,
+    move: (at: number, done: number, len: number) => void,
+    done: number,
+  ): number {
     const pmap = this.map.pmap;
-    let done = 0;
     while (done < n) {
       const a = va + done;
       const frame = pmap.translate(Math.floor(a / PAGE_SIZE), access);
-      if (frame < 0) {
-        await uvmFault(this.map, a - (a % PAGE_SIZE), access);
-        continue;
-      }
+      if (frame < 0) return done;
       const off = a & PAGE_MASK;
       const len = Math.min(n - done, PAGE_SIZE - off);
       move((frame << PAGE_SHIFT) + off, done, len);
       done += len;
+    }
+    return done;
+  }
+
+  private async transferFaulting(
+    va: number,
+    n: number,
+    access: number,
+    move: (at: number, done: number, len: number) => void,
+    done: number,
+  ): Promise<void> {
+    while (done < n) {
+      const a = va + done;
+      await uvmFault(this.map, a - (a % PAGE_SIZE), access);
+      done = this.transferMapped(va, n, access, move, done);
     }
   }
 

@@ -68,8 +68,9 @@ export class KernelVa {
     const vpn = va / PAGE_SIZE;
     let i = 0;
     while (i < this.freeList.length && this.freeList[i][0] < vpn) i++;
-    const prev = this.freeList[i - 1];
-    const next = this.freeList[i];
+    /* (never index out of bounds: a read at -1 or past the end is a slow dictionary lookup in V8) */
+    const prev = i > 0 ? this.freeList[i - 1] : undefined;
+    const next = i < this.freeList.length ? this.freeList[i] : undefined;
     if ((prev && prev[0] + prev[1] > vpn) || (next && vpn + npages > next[0])) {
       panic(`uvm_km_free: ${hex(va)} (+${npages} pages) is already free`);
     }

@@ -88,30 +88,63 @@ export function uvmLoan(map: VmMap, start: number, len: number, to: 'kernel'): P
 export function uvmLoan(map: VmMap, start: number, len: number, to: 'anon'): Promise<Anon[]>;
 export function uvmLoan(map: VmMap, start: number, len: number, to: LoanTarget): Promise<VmPage[] | Anon[]>;
 export function uvmLoan(map: VmMap, start: number, len: number, to: LoanTarget): Promise<VmPage[] | Anon[]> {
-  let li: LoanInfo | null = null;
   try {
-    checkLoanArgs(map, start, len, to);
-    li = {
-      map,
-      toAnon: to === 'anon',
-      output: new Array(len / PAGE_SIZE),
-      n: 0,
-      entry: null as unknown as MapEntry,
-      va: start,
-      version: 0,
-      slow: null,
-    };
-    const end = start + len;
+    const r = uvmLoanTry(map, start, len, to);
+    return r instanceof Promise ? r : Promise.resolve(r);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/*
+ * uvmLoanTry: uvmLoan for callers on a hot path (the mbuf layer): the same loans, the same errors,
+ * but without a promise when none is needed.
+ * => returns the loans themselves when every page could be loaned without sleeping; else a Promise
+ *    of them (the slow path slept for I/O, a BUSY page or memory)
+ * => throws (synchronously, or by rejecting) what uvmLoan throws; then no loan remains
+ */
+export function uvmLoanTry(
+  map: VmMap,
+  start: number,
+  len: number,
+  to: 'kernel',
+): VmPage[] | Promise<VmPage[]>;
+export function uvmLoanTry(map: VmMap, start: number, len: number, to: 'anon'): Anon[] | Promise<Anon[]>;
+export function uvmLoanTry(
+  map: VmMap,
+  start: number,
+  len: number,
+  to: LoanTarget,
+): VmPage[] | Anon[] | Promise<VmPage[] | Anon[]>;
+export function uvmLoanTry(
+  map: VmMap,
+  start: number,
+  len: number,
+  to: LoanTarget,
+): VmPage[] | Anon[] | Promise<VmPage[] | Anon[]> {
+  checkLoanArgs(map, start, len, to);
+  const li: LoanInfo = {
+    map,
+    toAnon: to === 'anon',
+    output: new Array(len / PAGE_SIZE),
+    n: 0,
+    entry: null as unknown as MapEntry,
+    va: start,
+    version: 0,
+    slow: null,
+  };
+  const end = start + len;
+  try {
     while (li.va < end) {
       uvmLoanLookup(li);
       uvmLoanEntry(li, end);
       if (li.slow !== null) return uvmLoanSlowLoop(li, end);
     }
   } catch (err) {
-    if (li !== null) uvmLoanDrop(li);
-    return Promise.reject(err);
+    uvmLoanDrop(li);
+    throw err;
   }
-  return Promise.resolve(li.output as VmPage[] | Anon[]);
+  return li.output as VmPage[] | Anon[];
 }
 
 /*

@@ -16,7 +16,7 @@ import {
   PAGE_SIZE,
   Proc,
   Prot,
-  uvmLoan,
+  uvmLoanTry,
   uvmUnloanPages,
   VM_MAX_ADDRESS,
   type VmPage,
@@ -56,28 +56,54 @@ function checkArgs(fn: string, proc: Proc, va: number, len: number): void {
  * => throws EINVAL (bad arguments or options, larger than the whole budget), ESRCH (the process has
  *    exited, or exits while we wait), EFAULT (unmapped or unreadable), EINTR (aborted while waiting);
  *    then nothing is left loaned, wired or mapped
+ * => when nothing needs to sleep (budget free, pages resident) the chain is built at once: the only
+ *    await is the caller's
  */
-export async function mbufLoan(
-  proc: Proc,
-  va: number,
-  len: number,
-  opts: MbufLoanOptions = {},
-): Promise<Mbuf> {
-  checkArgs('mbuf_loan', proc, va, len);
-  checkLoanOptions(opts);
-  const sys = mbufSystem(proc.kernel);
-  const start = va - (va % PAGE_SIZE);
-  const npages = Math.ceil((va + len - start) / PAGE_SIZE);
-  if (!sys.kva.tryReserve(npages)) await sys.kva.reserve(npages, opts.signal);
-  let pages: VmPage[];
+export function mbufLoan(proc: Proc, va: number, len: number, opts: MbufLoanOptions = {}): Promise<Mbuf> {
+  try {
+    checkArgs('mbuf_loan', proc, va, len);
+    checkLoanOptions(opts);
+    const sys = mbufSystem(proc.kernel);
+    const start = va - (va % PAGE_SIZE);
+    const npages = Math.ceil((va + len - start) / PAGE_SIZE);
+    if (!sys.kva.tryReserve(npages)) {
+      return sys.kva.reserve(npages, opts.signal).then(() => loanReserved(sys, proc, va, len, start, npages));
+    }
+    return loanReserved(sys, proc, va, len, start, npages);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/* loanReserved: the loan itself, its budget reserved; gives the budget back on failure */
+function loanReserved(sys: MbufSystem, proc: Proc, va: number, len: number, start: number, npages: number) {
+  let pages: VmPage[] | Promise<VmPage[]>;
   try {
     if (proc.exited) throw new KernelError('ESRCH', `mbuf_loan: process ${proc.pid} has exited`);
-    pages = await uvmLoan(proc.map, start, npages * PAGE_SIZE, 'kernel');
+    pages = uvmLoanTry(proc.map, start, npages * PAGE_SIZE, 'kernel');
   } catch (err) {
     sys.kva.release(npages);
-    throw err;
+    return Promise.reject(err);
   }
-  const kva = mapLoan(sys, pages, npages);
+  if (pages instanceof Promise) {
+    return pages.then(
+      (got) => loanMapped(sys, got, va, len, start),
+      (err) => {
+        sys.kva.release(npages);
+        throw err;
+      },
+    );
+  }
+  try {
+    return Promise.resolve(loanMapped(sys, pages, va, len, start));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/* loanMapped: map the loaned pages read-only into kernel space and build the chain over them */
+function loanMapped(sys: MbufSystem, pages: VmPage[], va: number, len: number, start: number): Mbuf {
+  const kva = mapLoan(sys, pages, pages.length);
   sys.loanChains++;
   sys.loanedBytes += len;
   return buildLoanChain(sys, pages, kva, va - start, len);
@@ -173,36 +199,55 @@ class ClusterExt {
  *    at its limit
  * => throws EINVAL (bad arguments, more than the whole cluster pool), ESRCH (exited), EFAULT
  *    (unmapped or unreadable), ENOMEM, EINTR (opts.signal aborted the wait); then no cluster is kept
+ * => when nothing needs to sleep (clusters free, pages mapped) the copy is done at once
  */
-export async function mbufCopyin(
-  proc: Proc,
-  va: number,
-  len: number,
-  opts: MbufLoanOptions = {},
-): Promise<Mbuf> {
-  checkArgs('mbuf_copyin', proc, va, len);
-  checkLoanOptions(opts);
-  const sys = mbufSystem(proc.kernel);
-  const n = Math.ceil(len / MCLBYTES);
-  if (n > sys.clusters.capacity) {
-    throw new KernelError(
-      'EINVAL',
-      `mbuf_copyin: ${len} bytes exceed the ${sys.clusters.capacity * MCLBYTES}-byte cluster pool`,
-    );
+export function mbufCopyin(proc: Proc, va: number, len: number, opts: MbufLoanOptions = {}): Promise<Mbuf> {
+  try {
+    checkArgs('mbuf_copyin', proc, va, len);
+    checkLoanOptions(opts);
+    const sys = mbufSystem(proc.kernel);
+    const n = Math.ceil(len / MCLBYTES);
+    if (n > sys.clusters.capacity) {
+      throw new KernelError(
+        'EINVAL',
+        `mbuf_copyin: ${len} bytes exceed the ${sys.clusters.capacity * MCLBYTES}-byte cluster pool`,
+      );
+    }
+    proc.checkRange('mbuf_copyin', va, len, Prot.READ);
+    const addrs = sys.clusters.getManySync(n);
+    if (addrs === null)
+      return sys.clusters.getMany(n, opts.signal).then((got) => copyInto(sys, proc, va, len, got));
+    return copyInto(sys, proc, va, len, addrs);
+  } catch (err) {
+    return Promise.reject(err);
   }
-  proc.checkRange('mbuf_copyin', va, len, Prot.READ);
-  const addrs = await sys.clusters.getMany(n, opts.signal);
+}
+
+/* copyInto: copy the user's bytes into clusters we hold; gives them back on failure */
+function copyInto(sys: MbufSystem, proc: Proc, va: number, len: number, addrs: number[]): Promise<Mbuf> {
   if (proc.exited) {
     for (const a of addrs) sys.clusters.put(a);
-    throw new KernelError('ESRCH', `mbuf_copyin: process ${proc.pid} has exited`);
+    return Promise.reject(new KernelError('ESRCH', `mbuf_copyin: process ${proc.pid} has exited`));
   }
   const head = buildClusterChain(sys, addrs, len);
+  let copying: Promise<void> | undefined;
   try {
-    await copyIntoClusters(proc, va, len, addrs, sys.kernel.uvm.ram.bytes);
+    copying = copyIntoClusters(proc, va, len, addrs, sys.kernel.uvm.ram.bytes);
   } catch (err) {
     mFreem(head);
-    throw err;
+    return Promise.reject(err);
   }
+  if (copying === undefined) return Promise.resolve(copied(sys, head, len));
+  return copying.then(
+    () => copied(sys, head, len),
+    (err) => {
+      mFreem(head);
+      throw err;
+    },
+  );
+}
+
+function copied(sys: MbufSystem, head: Mbuf, len: number): Mbuf {
   sys.copyChains++;
   sys.copiedBytes += len;
   return head;
@@ -238,7 +283,7 @@ function copyIntoClusters(
   len: number,
   addrs: number[],
   ram: Uint8Array,
-): Promise<void> {
+): Promise<void> | undefined {
   return proc.copyinPhys(va, len, (from, done, n) => {
     while (n > 0) {
       const ci = done >>> MCLSHIFT;

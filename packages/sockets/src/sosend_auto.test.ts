@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { drain, expectAtRest, pair, pattern, Scope, settled, userMemory } from '../test/helpers.js';
-import { autoThresholdKnown, sosendAutoThreshold } from './sosend_auto.js';
+import { autoThresholdKnown, crossover, sosendAutoThreshold } from './sosend_auto.js';
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
@@ -62,5 +62,20 @@ describe('sosendAutoThreshold (where auto starts to loan)', () => {
     await copyAll.so.close();
     p.exit();
     expectAtRest(k);
+  });
+});
+
+describe('crossover', () => {
+  it('is the smallest size from which loaning wins at that size and every larger one', () => {
+    expect(crossover([0.5, 0.8, 0.9, 1.2, 1.5, 2, 3])).toBe(8192);
+    expect(crossover([2, 2, 2, 2, 2, 2, 2])).toBe(1024);
+  });
+
+  it('ignores a lone noisy win below a loss', () => {
+    expect(crossover([0.5, 1.3, 0.9, 0.95, 1.1, 1.4, 2])).toBe(16384);
+  });
+
+  it('says "never" (twice the largest size) when loaning does not win at the largest size', () => {
+    expect(crossover([2, 2, 2, 2, 2, 2, 0.9])).toBe(131072);
   });
 });

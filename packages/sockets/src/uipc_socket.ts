@@ -3,8 +3,9 @@
  * sosend, soreceive, soclose).
  *
  * sosend (Socket.send) turns user memory into mbufs -- by copy into clusters, by page loan, or by
- * whichever the `auto` threshold picks -- and hands their views to node:net with plain writes (Node
- * batches queued writes into one writev). Node reads those bytes *after* write() returns, whenever the
+ * whichever the `auto` threshold picks -- and hands their views to node:net as one corked batch, so
+ * a chain goes to the host in one writev (Node batches plain writes only while a write is pending,
+ * and on loopback every write completes at once). Node reads those bytes *after* write() returns, whenever the
  * host socket has room; only when its write callback fires are the bytes in the host kernel. So the
  * mbufs (and the loans under them) live until that callback: then they are freed and the send's `done`
  * settles. Meanwhile the loaned pages are read-only to the user: a write to them takes a copy-on-write
@@ -207,9 +208,12 @@ export class Socket {
     return new Promise<void>((resolve, reject) => {
       const f: InFlight = { m, bytes, resolve, reject };
       this.inflight.add(f);
+      /* one writev for the whole chain: on loopback each plain write would go out alone */
       const last = views.length - 1;
+      if (last > 0) this.tcp.cork();
       for (let i = 0; i < last; i++) this.tcp.write(views[i]);
       this.tcp.write(views[last], (err) => this.complete(f, err ?? null));
+      if (last > 0) this.tcp.uncork();
     });
   }
 

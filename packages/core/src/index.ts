@@ -17,7 +17,7 @@ export { Uvm } from './uvm.js';
 export { Amap } from './uvm_amap.js';
 export { Anon } from './uvm_anon.js';
 export { AObject, ZeroObject } from './uvm_aobj.js';
-export { uvmFault } from './uvm_fault.js';
+export { uvmFault, uvmFaultTry } from './uvm_fault.js';
 export {
   KernelVa,
   uvmKmAllocContig,

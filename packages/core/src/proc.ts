@@ -26,7 +26,7 @@ import {
 } from './param.js';
 import type { Uvm } from './uvm.js';
 import { AObject } from './uvm_aobj.js';
-import { uvmFault } from './uvm_fault.js';
+import { uvmFault, uvmFaultTry } from './uvm_fault.js';
 import {
   MapEntry,
   uvmMapFindSpace,
@@ -278,8 +278,12 @@ export class Proc {
     const pmap = this.map.pmap;
     while (done < n) {
       const a = va + done;
-      const frame = pmap.translate(Math.floor(a / PAGE_SIZE), access);
-      if (frame < 0) return done;
+      let frame = pmap.translate(Math.floor(a / PAGE_SIZE), access);
+      if (frame < 0) {
+        /* a fault that needs no sleep is resolved here and now (uvmFaultTry); others wait for uvmFault */
+        if (!uvmFaultTry(this.map, a - (a % PAGE_SIZE), access)) return done;
+        frame = pmap.translate(Math.floor(a / PAGE_SIZE), access);
+      }
       const off = a & PAGE_MASK;
       const len = Math.min(n - done, PAGE_SIZE - off);
       move((frame << PAGE_SHIFT) + off, done, len);

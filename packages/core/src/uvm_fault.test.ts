@@ -9,7 +9,7 @@ import {
   settle,
   writeFileOf,
 } from '../test/helpers.js';
-import { Kernel, PAGE_SIZE, Prot, uvmFault } from './index.js';
+import { Kernel, PAGE_SIZE, Prot, uvmFault, uvmFaultTry, uvmLoan, uvmUnloanPages } from './index.js';
 
 const RW = Prot.READ | Prot.WRITE;
 
@@ -322,5 +322,63 @@ describe('shared anonymous memory', () => {
     c.exit();
     expect(k.stats().freePages).toBe(16);
     k.checkInvariants();
+  });
+});
+
+describe('uvmFaultTry: faults resolved without sleeping', () => {
+  it('gives write access back to a page whose loans have ended, with no copy and no new page', async () => {
+    const k = new Kernel({ physPages: 32 });
+    const p = k.createProcess();
+    const va = p.mmap(2 * PAGE_SIZE);
+    await p.write(va, Buffer.alloc(2 * PAGE_SIZE, 7));
+    const frame = p.map.pmap.extract(va / PAGE_SIZE);
+    uvmUnloanPages(await uvmLoan(p.map, va, 2 * PAGE_SIZE, 'kernel'));
+    expect(p.map.pmap.protAt(va / PAGE_SIZE) & Prot.WRITE).toBe(0);
+    const before = k.stats();
+    expect(uvmFaultTry(p.map, va, Prot.WRITE)).toBe(true);
+    const after = k.stats();
+    expect(p.map.pmap.protAt(va / PAGE_SIZE) & Prot.WRITE).toBe(Prot.WRITE);
+    expect(p.map.pmap.extract(va / PAGE_SIZE)).toBe(frame);
+    expect(after.faults).toBe(before.faults + 1);
+    expect([after.cowFaults, after.loanBreaks, after.freePages]).toEqual([
+      before.cowFaults,
+      before.loanBreaks,
+      before.freePages,
+    ]);
+    k.checkInvariants();
+    p.exit();
+  });
+
+  it('declines (false, nothing done) what needs a copy or a page: a loaned page, a shared anon, untouched memory', async () => {
+    const k = new Kernel({ physPages: 32 });
+    const p = k.createProcess();
+    const va = p.mmap(3 * PAGE_SIZE);
+    await p.write(va, Buffer.alloc(2 * PAGE_SIZE, 7));
+    const pages = await uvmLoan(p.map, va, PAGE_SIZE, 'kernel');
+    const child = p.fork();
+    const before = k.stats();
+    expect(uvmFaultTry(p.map, va, Prot.WRITE)).toBe(false);
+    expect(uvmFaultTry(p.map, va + PAGE_SIZE, Prot.WRITE)).toBe(false);
+    expect(uvmFaultTry(p.map, va + 2 * PAGE_SIZE, Prot.READ)).toBe(false);
+    expect(k.stats()).toEqual(before);
+    await p.write(va, Buffer.from([1]));
+    expect(pages[0].bytes()[0]).toBe(7);
+    uvmUnloanPages(pages);
+    k.checkInvariants();
+    child.exit();
+    p.exit();
+    expect(k.stats().freePages).toBe(32);
+  });
+
+  it('throws EFAULT for an unmapped address or a forbidden access, like uvmFault', async () => {
+    const k = new Kernel({ physPages: 16 });
+    const p = k.createProcess();
+    const va = p.mmap(PAGE_SIZE, { prot: Prot.READ });
+    expect(() => uvmFaultTry(p.map, va + 8 * PAGE_SIZE, Prot.READ)).toThrow(
+      expect.objectContaining({ code: 'EFAULT' }),
+    );
+    expect(() => uvmFaultTry(p.map, va, Prot.WRITE)).toThrow(expect.objectContaining({ code: 'EFAULT' }));
+    await expect(uvmFault(p.map, va, Prot.WRITE)).rejects.toMatchObject({ code: 'EFAULT' });
+    p.exit();
   });
 });

@@ -16,7 +16,7 @@
  * moved (ReFault). Running out of pages waits for the pagedaemon; ENOMEM only if nothing is reclaimable.
  */
 import { KernelError } from './errors.js';
-import { atop, hex, Prot } from './param.js';
+import { atop, hex, PAGE_SIZE, Prot } from './param.js';
 import { amapAdd } from './uvm_amap.js';
 import { type Anon, uvmAnonAdopt, uvmAnonAlloc, uvmAnonRelease, uvmAnonUnref } from './uvm_anon.js';
 import { type MapEntry, uvmMapAmapCopy, type VmMap } from './uvm_map.js';
@@ -52,15 +52,39 @@ interface FaultInfo {
  * => returns when a retry of the access will succeed (it may still fault again if the world changes)
  * => throws EFAULT (unmapped, or the entry's protection forbids the access), ENOMEM, EIO
  */
-export async function uvmFault(map: VmMap, va: number, access: number): Promise<void> {
-  map.uvm.exp.faults++;
-  while (!(await uvmFaultOnce(map, va, access))) {
-    /* ReFault */
+export function uvmFault(map: VmMap, va: number, access: number): Promise<void> {
+  try {
+    if (uvmFaultTry(map, va, access)) return Promise.resolve();
+  } catch (err) {
+    return Promise.reject(err);
   }
+  return uvmFaultSlow(map, va, access);
 }
 
-/* one try; false means "ReFault" */
-async function uvmFaultOnce(map: VmMap, va: number, access: number): Promise<boolean> {
+/*
+ * uvmFaultTry: resolve a fault at once if it needs no sleep and no new page: a resident anon page that
+ * is only missing from the pmap or write-protected -- typically the first write after its loans ended
+ * (a loan leaves every mapping read-only) or after fork's needs-copy was resolved elsewhere.
+ * => true: the access will now succeed; false: nothing was done, call uvmFault
+ * => throws EFAULT (unmapped, or the entry's protection forbids the access)
+ */
+export function uvmFaultTry(map: VmMap, va: number, access: number): boolean {
+  const entry = faultLookup(map, va, access);
+  if (entry.needsCopy || entry.amap === null) return false;
+  const anon = entry.amap.slots[entry.amapSlot + (va - entry.start) / PAGE_SIZE];
+  if (anon === null) return false;
+  const pg = anon.page;
+  if (pg === null || pg.flags & PG_BUSY || !pg.anonOwns) return false;
+  const shared = anon.ref > 1 || pg.loanCount > 0;
+  if (access & Prot.WRITE && shared) return false;
+  map.uvm.exp.faults++;
+  map.pmap.enter(atop(va), pg.frame, shared ? entry.prot & ~Prot.WRITE : entry.prot);
+  uvmPageActivate(pg);
+  return true;
+}
+
+/* faultLookup: the entry at va, if it allows the access (else EFAULT) */
+function faultLookup(map: VmMap, va: number, access: number): MapEntry {
   const entry = map.lookup(va);
   if (entry === null) throw new KernelError('EFAULT', `uvm_fault: ${hex(va)} is not mapped`);
   if ((entry.prot & access) !== access) {
@@ -69,6 +93,19 @@ async function uvmFaultOnce(map: VmMap, va: number, access: number): Promise<boo
       `uvm_fault: ${hex(va)} protection ${entry.prot} forbids access ${access}`,
     );
   }
+  return entry;
+}
+
+async function uvmFaultSlow(map: VmMap, va: number, access: number): Promise<void> {
+  map.uvm.exp.faults++;
+  while (!(await uvmFaultOnce(map, va, access))) {
+    /* ReFault */
+  }
+}
+
+/* one try; false means "ReFault" */
+async function uvmFaultOnce(map: VmMap, va: number, access: number): Promise<boolean> {
+  const entry = faultLookup(map, va, access);
   if (entry.needsCopy && (access & Prot.WRITE || entry.object === null)) uvmMapAmapCopy(map, entry);
   const ufi: FaultInfo = { map, entry, va, version: map.version, idx: atop(va - entry.start) };
   const anon = entry.amap !== null ? entry.amap.slots[entry.amapSlot + ufi.idx] : null;

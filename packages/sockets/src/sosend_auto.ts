@@ -5,8 +5,8 @@
  * ~10 KB. The honest answer depends on the machine, so the first `auto` send measures it: in a scratch
  * kernel, it times building and freeing a chain of each size by copy and by loan -- each followed by
  * the user's next write to the buffer, which after a loan takes a (cheap, copy-free) fault to get its
- * write access back -- in alternating rounds, and picks the smallest size from which loaning is
- * cheaper at that size and every larger one (medians over the rounds, so one noisy round can't move it). The answer is kept
+ * write access back -- in alternating rounds of ~2 ms windows, and picks the smallest size from which loaning is
+ * cheaper at that size and every larger one (taking each mode's fastest round: a pause only adds time). The answer is kept
  * for the life of the process; an explicit `autoThreshold` option skips the measurement.
  */
 import { Kernel, PAGE_SIZE, type Proc } from '@loanout/core';
@@ -16,7 +16,8 @@ const SIZES = [1024, 2048, 4096, 8192, 16384, 32768, 65536];
 /* if loaning never wins up to the largest size, send everything by copy below this */
 const NEVER = 2 * SIZES[SIZES.length - 1];
 const ROUNDS = 5;
-const ITERS = 40;
+/* each timing spans about 2 ms: in all, 7 sizes x 2 modes x 5 rounds, a quarter of a second */
+const WINDOW_NS = 2_000_000;
 
 let threshold: number | null = null;
 let measuring: Promise<number> | null = null;
@@ -45,32 +46,41 @@ async function calibrate(): Promise<number> {
   const copy: number[][] = SIZES.map(() => []);
   const loan: number[][] = SIZES.map(() => []);
   for (const size of SIZES) {
-    await timeSends(p, va, size, false, 20);
-    await timeSends(p, va, size, true, 20);
+    await timeSends(p, va, size, false);
+    await timeSends(p, va, size, true);
   }
   for (let r = 0; r < ROUNDS; r++) {
     for (let i = 0; i < SIZES.length; i++) {
       /* alternate which goes first, so drift on a busy machine hits both alike */
       const loanFirst = (r + i) % 2 === 0;
-      if (loanFirst) loan[i].push(await timeSends(p, va, SIZES[i], true, ITERS));
-      copy[i].push(await timeSends(p, va, SIZES[i], false, ITERS));
-      if (!loanFirst) loan[i].push(await timeSends(p, va, SIZES[i], true, ITERS));
+      if (loanFirst) loan[i].push(await timeSends(p, va, SIZES[i], true));
+      copy[i].push(await timeSends(p, va, SIZES[i], false));
+      if (!loanFirst) loan[i].push(await timeSends(p, va, SIZES[i], true));
     }
   }
   p.exit();
-  return crossover(SIZES.map((_, i) => median(copy[i]) / median(loan[i])));
+  /* the fastest round of each: a garbage collection or a JIT pause only ever adds time */
+  return crossover(SIZES.map((_, i) => Math.min(...copy[i]) / Math.min(...loan[i])));
 }
 
-/* timeSends: ns per send of `size` bytes (build, free, then the user's next write to each page) */
-async function timeSends(p: Proc, va: number, size: number, loan: boolean, iters: number): Promise<number> {
+/*
+ * timeSends: ns per send of `size` bytes (build, free, then the user's next write to each page), over
+ * a window of about WINDOW_NS so that one pause can't swamp it
+ */
+async function timeSends(p: Proc, va: number, size: number, loan: boolean): Promise<number> {
   const touch = Buffer.from([1]);
   const t0 = process.hrtime.bigint();
-  for (let i = 0; i < iters; i++) {
-    const m = loan ? await mbufLoan(p, va, size) : await mbufCopyin(p, va, size);
-    mFreem(m);
-    for (let off = 0; off < size; off += PAGE_SIZE) await p.write(va + off, touch);
+  let n = 0;
+  let elapsed = 0;
+  while (elapsed < WINDOW_NS) {
+    for (let i = 0; i < 8; i++, n++) {
+      const m = loan ? await mbufLoan(p, va, size) : await mbufCopyin(p, va, size);
+      mFreem(m);
+      for (let off = 0; off < size; off += PAGE_SIZE) await p.write(va + off, touch);
+    }
+    elapsed = Number(process.hrtime.bigint() - t0);
   }
-  return Number(process.hrtime.bigint() - t0) / iters;
+  return elapsed / n;
 }
 
 /*
@@ -82,9 +92,4 @@ export function crossover(speedups: number[]): number {
   let t = NEVER;
   for (let i = speedups.length - 1; i >= 0 && speedups[i] > 1; i--) t = SIZES[i];
   return t;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[s.length >> 1];
 }

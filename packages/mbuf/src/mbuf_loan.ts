@@ -116,10 +116,16 @@ function checkLoanOptions(opts: MbufLoanOptions): void {
   }
 }
 
+/*
+ * mapLoan: enter the loaned pages read-only into kernel space. The pages come straight from uvmLoan,
+ * so this calls the kernel pmap itself (pmap_kenter_pa), without Kernel.kenter's argument checks.
+ */
 function mapLoan(sys: MbufSystem, pages: VmPage[], npages: number): number {
   try {
     const kva = sys.kernel.kva.alloc(npages);
-    sys.kernel.kenter(kva, pages, Prot.READ);
+    const pmap = sys.kernel.uvm.mmu.kernelPmap;
+    const vpn = kva / PAGE_SIZE;
+    for (let i = 0; i < npages; i++) pmap.kenter(vpn + i, pages[i].frame, Prot.READ);
     return kva;
   } catch (err) {
     uvmUnloanPages(pages);
@@ -143,7 +149,7 @@ class LoanExt {
 
   release(): void {
     const n = this.pages.length;
-    this.sys.kernel.kremove(this.kva, n);
+    this.sys.kernel.uvm.mmu.kernelPmap.kremove(this.kva / PAGE_SIZE, n);
     uvmUnloanPages(this.pages);
     this.sys.kernel.kva.free(this.kva, n);
     this.sys.kva.release(n);

@@ -259,7 +259,11 @@ export function evaluateTargets(r: RunResults): TargetResult[] {
   return out;
 }
 
-/* flatTarget: loan+unloan per page at 256 pages within 0.8..1.25x of 16 pages (per round) */
+/*
+ * flatTarget: loan+unloan per page must not grow from 16 to 256 pages: ns@256 / ns@16 <= 1.25 (per
+ * round). It may well fall -- the call's fixed cost spread over more pages -- which is the point of
+ * "no allocation and no await per page"; growth would mean per-page work that shouldn't be there.
+ */
 function flatTarget(ms: Measurement[]): TargetResult {
   const ns = (size: number) =>
     new Map(
@@ -272,10 +276,10 @@ function flatTarget(ms: Measurement[]): TargetResult {
   const xs = [...a].filter(([rd]) => b.has(rd)).map(([rd, v]) => v / b.get(rd)!);
   const s = summarize(xs);
   return {
-    name: 'loan+unloan flat from 16 to 256 pages (ns@256 / ns@16)',
-    goal: '0.8x..1.25x',
+    name: 'loan+unloan per page not growing 16 -> 256 pages (ns@256 / ns@16)',
+    goal: '<= 1.25x',
     figure: fmtRatio(s),
-    met: s.n === 0 ? null : s.median >= 0.8 && s.median <= 1.25,
+    met: s.n === 0 ? null : s.median <= 1.25,
   };
 }
 

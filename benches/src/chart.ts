@@ -202,7 +202,8 @@ export function renderChart(rows: readonly LatestRow[], subtitle = ''): string {
   if (ps.length === 0) body.push(`<text x="${W / 2}" y="${H / 2}" text-anchor="middle">no results</text>`);
   return [
     '<?xml version="1.0" encoding="UTF-8"?>',
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" role="img">`,
+    `<title>loanout: copy vs loan, MB/s against send size per mode${subtitle === '' ? '' : ` (${esc(subtitle)})`}</title>`,
     `<rect width="${W}" height="${H}" fill="white"/>`,
     `<text x="${W / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">loanout: copy vs loan${subtitle === '' ? '' : ` (${esc(subtitle)})`}</text>`,
     ...body,

@@ -11,7 +11,7 @@ export { Inherit, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, Prot, VM_MAX_ADDRESS, VM_MIN
 export { MAX_PHYS_PAGES, PhysMem } from './physmem.js';
 export { Mmu, Pmap } from './pmap.js';
 export type { MmapFileOptions, MmapOptions } from './proc.js';
-export { Proc } from './proc.js';
+export { checkUserBuffer, Proc } from './proc.js';
 export type { IoEvent, TraceEvent, TraceKind, UvmExp } from './uvm.js';
 export { Uvm } from './uvm.js';
 export { Amap } from './uvm_amap.js';

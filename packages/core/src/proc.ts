@@ -379,3 +379,19 @@ function newEntry(
     objOffset,
   });
 }
+
+/*
+ * checkUserBuffer: validate the (process, address, length) a caller hands a kernel service (an mbuf
+ * built from user memory, a socket send or receive).
+ * => throws EINVAL (not a process; bad address; length < 1 or past the user address space), ESRCH
+ *    (the process has exited); says nothing of whether the range is mapped (see Proc.checkRange)
+ */
+export function checkUserBuffer(fn: string, proc: Proc, va: number, len: number): void {
+  if (!(proc instanceof Proc)) throw new KernelError('EINVAL', `${fn}: not a process`);
+  if (!Number.isSafeInteger(va) || va < 0)
+    throw new KernelError('EINVAL', `${fn}: bad address ${String(va)}`);
+  if (!Number.isSafeInteger(len) || len < 1 || va + len > VM_MAX_ADDRESS) {
+    throw new KernelError('EINVAL', `${fn}: bad length ${String(len)}`);
+  }
+  if (proc.exited) throw new KernelError('ESRCH', `${fn}: process ${proc.pid} has exited`);
+}

@@ -58,15 +58,12 @@ export class AObject extends UvmObject {
 }
 
 /*
- * ZeroObject: NetBSD's uvm_loanzero_object. It holds at most one page, the shared zero page that
- * every zero-fill loan hands out read-only. The page is made on the first zero loan and freed when its
- * last loan ends.
+ * KernelOwnedObject: an object of the kernel's own that lives forever and has no backing store:
+ * its pages never come from or go to a pager (they are made zero-filled, and only freed).
  */
-export class ZeroObject extends UvmObject {
-  readonly kind = 'zero' as const;
-
-  constructor(uvm: Uvm) {
-    super(uvm, 1);
+abstract class KernelOwnedObject extends UvmObject {
+  constructor(uvm: Uvm, npages: number) {
+    super(uvm, npages);
     this.ref = Number.POSITIVE_INFINITY;
   }
 
@@ -79,6 +76,19 @@ export class ZeroObject extends UvmObject {
   protected async pgoWrite(): Promise<void> {}
 
   protected onLastRef(): void {}
+}
+
+/*
+ * ZeroObject: NetBSD's uvm_loanzero_object. It holds at most one page, the shared zero page that
+ * every zero-fill loan hands out read-only. The page is made on the first zero loan and freed when its
+ * last loan ends.
+ */
+export class ZeroObject extends KernelOwnedObject {
+  readonly kind = 'zero' as const;
+
+  constructor(uvm: Uvm) {
+    super(uvm, 1);
+  }
 
   override loanReturned(pg: VmPage): void {
     if (pg.loanCount === 0 && pg.uanon === null && pg.uobject === this) this.freePage(pg);
@@ -90,21 +100,6 @@ export class ZeroObject extends UvmObject {
  * other pools). Its pages are wired for as long as the kernel holds them, indexed by frame number;
  * they are never paged out and never loaned.
  */
-export class KernelObject extends UvmObject {
+export class KernelObject extends KernelOwnedObject {
   readonly kind = 'kernel' as const;
-
-  constructor(uvm: Uvm, physPages: number) {
-    super(uvm, physPages);
-    this.ref = Number.POSITIVE_INFINITY;
-  }
-
-  protected needsIo(): boolean {
-    return false;
-  }
-
-  protected async pgoRead(): Promise<void> {}
-
-  protected async pgoWrite(): Promise<void> {}
-
-  protected onLastRef(): void {}
 }

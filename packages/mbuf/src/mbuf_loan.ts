@@ -12,13 +12,13 @@
  * Both take one await per call (for faults, page-ins or waits), none per page.
  */
 import {
+  checkUserBuffer,
   KernelError,
   PAGE_SIZE,
-  Proc,
+  type Proc,
   Prot,
   uvmLoanTry,
   uvmUnloanPages,
-  VM_MAX_ADDRESS,
   type VmPage,
 } from '@loanout/core';
 import {
@@ -39,16 +39,6 @@ export interface MbufLoanOptions {
   signal?: AbortSignal;
 }
 
-function checkArgs(fn: string, proc: Proc, va: number, len: number): void {
-  if (!(proc instanceof Proc)) throw new KernelError('EINVAL', `${fn}: not a process`);
-  if (!Number.isSafeInteger(va) || va < 0)
-    throw new KernelError('EINVAL', `${fn}: bad address ${String(va)}`);
-  if (!Number.isSafeInteger(len) || len < 1 || va + len > VM_MAX_ADDRESS) {
-    throw new KernelError('EINVAL', `${fn}: bad length ${String(len)}`);
-  }
-  if (proc.exited) throw new KernelError('ESRCH', `${fn}: process ${proc.pid} has exited`);
-}
-
 /*
  * mbufLoan: a chain over the user's bytes [va, va + len), by page loan (A->K or O->K).
  * => any va and len; the whole pages under them are loaned, the chain covers just the bytes
@@ -61,7 +51,7 @@ function checkArgs(fn: string, proc: Proc, va: number, len: number): void {
  */
 export function mbufLoan(proc: Proc, va: number, len: number, opts: MbufLoanOptions = {}): Promise<Mbuf> {
   try {
-    checkArgs('mbuf_loan', proc, va, len);
+    checkUserBuffer('mbuf_loan', proc, va, len);
     checkLoanOptions(opts);
     const sys = mbufSystem(proc.kernel);
     const start = va - (va % PAGE_SIZE);
@@ -209,7 +199,7 @@ class ClusterExt {
  */
 export function mbufCopyin(proc: Proc, va: number, len: number, opts: MbufLoanOptions = {}): Promise<Mbuf> {
   try {
-    checkArgs('mbuf_copyin', proc, va, len);
+    checkUserBuffer('mbuf_copyin', proc, va, len);
     checkLoanOptions(opts);
     const sys = mbufSystem(proc.kernel);
     const n = Math.ceil(len / MCLBYTES);

@@ -18,7 +18,7 @@
  * Close and errors release everything: queued mbufs (so their loans), the receive area, waiters.
  */
 import type net from 'node:net';
-import { type Kernel, KernelError, PAGE_SIZE, Proc, Prot, VM_MAX_ADDRESS } from '@loanout/core';
+import { checkUserBuffer, type Kernel, KernelError, PAGE_SIZE, type Proc, Prot } from '@loanout/core';
 import { type Mbuf, MCLBYTES, mBuffers, mbufCopyin, mbufLoan, mbufSystem, mFreem } from '@loanout/mbuf';
 import { kernelErrorFrom, type OnRead } from './net_glue.js';
 import { type RecvBuffer, SendBuffer } from './sockbuf.js';
@@ -144,7 +144,7 @@ export class Socket {
    */
   async send(proc: Proc, va: number, len: number, opts: SendOptions = {}): Promise<SendResult> {
     const mode = opts.mode ?? 'auto';
-    checkIo('sosend', proc, va, len);
+    checkUserBuffer('sosend', proc, va, len);
     if (mode !== 'copy' && mode !== 'loan' && mode !== 'auto') {
       throw new KernelError('EINVAL', `sosend: mode must be 'copy', 'loan' or 'auto', not ${String(mode)}`);
     }
@@ -238,7 +238,7 @@ export class Socket {
    * => throws EINVAL (bad arguments), EFAULT (unmapped or read-only memory), ECONNRESET
    */
   async recv(proc: Proc, va: number, len: number): Promise<number> {
-    checkIo('soreceive', proc, va, len);
+    checkUserBuffer('soreceive', proc, va, len);
     proc.checkRange('soreceive', va, len, Prot.WRITE);
     const unlock = await this.lock('recv');
     try {
@@ -348,14 +348,4 @@ export class Socket {
 
 function notSent(): KernelError {
   return new KernelError('EPIPE', 'sosend: socket closed before the data was sent');
-}
-
-function checkIo(fn: string, proc: Proc, va: number, len: number): void {
-  if (!(proc instanceof Proc)) throw new KernelError('EINVAL', `${fn}: not a process`);
-  if (!Number.isSafeInteger(va) || va < 0)
-    throw new KernelError('EINVAL', `${fn}: bad address ${String(va)}`);
-  if (!Number.isSafeInteger(len) || len < 1 || va + len > VM_MAX_ADDRESS) {
-    throw new KernelError('EINVAL', `${fn}: bad length ${String(len)}`);
-  }
-  if (proc.exited) throw new KernelError('ESRCH', `${fn}: process ${proc.pid} has exited`);
 }

@@ -74,6 +74,8 @@ export class Uvm {
   /* owner of the kernel's own wired pages (mbuf clusters, pools): uvm_kernel_object */
   readonly kernelObject: KernelObject;
   readonly vnodes = new Map<string, VnodeObject>();
+  /* vnodes that lost their last reference and are still writing back, by path (uvn_attach waits) */
+  readonly dyingVnodes = new Map<string, Promise<void>>();
   readonly objects = new Set<UvmObject>();
   readonly exp: UvmExp = {
     faults: 0,

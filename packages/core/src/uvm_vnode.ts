@@ -46,7 +46,7 @@ export class VnodeObject extends UvmObject {
     const real = await realpath(path).catch((err: NodeJS.ErrnoException) => {
       throw fsError('uvn_attach', path, err);
     });
-    const dying = dyingVnodes(uvm);
+    const dying = uvm.dyingVnodes;
     for (;;) {
       const gone = dying.get(real);
       if (gone !== undefined) {
@@ -128,7 +128,7 @@ export class VnodeObject extends UvmObject {
     this.uvm.vnodes.delete(this.path);
     const done = this.teardown();
     this.uvm.background(done);
-    const dying = dyingVnodes(this.uvm);
+    const dying = this.uvm.dyingVnodes;
     const settled = done.then(
       () => undefined,
       () => undefined,
@@ -148,18 +148,6 @@ export class VnodeObject extends UvmObject {
       await this.fh.close();
     }
   }
-}
-
-/* vnodes that lost their last reference and are still writing back, by kernel and path */
-const dyingByUvm = new WeakMap<Uvm, Map<string, Promise<void>>>();
-
-function dyingVnodes(uvm: Uvm): Map<string, Promise<void>> {
-  let dying = dyingByUvm.get(uvm);
-  if (dying === undefined) {
-    dying = new Map();
-    dyingByUvm.set(uvm, dying);
-  }
-  return dying;
 }
 
 async function openBest(path: string): Promise<{ fh: FileHandle; writable: boolean }> {

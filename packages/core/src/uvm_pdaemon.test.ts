@@ -9,8 +9,17 @@ import {
   settle,
   writeFileOf,
 } from '../test/helpers.js';
-import { Kernel, PAGE_SIZE, Prot } from './index.js';
-import { uvmPageUnwire, uvmPageWire } from './uvm_page.js';
+import {
+  Kernel,
+  PAGE_SIZE,
+  Prot,
+  uvmKmAllocPage,
+  uvmKmFreePage,
+  uvmLoan,
+  uvmUnloanPages,
+  type VmPage,
+} from './index.js';
+import { PQ_INACTIVE, uvmPageDeactivate, uvmPageUnwire, uvmPageWire } from './uvm_page.js';
 
 const RW = Prot.READ | Prot.WRITE;
 
@@ -180,6 +189,38 @@ describe('a swap write that fails', () => {
     p.exit();
     await settle(k);
     expect(k.stats()).toMatchObject({ freePages: 16, swapUsed: 0, anons: 0 });
+  });
+});
+
+describe('wired pages on the inactive queue', () => {
+  it('do not starve the scan: pages loaned while inactive, then memory runs short, and no false ENOMEM', async () => {
+    const k = new Kernel({ physPages: 96, swapPages: 1024 });
+    const p = k.createProcess();
+    const va = p.mmap(40 * PAGE_SIZE);
+    await p.write(va, pattern(40 * PAGE_SIZE, 1));
+    /* the pagedaemon's balance would deactivate them in time; a loan then wires them where they are */
+    const loaned: VmPage[] = [];
+    for (let i = 0; i < 30; i++) {
+      const pg = k.uvm.pages[frameAt(p, va + i * PAGE_SIZE)];
+      uvmPageDeactivate(pg);
+      loaned.push(...(await uvmLoan(p.map, va + i * PAGE_SIZE, PAGE_SIZE, 'kernel')));
+    }
+    expect(loaned.every((pg) => pg.queue === PQ_INACTIVE && pg.wireCount === 1)).toBe(true);
+    const more = p.mmap(50 * PAGE_SIZE);
+    await p.write(more, pattern(50 * PAGE_SIZE, 2));
+    const kmem: VmPage[] = [];
+    for (let i = 0; i < 12; i++) kmem.push(await uvmKmAllocPage(k.uvm));
+    k.checkInvariants();
+    expect(k.stats().pageouts).toBeGreaterThan(0);
+    expect(loaned.every((pg) => pg.wireCount === 1 && pg.loanCount === 1)).toBe(true);
+    expect(Buffer.concat(loaned.map((pg) => pg.bytes()))).toEqual(
+      pattern(40 * PAGE_SIZE, 1).subarray(0, 30 * PAGE_SIZE),
+    );
+    for (const pg of kmem) uvmKmFreePage(pg);
+    uvmUnloanPages(loaned);
+    p.exit();
+    await settle(k);
+    expect(k.stats()).toMatchObject({ freePages: 96, loanedPages: 0, wiredPages: 0, swapUsed: 0 });
   });
 });
 

@@ -83,16 +83,35 @@ export class PageDaemon {
     uvm.exp.pdaemonRuns++;
     let freed = 0;
     for (let round = 0; round < 3 && uvm.free.length < uvm.freeTarget; round++) {
+      this.sweepWired();
       this.balance();
       freed += await this.scanInactive();
     }
     return freed;
   }
 
-  /* balance: move unwired active pages to the inactive queue until a third of pages are inactive */
+  /*
+   * sweepWired: move wired pages off the inactive queue to the active one. A page wired (loaned)
+   * while inactive keeps its place there (uvm_page.ts); left there, such pages would fill the
+   * inactive target and starve the scan of pages it could reclaim.
+   */
+  private sweepWired(): void {
+    const uvm = this.uvm;
+    for (let pg = uvm.inactive.head; pg !== null; ) {
+      const next: VmPage | null = pg.next;
+      if (pg.wireCount > 0) {
+        uvm.inactive.remove(pg);
+        uvm.active.insertTail(pg);
+      }
+      pg = next;
+    }
+  }
+
+  /* balance: move unwired active pages to the inactive queue until a third of the unwired are inactive */
   private balance(): void {
     const uvm = this.uvm;
-    const want = Math.max(uvm.freeTarget * 2, Math.floor((uvm.active.length + uvm.inactive.length) / 3));
+    const unwired = uvm.active.length + uvm.inactive.length - uvm.wiredPages;
+    const want = Math.max(uvm.freeTarget * 2, Math.floor(unwired / 3));
     for (let pg = uvm.active.head; pg !== null && uvm.inactive.length < want; ) {
       const next: VmPage | null = pg.next;
       if (pg.wireCount === 0) uvmPageDeactivate(pg);

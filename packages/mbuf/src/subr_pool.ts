@@ -188,7 +188,13 @@ export class Pool {
 
   private async addPage(): Promise<void> {
     const pg = await uvmKmAllocPage(this.kernel.uvm);
-    const kva = this.kernel.kva.alloc(1);
+    let kva: number;
+    try {
+      kva = this.kernel.kva.alloc(1);
+    } catch (err) {
+      uvmKmFreePage(pg);
+      throw err;
+    }
     this.kernel.kenter(kva, [pg], Prot.READ | Prot.WRITE);
     this.pages.set(pg.frame, { pg, kva, free: this.perPage });
     const base = pg.frame * PAGE_SIZE;

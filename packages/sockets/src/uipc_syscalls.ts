@@ -96,7 +96,9 @@ export async function sockListen(
   if (typeof onConnection !== 'function')
     throw new KernelError('EINVAL', 'sockListen: handler is not a function');
   const live = new Set<Socket>();
-  const accept = (raw: net.Socket) => void acceptOne(kernel, opts, raw, live, onConnection);
+  /* a connection still setting up when close() runs must not slip in after it */
+  const state = { closing: false };
+  const accept = (raw: net.Socket) => void acceptOne(kernel, opts, raw, live, state, onConnection);
   const server = await listenTcp(host, port, accept);
   server.maxConnections = opts.maxConnections ?? 1024;
   const addr = server.address() as net.AddressInfo;
@@ -107,6 +109,7 @@ export async function sockListen(
       return live.size;
     },
     close: async () => {
+      state.closing = true;
       const stopped = new Promise<void>((r) => server.close(() => r()));
       await Promise.all([...live].map((so) => so.close({ linger: 0 })));
       await stopped;
@@ -119,6 +122,7 @@ async function acceptOne(
   opts: SocketOptions,
   raw: net.Socket,
   live: Set<Socket>,
+  state: { closing: boolean },
   onConnection: (so: Socket) => void | Promise<void>,
 ): Promise<void> {
   let rcv: RecvBuffer;
@@ -128,8 +132,9 @@ async function acceptOne(
     raw.destroy();
     return;
   }
-  if (raw.destroyed) {
+  if (raw.destroyed || state.closing) {
     rcv.release();
+    raw.destroy();
     return;
   }
   let so: Socket | null = null;

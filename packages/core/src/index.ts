@@ -30,5 +30,7 @@ export { uvmLoan, uvmLoanTry, uvmUnloanAnons, uvmUnloanPages } from './uvm_loan.
 export { MapEntry, VmMap } from './uvm_map.js';
 export { UNLOCK, UvmObject } from './uvm_object.js';
 export { PG_BUSY, PG_CLEAN, PG_FAKE, PG_RELEASED, PG_WANTED, VmPage } from './uvm_page.js';
+export type { FrameInfo, FrameMapping, FrameStateCode } from './uvm_pageinfo.js';
+export { FRAME_STATE_NAMES, FrameState, frameState } from './uvm_pageinfo.js';
 export { PageDaemon } from './uvm_pdaemon.js';
 export { VnodeObject } from './uvm_vnode.js';

@@ -10,6 +10,7 @@ import { type IoEvent, type TraceEvent, Uvm } from './uvm.js';
 import { checkInvariants } from './uvm_invariants.js';
 import { KernelVa } from './uvm_km.js';
 import { checkPageArg, PG_BUSY, PQ_ACTIVE, PQ_INACTIVE, type VmPage } from './uvm_page.js';
+import { type FrameInfo, frameInfo, frameStates } from './uvm_pageinfo.js';
 import { PageDaemon } from './uvm_pdaemon.js';
 
 export interface KernelOptions {
@@ -219,6 +220,16 @@ export class Kernel implements ProcHost {
       kernelVaPages: this.kva.allocated,
       processes: this.procs.size,
     };
+  }
+
+  /* frameStates: one state code (FrameState) per physical frame, into `out` if given -- for page maps */
+  frameStates(out?: Uint8Array): Uint8Array {
+    return frameStates(this.uvm, out);
+  }
+
+  /* frameInfo: one frame in full: state, owner, offset, loan and wire counts, mappings by process */
+  frameInfo(frame: number): FrameInfo {
+    return frameInfo(this.uvm, this.processes, frame);
   }
 
   /* checkInvariants: audit every page, queue, mapping, map and amap; throws KernelPanic if broken */

@@ -1,0 +1,123 @@
+/*
+ * uvm_pageinfo.ts: what every physical frame is doing, for people to look at (NetBSD's DDB
+ * `show page` / uvm_page_printall, turned into data for the live page map).
+ *
+ * frameStates() fills one byte per frame with a state code -- cheap enough to call a few times a
+ * second on the whole of RAM -- and frameInfo() describes one frame in full: owner, offset, loan and
+ * wire counts, and every user mapping of it.
+ */
+import { KernelError } from './errors.js';
+import { PAGE_SIZE, Prot } from './param.js';
+import type { Proc } from './proc.js';
+import type { Uvm } from './uvm.js';
+import { PG_BUSY, PQ_FREE, QUEUE_NAMES, type VmPage } from './uvm_page.js';
+import { VnodeObject } from './uvm_vnode.js';
+
+/* Frame states, in the order the page map's legend lists them. */
+export const FrameState = {
+  FREE: 0,
+  ANON: 1,
+  OBJECT: 2,
+  LOANED_TO_KERNEL: 3,
+  LOANED_TO_ANON: 4,
+  ORPHAN: 5,
+  ZERO: 6,
+  BUSY: 7,
+  KERNEL: 8,
+} as const;
+export type FrameStateCode = (typeof FrameState)[keyof typeof FrameState];
+export const FRAME_STATE_NAMES = [
+  'free',
+  'anon',
+  'object',
+  'loaned to kernel',
+  'loaned to anon (O->A)',
+  'orphan',
+  'zero page',
+  'busy',
+  'kernel memory',
+] as const;
+
+/* frameState: one frame's state code (the most telling one when several apply) */
+export function frameState(pg: VmPage): FrameStateCode {
+  const uvm = pg.uvm;
+  if (pg.queue === PQ_FREE) return FrameState.FREE;
+  if (pg.flags & PG_BUSY) return FrameState.BUSY;
+  if (pg.uobject === uvm.zeroObject) return FrameState.ZERO;
+  if (pg.uobject === uvm.kernelObject) return FrameState.KERNEL;
+  if (pg.loanCount > 0 && pg.isOrphan()) return FrameState.ORPHAN;
+  if (pg.wireCount > 0) return FrameState.LOANED_TO_KERNEL;
+  if (pg.uobject !== null && pg.uanon !== null) return FrameState.LOANED_TO_ANON;
+  if (pg.uobject !== null) return FrameState.OBJECT;
+  return FrameState.ANON;
+}
+
+/*
+ * frameStates: every frame's state code, into `out` (allocated if not given)
+ * => out.length must be at least physPages (EINVAL)
+ */
+export function frameStates(uvm: Uvm, out: Uint8Array = new Uint8Array(uvm.pages.length)): Uint8Array {
+  if (!(out instanceof Uint8Array) || out.length < uvm.pages.length) {
+    throw new KernelError('EINVAL', `frameStates: need a Uint8Array of ${uvm.pages.length} bytes`);
+  }
+  const pages = uvm.pages;
+  for (let f = 0; f < pages.length; f++) out[f] = frameState(pages[f]);
+  return out;
+}
+
+export interface FrameMapping {
+  pid: number;
+  va: number;
+  writable: boolean;
+}
+
+export interface FrameInfo {
+  frame: number;
+  state: (typeof FRAME_STATE_NAMES)[number];
+  queue: (typeof QUEUE_NAMES)[number];
+  owner: string;
+  offset: number | null;
+  loanCount: number;
+  wireCount: number;
+  anonOwns: boolean;
+  busy: boolean;
+  mappings: FrameMapping[];
+}
+
+/*
+ * frameInfo: everything about one frame, with its user mappings named by process
+ * => frame an integer in 0..physPages-1 (EINVAL)
+ */
+export function frameInfo(uvm: Uvm, procs: readonly Proc[], frame: number): FrameInfo {
+  if (!Number.isInteger(frame) || frame < 0 || frame >= uvm.pages.length) {
+    throw new KernelError('EINVAL', `frameInfo: no frame ${String(frame)}`);
+  }
+  const pg = uvm.pages[frame];
+  const pidOf = new Map(procs.map((p) => [p.map.pmap, p.pid]));
+  return {
+    frame,
+    state: FRAME_STATE_NAMES[frameState(pg)],
+    queue: QUEUE_NAMES[pg.queue],
+    owner: ownerOf(pg),
+    offset: pg.uobject !== null ? pg.offset * PAGE_SIZE : null,
+    loanCount: pg.loanCount,
+    wireCount: pg.wireCount,
+    anonOwns: pg.anonOwns,
+    busy: (pg.flags & PG_BUSY) !== 0,
+    mappings: uvm.mmu.mappings(frame).map((m) => ({
+      pid: pidOf.get(m.pmap) ?? -1,
+      va: m.vpn * PAGE_SIZE,
+      writable: (m.prot & Prot.WRITE) !== 0,
+    })),
+  };
+}
+
+function ownerOf(pg: VmPage): string {
+  const obj = pg.uobject;
+  if (obj !== null) {
+    const what = obj instanceof VnodeObject ? `vnode ${obj.path}` : `${obj.kind} object`;
+    return pg.uanon !== null ? `${what} (lent to an anon)` : what;
+  }
+  if (pg.uanon !== null) return pg.anonOwns ? 'anon' : 'anon (borrowed, owner gone)';
+  return pg.queue === PQ_FREE ? 'none' : 'none (orphan, alive for its loans)';
+}

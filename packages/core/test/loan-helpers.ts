@@ -76,6 +76,11 @@ export function objectPage(p: Proc, va: number): VmPage | null {
   return e.object.pages[e.objOffset + Math.floor((va - e.start) / PAGE_SIZE)] ?? null;
 }
 
+/* bytesOf: the bytes of some pages, concatenated (what a borrower sees) */
+export function bytesOf(pages: readonly VmPage[]): Buffer {
+  return Buffer.concat(pages.map((pg) => pg.bytes()));
+}
+
 /* copies: what each page holds now (a copy, to compare later) */
 export function snapshot(pages: readonly VmPage[]): Buffer[] {
   return pages.map((pg) => Buffer.from(pg.bytes()));

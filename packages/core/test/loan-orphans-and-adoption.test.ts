@@ -8,19 +8,12 @@
  */
 import fs from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  Kernel,
-  PAGE_SIZE,
-  Prot,
-  uvmLoan,
-  uvmUnloanAnons,
-  uvmUnloanPages,
-  type VmPage,
-} from '../src/index.js';
+import { Kernel, PAGE_SIZE, Prot, uvmLoan, uvmUnloanAnons, uvmUnloanPages } from '../src/index.js';
 import { amapAdd, amapAlloc } from '../src/uvm_amap.js';
 import { PQ_FREE, PQ_NONE } from '../src/uvm_page.js';
 import {
   anonAt,
+  bytesOf,
   entryAt,
   expectAllFree,
   fill,
@@ -40,10 +33,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await tmp.remove();
 });
-
-function bytesOf(pages: readonly VmPage[]): Buffer {
-  return Buffer.concat(pages.map((pg) => pg.bytes()));
-}
 
 describe('orphans', () => {
   it('orphans keep their bytes and their frames through heavy memory pressure, then the unloan frees them', async () => {

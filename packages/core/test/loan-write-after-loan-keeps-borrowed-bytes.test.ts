@@ -20,6 +20,7 @@ import {
 } from '../src/index.js';
 import {
   anonAt,
+  bytesOf,
   expectAllFree,
   fill,
   hog,
@@ -39,10 +40,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await tmp.remove();
 });
-
-function bytesOf(pages: readonly VmPage[]): Buffer {
-  return Buffer.concat(pages.map((pg) => pg.bytes()));
-}
 
 describe('a send-like loan: user buffer -> kernel mapping', () => {
   it('a buffer at an odd offset across 4 pages, mapped read-only in the kernel; the user rewrites it all', async () => {

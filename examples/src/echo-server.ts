@@ -1,13 +1,14 @@
 /*
  * echo-server.ts: `pnpm echo` -- an echo server on the loanout kernel.
  *
- *   pnpm echo [--port 7007] [--host 127.0.0.1] [--mode copy|loan|auto] [--max-connections 128]
+ *   pnpm echo [--port 7007] [--host 127.0.0.1] [--mode copy|loan|auto] [--max-connections 128] [--ui]
  *
  * Any TCP client works (`pnpm echo:client`, nc, python's socket). Ctrl-C prints what the kernel did
- * (loans, copies, bytes) and exits.
+ * (loans, copies, bytes) and exits. --ui also serves a live page map of the kernel on 127.0.0.1.
  */
 import { createEchoServer, sosendAutoThreshold } from '@loanout/sockets';
 import { fail, mb, parseArgs, parseCount, parseMode, parsePort } from './cli.js';
+import { startPageMap } from './ui/page-map-server.js';
 
 const { values } = parseArgs({
   options: {
@@ -15,6 +16,7 @@ const { values } = parseArgs({
     host: { type: 'string' },
     mode: { type: 'string' },
     'max-connections': { type: 'string' },
+    ui: { type: 'boolean' },
   },
 });
 const mode = parseMode(values.mode, 'loan');
@@ -27,10 +29,13 @@ const server = await createEchoServer({
 
 const threshold = mode === 'auto' ? ` (auto loans from ${await sosendAutoThreshold()} bytes)` : '';
 console.log(`loanout echo server on ${server.host}:${server.port}, mode ${mode}${threshold}; Ctrl-C to stop`);
+const ui = values.ui ? await startPageMap(server.kernel) : null;
+if (ui !== null) console.log(`live page map: ${ui.url}`);
 
 process.once('SIGINT', async () => {
   const s = server.stats();
   const k = server.kernel.stats();
+  await ui?.close();
   await server.close();
   console.log(
     `\nconnections ${s.connections}, echoed ${mb(s.bytesEchoed)}: loaned ${mb(s.loanedBytes)} in ${s.loanChains} chains, ` +

@@ -1,0 +1,124 @@
+/*
+ * The page map server streams what the kernel's frames are doing: loaned frames while loans last,
+ * none after, and counters equal to kernel.stats(). (The browser-side test comes with issue 7.)
+ */
+import http from 'node:http';
+import { FrameState, Kernel, PAGE_SIZE, uvmLoan, uvmUnloanPages } from '@loanout/core';
+import { describe, expect, it } from 'vitest';
+import { startPageMap } from './page-map-server.js';
+
+interface Update {
+  states: string;
+  stats: Record<string, number>;
+  trace: { kind: string; frame: number }[];
+}
+
+/* nextUpdates: read the event stream until `n` data messages have arrived */
+function nextUpdates(url: string, n: number): Promise<{ legend: { frames: number }; updates: Update[] }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(`${url}events`, (res) => {
+      let buf = '';
+      let legend: { frames: number } | null = null;
+      const updates: Update[] = [];
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        buf += chunk;
+        for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+          const msg = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const data = msg
+            .split('\n')
+            .find((l) => l.startsWith('data: '))!
+            .slice(6);
+          if (msg.startsWith('event: legend')) legend = JSON.parse(data);
+          else updates.push(JSON.parse(data));
+          if (updates.length === n) {
+            req.destroy();
+            resolve({ legend: legend!, updates });
+          }
+        }
+      });
+    });
+    req.on('error', (err) => {
+      if (!req.destroyed) reject(err);
+    });
+  });
+}
+
+function countState(b64: string, code: number): number {
+  return [...Buffer.from(b64, 'base64')].filter((s) => s === code).length;
+}
+
+async function get(url: string): Promise<{ status: number; type: string; body: string }> {
+  const res = await fetch(url);
+  return { status: res.status, type: res.headers.get('content-type') ?? '', body: await res.text() };
+}
+
+describe('the live page map', () => {
+  it('streams loaned frames while a loan lasts, counters equal to kernel.stats(), and the trace', async () => {
+    const k = new Kernel({ physPages: 256 });
+    const map = await startPageMap(k, { intervalMs: 30 });
+    expect(map.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    const p = k.createProcess();
+    const va = p.mmap(8 * PAGE_SIZE);
+    await p.write(va, Buffer.alloc(8 * PAGE_SIZE, 1));
+    const pages = await uvmLoan(p.map, va, 8 * PAGE_SIZE, 'kernel');
+    const during = await nextUpdates(map.url, 1);
+    expect(during.legend.frames).toBe(256);
+    const u = during.updates[0];
+    expect(countState(u.states, FrameState.LOANED_TO_KERNEL)).toBe(8);
+    expect(u.stats).toEqual(JSON.parse(JSON.stringify(k.stats())));
+    uvmUnloanPages(pages);
+    const after = (await nextUpdates(map.url, 1)).updates[0];
+    expect(countState(after.states, FrameState.LOANED_TO_KERNEL)).toBe(0);
+    expect(after.stats.unloans).toBe(8);
+    const detail = JSON.parse((await get(`${map.url}frame/${pages[0].frame}`)).body);
+    expect(detail).toMatchObject({ frame: pages[0].frame, loanCount: 0, owner: 'anon' });
+    await map.close();
+    p.exit();
+    k.checkInvariants();
+  });
+
+  it('reports every trace event once, across updates', async () => {
+    const k = new Kernel({ physPages: 64 });
+    const map = await startPageMap(k, { intervalMs: 30 });
+    const p = k.createProcess();
+    const va = p.mmap(2 * PAGE_SIZE);
+    await p.write(va, Buffer.alloc(2 * PAGE_SIZE, 1));
+    const reading = nextUpdates(map.url, 3);
+    await new Promise((r) => setTimeout(r, 10));
+    uvmUnloanPages(await uvmLoan(p.map, va, 2 * PAGE_SIZE, 'kernel'));
+    const { updates } = await reading;
+    const kinds = updates.flatMap((u) => u.trace.map((t) => t.kind));
+    expect(kinds.filter((x) => x === 'loan')).toHaveLength(2);
+    expect(kinds.filter((x) => x === 'unloan')).toHaveLength(2);
+    await map.close();
+    p.exit();
+  });
+
+  it('serves its page and script from itself (no CDN), and refuses what it does not serve', async () => {
+    const k = new Kernel({ physPages: 16 });
+    const map = await startPageMap(k);
+    const page = await get(map.url);
+    expect(page.status).toBe(200);
+    expect(page.type).toMatch(/text\/html/);
+    expect(page.body).toContain('<script src="/app.js">');
+    expect(page.body).not.toMatch(/https?:\/\//);
+    const app = await get(`${map.url}app.js`);
+    expect(app.status).toBe(200);
+    expect(app.body).not.toMatch(/https?:\/\//);
+    expect((await get(`${map.url}frame/16`)).status).toBe(404);
+    expect((await get(`${map.url}nope`)).status).toBe(404);
+    await map.close();
+  });
+
+  it('refuses a bad interval (EINVAL) and a port in use (EADDRINUSE), leaving nothing subscribed', async () => {
+    const k = new Kernel({ physPages: 16 });
+    await expect(startPageMap(k, { intervalMs: 0 })).rejects.toMatchObject({ code: 'EINVAL' });
+    const a = await startPageMap(k);
+    const port = Number(new URL(a.url).port);
+    await expect(startPageMap(k, { port })).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    await a.close();
+    expect(k.uvm.tracers).toHaveLength(0);
+  });
+});

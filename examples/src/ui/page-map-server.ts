@@ -1,0 +1,138 @@
+/*
+ * page-map-server.ts: a live page map of a running loanout kernel, served on loopback.
+ *
+ * A small node:http server hands out two static files (the page and its script, no CDN) and a
+ * Server-Sent Events stream: a few times a second, one byte per physical frame (its state, from
+ * kernel.frameStates()), the kernel's counters, and the trace events (loan,
+ * unloan, loanbreak, orphan, adopt, pageout, pagein) since the last message. /frame/N describes one
+ * frame in full. It listens on 127.0.0.1 only, and subscribes to the trace only while it runs.
+ */
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { FRAME_STATE_NAMES, type Kernel, KernelError, type TraceEvent } from '@loanout/core';
+
+export interface PageMapOptions {
+  /* default 0: any free port (the host is always 127.0.0.1) */
+  port?: number;
+  /* ms between updates (default 250) */
+  intervalMs?: number;
+}
+
+export interface PageMap {
+  readonly url: string;
+  /* stop serving, end every stream, unsubscribe from the trace */
+  close(): Promise<void>;
+}
+
+/* the trace events kept between two updates (the oldest are dropped beyond this) */
+const TRACE_MAX = 512;
+
+const STATIC: Record<string, { file: string; type: string }> = {
+  '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
+  '/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
+};
+
+/*
+ * startPageMap: serve the live page map of `kernel` on 127.0.0.1
+ * => throws EINVAL (bad options), EADDRINUSE
+ */
+export async function startPageMap(kernel: Kernel, opts: PageMapOptions = {}): Promise<PageMap> {
+  const intervalMs = opts.intervalMs ?? 250;
+  if (!Number.isFinite(intervalMs) || intervalMs < 20)
+    throw new KernelError('EINVAL', 'page map: bad intervalMs');
+  const trace: TraceEvent[] = [];
+  const unsubscribe = kernel.onTrace((ev) => {
+    if (trace.length >= TRACE_MAX) trace.shift();
+    trace.push(ev);
+  });
+  const streams = new Set<http.ServerResponse>();
+  const states = new Uint8Array(kernel.uvm.pages.length);
+  const server = http.createServer((req, res) => void route(kernel, req, res, streams));
+  const timer = setInterval(() => broadcast(kernel, streams, states, trace.splice(0)), intervalMs);
+  try {
+    await listen(server, opts.port ?? 0);
+  } catch (err) {
+    clearInterval(timer);
+    unsubscribe();
+    throw err;
+  }
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    close: async () => {
+      clearInterval(timer);
+      unsubscribe();
+      for (const res of streams) res.end();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+function listen(server: http.Server, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new KernelError(err.code === 'EADDRINUSE' ? 'EADDRINUSE' : 'EIO', `page map: ${err.message}`)),
+    );
+    server.listen({ host: '127.0.0.1', port }, () => resolve());
+  });
+}
+
+async function route(
+  kernel: Kernel,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  streams: Set<http.ServerResponse>,
+) {
+  const url = new URL(req.url ?? '/', 'http://127.0.0.1');
+  const file = STATIC[url.pathname];
+  if (req.method !== 'GET') return reply(res, 405, 'text/plain', 'GET only\n');
+  if (file !== undefined) {
+    const body = await readFile(new URL(`./static/${file.file}`, import.meta.url));
+    return reply(res, 200, file.type, body);
+  }
+  if (url.pathname === '/events') return openStream(kernel, res, streams);
+  const m = /^\/frame\/(\d+)$/.exec(url.pathname);
+  if (m !== null) {
+    const frame = Number(m[1]);
+    if (frame >= kernel.uvm.pages.length) return reply(res, 404, 'text/plain', 'no such frame\n');
+    return reply(res, 200, 'application/json', JSON.stringify(kernel.frameInfo(frame)));
+  }
+  reply(res, 404, 'text/plain', 'not found\n');
+}
+
+function reply(res: http.ServerResponse, status: number, type: string, body: string | Buffer): void {
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+  res.end(body);
+}
+
+function openStream(kernel: Kernel, res: http.ServerResponse, streams: Set<http.ServerResponse>): void {
+  res.writeHead(200, {
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-store',
+    connection: 'keep-alive',
+  });
+  res.write(
+    `event: legend\ndata: ${JSON.stringify({ states: FRAME_STATE_NAMES, frames: kernel.uvm.pages.length })}\n\n`,
+  );
+  streams.add(res);
+  res.on('close', () => streams.delete(res));
+}
+
+/* broadcast: one update to every open stream */
+function broadcast(
+  kernel: Kernel,
+  streams: Set<http.ServerResponse>,
+  states: Uint8Array,
+  events: TraceEvent[],
+): void {
+  if (streams.size === 0) return;
+  kernel.frameStates(states);
+  const update = {
+    states: Buffer.from(states.buffer, states.byteOffset, states.length).toString('base64'),
+    stats: kernel.stats(),
+    trace: events,
+  };
+  const msg = `data: ${JSON.stringify(update)}\n\n`;
+  for (const res of streams) res.write(msg);
+}

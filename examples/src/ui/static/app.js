@@ -51,6 +51,9 @@ source.onmessage = (e) => {
   const u = JSON.parse(e.data);
   states = Uint8Array.from(atob(u.states), (c) => c.charCodeAt(0));
   draw();
+  // for scripts and tests: how many frames are on loan to the kernel right now
+  canvas.dataset.loanedToKernel = String(states.filter((s) => s === 3).length);
+  canvas.dataset.updates = String(Number(canvas.dataset.updates ?? 0) + 1);
   document.getElementById('counters').innerHTML = COUNTERS.map(
     (k) => `<tr><td>${k}</td><td class="n" data-counter="${k}">${u.stats[k]}</td></tr>`,
   ).join('');

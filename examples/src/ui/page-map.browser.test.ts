@@ -1,0 +1,101 @@
+/// <reference lib="dom" />
+/*
+ * End to end, in a real headless Chromium (Debian's, driven by playwright-core; no browser is ever
+ * downloaded): an echo server with the page map, a client whose transfer is held in flight, and the
+ * page must show loaned frames during the transfer, none after, and the kernel's own counters.
+ * Skipped, saying so, only where /usr/bin/chromium is not installed (.ci/run installs it).
+ */
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createEchoServer } from '@loanout/sockets';
+import { type Browser, chromium } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startPageMap } from './page-map-server.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium)
+  console.warn(`page map browser test skipped: ${CHROMIUM} is not installed (apt-get install chromium)`);
+
+let browser: Browser | null = null;
+beforeAll(async () => {
+  if (!haveChromium) return;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}, 60_000);
+afterAll(async () => {
+  await browser?.close();
+});
+
+describe.skipIf(!haveChromium)('the live page map in a browser', () => {
+  it('shows loaned frames while an echo is in flight, none after, and the kernel counters', async () => {
+    const echo = await createEchoServer({ port: 0, mode: 'loan' });
+    const map = await startPageMap(echo.kernel, { intervalMs: 50 });
+    const page = await browser!.newPage();
+    try {
+      await page.goto(map.url);
+      await page.waitForFunction(() => Number(document.querySelector('canvas')!.dataset.updates ?? 0) > 0);
+      /* a client that sends 32 MiB and reads nothing yet: once the host's socket buffers are full, the
+         server's loaned sends stay in flight */
+      const client = net.connect(echo.port, '127.0.0.1');
+      client.pause();
+      await new Promise<void>((r) => client.once('connect', () => r()));
+      client.end(Buffer.alloc(32 << 20, 0x5a));
+      await page.waitForFunction(
+        () => Number(document.querySelector('canvas')!.dataset.loanedToKernel) > 0,
+        null,
+        {
+          timeout: 20_000,
+        },
+      );
+      await page.screenshot({ path: join(tmpdir(), 'loanout-page-map.png') });
+      let got = 0;
+      client.on('data', (d: Buffer) => {
+        got += d.length;
+      });
+      client.resume();
+      await new Promise<void>((r) => client.on('close', () => r()));
+      expect(got).toBe(32 << 20);
+      await page.waitForFunction(
+        () => Number(document.querySelector('canvas')!.dataset.loanedToKernel) === 0,
+        null,
+        {
+          timeout: 20_000,
+        },
+      );
+      for (let i = 0; i < 200 && echo.stats().activeConnections > 0; i++)
+        await new Promise((r) => setTimeout(r, 25));
+      expect(echo.stats().activeConnections).toBe(0);
+      const stats = echo.kernel.stats();
+      await page.waitForFunction(
+        (unloans) => document.querySelector('td[data-counter="unloans"]')?.textContent === String(unloans),
+        stats.unloans,
+        { timeout: 20_000 },
+      );
+      const shown = await page.$$eval('td[data-counter]', (tds) =>
+        Object.fromEntries(tds.map((td) => [td.getAttribute('data-counter'), Number(td.textContent)])),
+      );
+      for (const key of ['loansAnon', 'unloans', 'loanedPages', 'wiredPages', 'physPages'] as const) {
+        expect(shown[key]).toBe(stats[key]);
+      }
+      expect(stats.loansAnon).toBeGreaterThan(0);
+    } finally {
+      await page.close();
+      await map.close();
+      await echo.close();
+    }
+  }, 60_000);
+});

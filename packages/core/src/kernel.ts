@@ -180,16 +180,17 @@ export class Kernel implements ProcHost {
     let loaned = 0;
     let orphans = 0;
     let busy = 0;
-    /* active and inactive count unwired pages, so that free + active + inactive + wired + (busy pages
-       on no queue) = physPages; wired pages keep their place on a queue (uvm_page.ts) */
+    /* active and inactive count pages neither wired nor busy, so that free + active + inactive + wired
+       + busy = physPages; wired and busy pages may sit on a queue too (uvm_page.ts) */
     let active = 0;
     let inactive = 0;
     for (const pg of uvm.pages) {
       if (pg.loanCount > 0) loaned++;
       if (pg.loanCount > 0 && pg.isOrphan()) orphans++;
       if (pg.flags & PG_BUSY) busy++;
-      if (pg.wireCount === 0 && pg.queue === PQ_ACTIVE) active++;
-      if (pg.wireCount === 0 && pg.queue === PQ_INACTIVE) inactive++;
+      const idle = pg.wireCount === 0 && (pg.flags & PG_BUSY) === 0;
+      if (idle && pg.queue === PQ_ACTIVE) active++;
+      if (idle && pg.queue === PQ_INACTIVE) inactive++;
     }
     const x = uvm.exp;
     return {

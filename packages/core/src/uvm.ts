@@ -142,10 +142,14 @@ export class Uvm {
     for (const r of list) r();
   }
 
-  /* io: the middle of an I/O; runs the test hook, if any, and yields */
+  /*
+   * io: the middle of an I/O; runs the test hook, if any, and yields to the event loop as a real
+   * device would (a macrotask, not just a microtask: swap traffic that only ever yielded microtasks
+   * could thrash under pressure without letting file reads or timers run)
+   */
   async io(ev: IoEvent): Promise<void> {
     if (this.ioHook !== null) await this.ioHook(ev);
-    else await Promise.resolve();
+    else await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
   pdaemonWake(): void {

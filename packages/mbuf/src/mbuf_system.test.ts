@@ -45,7 +45,8 @@ describe('mbufSystem / mbufInit', () => {
     await expectError(() => mbufInit(k), 'EBUSY');
     expect(mbufSystem(k)).toBe(sys);
     const k2 = new Kernel({ physPages: 64, swapPages: 0 });
-    mbufStats(k2);
+    const p = k2.createProcess();
+    mFreem(await mbufCopyin(p, await userMemory(p, 1, 1), 100));
     await expectError(() => mbufInit(k2, { kvaBudgetBytes: 8 * PAGE_SIZE }), 'EBUSY');
     expect(mbufSystem(k2).kva.limitPages).toBe(4096);
   });
@@ -86,7 +87,7 @@ describe('mbufSystem / mbufInit', () => {
 });
 
 describe('mbufStats', () => {
-  it('starts at zero', () => {
+  it('starts at zero, with no budget before the subsystem is set up', () => {
     const k = new Kernel({ physPages: 64, swapPages: 0 });
     expect(mbufStats(k)).toEqual({
       clustersInUse: 0,
@@ -96,10 +97,21 @@ describe('mbufStats', () => {
       loanedBytes: 0,
       copiedBytes: 0,
       kvaPagesInUse: 0,
-      kvaBudgetPages: 4096,
+      kvaBudgetPages: 0,
       kvaWaits: 0,
       kvaWaiting: 0,
     });
+  });
+
+  it('reading them before first use sets nothing up: a later mbufInit still applies its options', () => {
+    const k = new Kernel({ physPages: 64, swapPages: 0 });
+    const before = mbufStats(k);
+    before.loanChains = 99;
+    expect(mbufStats(k).loanChains).toBe(0);
+    const sys = mbufInit(k, { kvaBudgetBytes: 8 * PAGE_SIZE });
+    expect(mbufSystem(k)).toBe(sys);
+    expect(mbufStats(k).kvaBudgetPages).toBe(8);
+    expect(k.stats().freePages).toBe(k.stats().physPages);
   });
 
   it('counts chains and bytes by kind, and what is in use now', async () => {

@@ -91,7 +91,24 @@ export function mbufSystem(kernel: Kernel): MbufSystem {
   return systems.get(kernel) ?? mbufInit(kernel);
 }
 
-/* mbufStats: counters of a kernel's mbuf subsystem */
+/*
+ * mbufStats: counters of a kernel's mbuf subsystem
+ * => reading them does not set the subsystem up: before first use (or mbufInit) nothing is in use,
+ *    no budget is set, and every counter is 0; mbufInit with options still works afterwards
+ */
 export function mbufStats(kernel: Kernel): MbufStats {
-  return mbufSystem(kernel).stats();
+  return systems.get(kernel)?.stats() ?? { ...NOTHING_YET };
 }
+
+const NOTHING_YET: MbufStats = {
+  clustersInUse: 0,
+  clusterPoolPages: 0,
+  loanChains: 0,
+  copyChains: 0,
+  loanedBytes: 0,
+  copiedBytes: 0,
+  kvaPagesInUse: 0,
+  kvaBudgetPages: 0,
+  kvaWaits: 0,
+  kvaWaiting: 0,
+};

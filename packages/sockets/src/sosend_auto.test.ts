@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { drain, expectAtRest, pair, pattern, Scope, settled, userMemory } from '../test/helpers.js';
+import { drainedPair, expectAtRest, pair, pattern, Scope, settled, userMemory } from '../test/helpers.js';
 import { autoThresholdKnown, crossover, sosendAutoThreshold } from './sosend_auto.js';
 
 const scope = new Scope();
@@ -29,10 +29,7 @@ describe('sosendAutoThreshold (where auto starts to loan)', () => {
   it('is what an auto send without an autoThreshold option goes by: copy below it, loan from it up', async () => {
     const k = scope.kernel();
     const t = await sosendAutoThreshold();
-    let got!: ReturnType<typeof drain>;
-    const { so } = await pair(scope, k, (s) => {
-      got = drain(s);
-    });
+    const { so, got } = await drainedPair(scope, k);
     const p = k.createProcess();
     const data = pattern(2 * t, 11);
     const va = await userMemory(p, data.length, data);

@@ -3,6 +3,7 @@ import { mbufStats } from '@loanout/mbuf';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   drain,
+  drainedPair,
   expectAtRest,
   expectError,
   failure,
@@ -11,6 +12,7 @@ import {
   PAGE_SIZE,
   pair,
   pattern,
+  pausedPair,
   Scope,
   settled,
   tick,
@@ -24,10 +26,7 @@ afterEach(() => scope.cleanup());
 describe('Socket.send (sosend)', () => {
   it('copy: the peer gets exactly the bytes, from clusters that are back once done', async () => {
     const k = scope.kernel();
-    let got!: ReturnType<typeof drain>;
-    const { so } = await pair(scope, k, (s) => {
-      got = drain(s);
-    });
+    const { so, got } = await drainedPair(scope, k);
     const p = k.createProcess();
     const data = pattern(100 * KiB, 3);
     const va = await userMemory(p, 104 * KiB, Buffer.concat([Buffer.alloc(123), data]));
@@ -43,16 +42,7 @@ describe('Socket.send (sosend)', () => {
 
   it('loan: any offset and length; the pages under it stay loaned until done, then the loans end', async () => {
     const k = scope.kernel({ physPages: 8192 });
-    let got!: ReturnType<typeof drain>;
-    const { so, remote } = await pair(
-      scope,
-      k,
-      (s) => {
-        s.pause();
-        got = drain(s);
-      },
-      { sendHighWater: 16 * MiB },
-    );
+    const { so, remote, got } = await pausedPair(scope, k, { sendHighWater: 16 * MiB }, drain);
     const p = k.createProcess();
     const region = pattern(8 * MiB, 5);
     const va = await userMemory(p, region.length, region);
@@ -75,10 +65,7 @@ describe('Socket.send (sosend)', () => {
 
   it('sends on one socket go out whole and in call order, whatever their modes', async () => {
     const k = scope.kernel();
-    let got!: ReturnType<typeof drain>;
-    const { so } = await pair(scope, k, (s) => {
-      got = drain(s);
-    });
+    const { so, got } = await drainedPair(scope, k);
     const p = k.createProcess();
     const a = pattern(300 * KiB, 1);
     const b = pattern(5000, 2);
@@ -99,15 +86,7 @@ describe('Socket.send (sosend)', () => {
 
   it('a send larger than the send buffer and the loan budget goes in chunks within both', async () => {
     const k = scope.kernel({}, { kvaBudgetBytes: 64 * KiB });
-    let got!: ReturnType<typeof drain>;
-    const { so } = await pair(
-      scope,
-      k,
-      (s) => {
-        got = drain(s);
-      },
-      { sendHighWater: 48 * KiB },
-    );
+    const { so, got } = await drainedPair(scope, k, { sendHighWater: 48 * KiB });
     const p = k.createProcess();
     const data = pattern(2 * MiB, 9);
     const va = await userMemory(p, data.length, data);
@@ -133,10 +112,7 @@ describe('Socket.send (sosend)', () => {
 
   it('sends through a loan budget of one page, in chunks that never span more pages than that', async () => {
     const k = scope.kernel({}, { kvaBudgetBytes: PAGE_SIZE });
-    let got!: ReturnType<typeof drain>;
-    const { so } = await pair(scope, k, (s) => {
-      got = drain(s);
-    });
+    const { so, got } = await drainedPair(scope, k);
     const p = k.createProcess();
     const data = pattern(5 * PAGE_SIZE, 13);
     const va = await userMemory(p, data.length, data);
@@ -159,15 +135,7 @@ describe('Socket.send (sosend)', () => {
 
   it('auto copies below autoThreshold and loans from it up, and says which it did', async () => {
     const k = scope.kernel();
-    let got!: ReturnType<typeof drain>;
-    const { so } = await pair(
-      scope,
-      k,
-      (s) => {
-        got = drain(s);
-      },
-      { autoThreshold: 8192 },
-    );
+    const { so, got } = await drainedPair(scope, k, { autoThreshold: 8192 });
     const p = k.createProcess();
     const data = pattern(64 * KiB, 4);
     const va = await userMemory(p, data.length, data);
@@ -189,15 +157,7 @@ describe('Socket.send (sosend)', () => {
 
   it('auto decides chunk by chunk: a long send loans its full chunks and copies a short tail', async () => {
     const k = scope.kernel();
-    let got!: ReturnType<typeof drain>;
-    const { so } = await pair(
-      scope,
-      k,
-      (s) => {
-        got = drain(s);
-      },
-      { sendHighWater: 64 * KiB, autoThreshold: 40 * KiB },
-    );
+    const { so, got } = await drainedPair(scope, k, { sendHighWater: 64 * KiB, autoThreshold: 40 * KiB });
     const p = k.createProcess();
     const data = pattern(138 * KiB, 6);
     const va = await userMemory(p, data.length, data);
@@ -211,10 +171,7 @@ describe('Socket.send (sosend)', () => {
 
   it('refuses bad arguments with EINVAL and sends nothing', async () => {
     const k = scope.kernel();
-    let got!: ReturnType<typeof drain>;
-    const { so } = await pair(scope, k, (s) => {
-      got = drain(s);
-    });
+    const { so, got } = await drainedPair(scope, k);
     const p = k.createProcess();
     const va = await userMemory(p, 2 * PAGE_SIZE);
     await expectError(so.send(p, -1, 10), 'EINVAL');
@@ -236,10 +193,7 @@ describe('Socket.send (sosend)', () => {
 
   it('refuses unmapped or unreadable memory with EFAULT, for every mode, and sends nothing', async () => {
     const k = scope.kernel();
-    let got!: ReturnType<typeof drain>;
-    const { so } = await pair(scope, k, (s) => {
-      got = drain(s);
-    });
+    const { so, got } = await drainedPair(scope, k);
     const p = k.createProcess();
     const va = await userMemory(p, 4 * PAGE_SIZE);
     const noread = p.mmap(PAGE_SIZE, { prot: Prot.NONE });
@@ -402,10 +356,7 @@ describe('Socket.recv (soreceive)', () => {
 describe('Socket.close (soclose) and destroy', () => {
   it('close sends what is queued first, then releases everything; closing twice is fine', async () => {
     const k = scope.kernel();
-    let got!: ReturnType<typeof drain>;
-    const { so } = await pair(scope, k, (s) => {
-      got = drain(s);
-    });
+    const { so, got } = await drainedPair(scope, k);
     const p = k.createProcess();
     const data = pattern(3 * MiB, 2);
     const va = await userMemory(p, data.length, data);
@@ -423,16 +374,7 @@ describe('Socket.close (soclose) and destroy', () => {
 
   it('close({ linger: 0 }) resets at once: sends in flight reject with EPIPE, the stream is cut short', async () => {
     const k = scope.kernel({ physPages: 8192 });
-    let got!: ReturnType<typeof drain>;
-    const { so, remote } = await pair(
-      scope,
-      k,
-      (s) => {
-        s.pause();
-        got = drain(s);
-      },
-      { sendHighWater: 16 * MiB },
-    );
+    const { so, remote, got } = await pausedPair(scope, k, { sendHighWater: 16 * MiB }, drain);
     const p = k.createProcess();
     const va = await userMemory(p, 8 * MiB);
     const r = await so.send(p, va, 8 * MiB, { mode: 'loan' });
@@ -448,7 +390,7 @@ describe('Socket.close (soclose) and destroy', () => {
 
   it('close with a linger gives up on a peer that does not read once the linger is over', async () => {
     const k = scope.kernel({ physPages: 8192 });
-    const { so } = await pair(scope, k, (s) => s.pause(), { sendHighWater: 16 * MiB });
+    const { so } = await pausedPair(scope, k, { sendHighWater: 16 * MiB });
     const p = k.createProcess();
     const va = await userMemory(p, 8 * MiB);
     const r = await so.send(p, va, 8 * MiB, { mode: 'copy' });

@@ -307,20 +307,91 @@ export class Scope {
   }
 }
 
+/* a toy-kernel socket, the plain node:net peer it is connected to, and the peer's end of the connection */
+export interface Pair {
+  so: Socket;
+  peer: Peer;
+  remote: net.Socket;
+}
+
 /*
  * pair: a toy-kernel socket connected to a plain node:net peer; onConn sees the peer's end first
  * (pause it there for a peer that does not read)
+ *  => the socket, peer and peer's end are the scope's: closed in its cleanup
  */
 export async function pair(
   scope: Scope,
   k: Kernel,
   onConn: (s: net.Socket) => void = () => {},
   opts: Omit<ConnectOptions, 'port'> = {},
-): Promise<{ so: Socket; peer: Peer; remote: net.Socket }> {
+): Promise<Pair> {
   const peer = await scope.peer(onConn);
   const so = scope.socket(await sockConnect(k, { ...opts, port: peer.port }));
   await until(() => peer.conns.length > 0, 'the peer accepts');
   return { so, peer, remote: peer.conns[0] };
+}
+
+/*
+ * readPair: a pair whose peer's end, as it is accepted, is paused (if `paused`) and then handed to
+ * `read` (drain, hashUntilClose), so the reader sees every byte and how the stream ended
+ *  => { so, peer, remote } as pair(), and got: what read returned (undefined without a read)
+ *  => a paused peer holds what arrives until remote.resume()
+ */
+async function readPair<R>(
+  scope: Scope,
+  k: Kernel,
+  opts: Omit<ConnectOptions, 'port'>,
+  paused: boolean,
+  read: (s: net.Socket) => R,
+): Promise<Pair & { got: R }> {
+  let got!: R;
+  const p = await pair(
+    scope,
+    k,
+    (s) => {
+      if (paused) s.pause();
+      got = read(s);
+    },
+    opts,
+  );
+  return { ...p, got };
+}
+
+/*
+ * pausedPair: a pair whose peer does not read until remote.resume(); `read`, if given, is started on
+ * the peer's end at once (it sees nothing before the resume)
+ *  => { so, peer, remote } as pair(), and got: what read returned (undefined without a read)
+ */
+export function pausedPair(
+  scope: Scope,
+  k: Kernel,
+  opts?: Omit<ConnectOptions, 'port'>,
+): Promise<Pair & { got: undefined }>;
+export function pausedPair<R>(
+  scope: Scope,
+  k: Kernel,
+  opts: Omit<ConnectOptions, 'port'>,
+  read: (s: net.Socket) => R,
+): Promise<Pair & { got: R }>;
+export function pausedPair(
+  scope: Scope,
+  k: Kernel,
+  opts: Omit<ConnectOptions, 'port'> = {},
+  read: (s: net.Socket) => unknown = () => undefined,
+): Promise<Pair & { got: unknown }> {
+  return readPair(scope, k, opts, true, read);
+}
+
+/*
+ * drainedPair: a pair whose peer reads everything at once
+ *  => { so, peer, remote } as pair(), and got: the peer's bytes and how its end closed (see drain)
+ */
+export function drainedPair(
+  scope: Scope,
+  k: Kernel,
+  opts: Omit<ConnectOptions, 'port'> = {},
+): Promise<Pair & { got: Promise<Drained> }> {
+  return readPair(scope, k, opts, false, drain);
 }
 
 export interface EchoRun {

@@ -8,13 +8,13 @@ import { mbufStats } from '@loanout/mbuf';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SendMode, SendResult, Socket } from '../src/index.js';
 import {
-  drain,
+  drainedPair,
   expectAtRest,
   failure,
   KiB,
   MiB,
   PAGE_SIZE,
-  pair,
+  pausedPair,
   Scope,
   settled,
   stalled,
@@ -43,7 +43,7 @@ function holding(k: Kernel): number {
 describe('a peer that never reads', () => {
   it('blocks a loan send on the send buffer, holding no more than the high-water mark; a reset releases it (EPIPE)', async () => {
     const k = scope.kernel({}, { kvaBudgetBytes: MiB });
-    const { so } = await pair(scope, k, (s) => s.pause(), { sendHighWater: 64 * KiB });
+    const { so } = await pausedPair(scope, k, { sendHighWater: 64 * KiB });
     const p = k.createProcess();
     const va = await userMemory(p, MiB);
     const s = sendForever(so, p, va, 'loan');
@@ -64,7 +64,7 @@ describe('a peer that never reads', () => {
 
   it('blocks a loan send on the loan budget (sokva), holding no more than it; a short linger releases it (EPIPE)', async () => {
     const k = scope.kernel({}, { kvaBudgetBytes: 64 * KiB });
-    const { so } = await pair(scope, k, (s) => s.pause(), { sendHighWater: MiB });
+    const { so } = await pausedPair(scope, k, { sendHighWater: MiB });
     const p = k.createProcess();
     const va = await userMemory(p, MiB);
     const s = sendForever(so, p, va, 'loan');
@@ -82,7 +82,7 @@ describe('a peer that never reads', () => {
 
   it('blocks a copy send on the send buffer, holding a bounded number of clusters; close releases it', async () => {
     const k = scope.kernel();
-    const { so } = await pair(scope, k, (s) => s.pause(), { sendHighWater: 128 * KiB });
+    const { so } = await pausedPair(scope, k, { sendHighWater: 128 * KiB });
     const p = k.createProcess();
     const va = await userMemory(p, MiB);
     const s = sendForever(so, p, va, 'copy');
@@ -100,11 +100,8 @@ describe('a peer that never reads', () => {
 
   it('a send waiting for budget that a stuck neighbour holds is released by closing its own socket', async () => {
     const k = scope.kernel({}, { kvaBudgetBytes: 256 * KiB });
-    const stuck = await pair(scope, k, (s) => s.pause(), { sendHighWater: MiB });
-    let got!: ReturnType<typeof drain>;
-    const other = await pair(scope, k, (s) => {
-      got = drain(s);
-    });
+    const stuck = await pausedPair(scope, k, { sendHighWater: MiB });
+    const other = await drainedPair(scope, k);
     const p = k.createProcess();
     const va = await userMemory(p, MiB);
     const s = sendForever(stuck.so, p, va, 'loan');
@@ -121,7 +118,7 @@ describe('a peer that never reads', () => {
     await other.so.close({ linger: 0 });
     expect((await failure(blocked)).code).toBe('EPIPE');
     expect(mbufStats(k).kvaWaiting).toBe(1);
-    expect((await got).bytes.length).toBe(0);
+    expect((await other.got).bytes.length).toBe(0);
 
     /* the stuck one is still stuck, holding no more than the budget */
     expect(await settled(s.loop)).toBe(false);

@@ -10,7 +10,7 @@ import {
   hashUntilClose,
   MiB,
   PAGE_SIZE,
-  pair,
+  pausedPair,
   random,
   Scope,
   settled,
@@ -26,16 +26,7 @@ describe('write after send', () => {
     /* 16 MiB, more than loopback holds for a paused reader, in one chunk: all of it stays in flight */
     const len = 16 * MiB;
     const k = scope.kernel({ physPages: 3 * (len / PAGE_SIZE) + 1024 }, { kvaBudgetBytes: 2 * len });
-    let wire!: ReturnType<typeof hashUntilClose>;
-    const { so, remote } = await pair(
-      scope,
-      k,
-      (s) => {
-        s.pause();
-        wire = hashUntilClose(s);
-      },
-      { sendHighWater: 2 * len },
-    );
+    const { so, remote, got: wire } = await pausedPair(scope, k, { sendHighWater: 2 * len }, hashUntilClose);
     const p = k.createProcess();
     const original = random(len);
     const va = await userMemory(p, len, original);
@@ -79,16 +70,7 @@ describe('write after send', () => {
   it('a partial overwrite of an unaligned send breaks only the pages written', async () => {
     const len = 8 * MiB;
     const k = scope.kernel({ physPages: 3 * (len / PAGE_SIZE) + 1024 }, { kvaBudgetBytes: 2 * len });
-    let wire!: ReturnType<typeof hashUntilClose>;
-    const { so, remote } = await pair(
-      scope,
-      k,
-      (s) => {
-        s.pause();
-        wire = hashUntilClose(s);
-      },
-      { sendHighWater: 2 * len },
-    );
+    const { so, remote, got: wire } = await pausedPair(scope, k, { sendHighWater: 2 * len }, hashUntilClose);
     const p = k.createProcess();
     const original = random(len + PAGE_SIZE);
     const va = await userMemory(p, original.length, original);

@@ -5,11 +5,19 @@
  * buffer. The loaned pages were made read-only by the loan, so the write faults; the fault handler
  * gives the writer a copy (loan break) and leaves the loaned page, unchanged, to the network. The
  * counters before and after show it; the peer's hash shows what went on the wire.
+ *
+ *   pnpm cow [--pages 2048] [--ui] [--step-ms 3000]
+ *
+ * --ui serves the live page map and, once a browser has it open, walks through the steps slowly
+ * (--step-ms each): the loaned pages turn red, then purple (orphans: the writer has new pages, the
+ * network still holds the old ones), then free.
  */
 import { createHash } from 'node:crypto';
 import net from 'node:net';
-import { Kernel, type KernelStats, PAGE_SIZE } from '@loanout/core';
+import { Kernel, KernelError, type KernelStats, PAGE_SIZE } from '@loanout/core';
 import { sockConnect } from '@loanout/sockets';
+import { fail, parseArgs, parseCount } from './cli.js';
+import { startPageMap } from './ui/page-map-server.js';
 
 export interface CowResult {
   sentHash: string;
@@ -20,58 +28,143 @@ export interface CowResult {
   afterDone: KernelStats;
 }
 
+/* the demo's steps, in order; `step` is awaited at each, so a caller can watch or pause */
+export type CowStep = 'written' | 'sent' | 'overwritten' | 'done';
+
+export interface CowOptions {
+  /* pages to send (default 2048, 8 MiB) */
+  pages?: number;
+  /* the kernel to run on (default one with room for the pages three times over) */
+  kernel?: Kernel;
+  step?: (step: CowStep, stats: KernelStats) => Promise<void> | void;
+}
+
 /*
  * runCowDemo: send `pages` pages by loan to a peer that reads only after the sender has overwritten
  * the buffer; returns the hashes and the kernel's counters at each step.
+ * => pages a positive integer (EINVAL); ENOMEM if the kernel has no room for them
  */
-export async function runCowDemo(pages = 2048): Promise<CowResult> {
+export async function runCowDemo(opts: CowOptions = {}): Promise<CowResult> {
+  const pages = opts.pages ?? 2048;
+  if (!Number.isSafeInteger(pages) || pages < 1)
+    throw new KernelError('EINVAL', `cow: pages must be a positive integer, not ${String(pages)}`);
+  const step = opts.step ?? (() => {});
   const len = pages * PAGE_SIZE;
-  const received: Buffer[] = [];
-  let peer: net.Socket | null = null;
-  const gotAll = new Promise<void>((resolve) => {
-    const server = net.createServer((s) => {
-      peer = s;
-      s.pause();
-      s.on('data', (d) => received.push(d));
-      s.on('end', () => {
-        server.close();
-        resolve();
-      });
-    });
-    server.listen(0, '127.0.0.1', () => void start((server.address() as net.AddressInfo).port));
-  });
-  const k = new Kernel({ physPages: 3 * pages + 1024 });
+  const k = opts.kernel ?? new Kernel({ physPages: 3 * pages + 1024 });
+  const peer = await slowPeer();
   const p = k.createProcess();
-  const va = p.mmap(len);
-  const original = Buffer.alloc(len, 'original ');
-  await p.write(va, original);
-  const out = {} as CowResult;
-  async function start(port: number): Promise<void> {
-    const so = await sockConnect(k, { port, sendHighWater: 2 * len });
-    out.before = k.stats();
-    const r = await so.send(p, va, len, { mode: 'loan' });
-    await p.write(va, Buffer.alloc(len, 'OVERWRITE'));
-    out.afterWrite = k.stats();
-    peer?.resume();
-    await r.done;
-    out.afterDone = k.stats();
-    await so.close();
+  try {
+    const va = p.mmap(len);
+    const original = Buffer.alloc(len, 'original ');
+    await p.write(va, original);
+    const so = await sockConnect(k, { port: peer.port, sendHighWater: 2 * len });
+    const out = { before: k.stats() } as CowResult;
+    try {
+      await step('written', out.before);
+      const r = await so.send(p, va, len, { mode: 'loan' });
+      await step('sent', k.stats());
+      await p.write(va, Buffer.alloc(len, 'OVERWRITE'));
+      out.afterWrite = k.stats();
+      await step('overwritten', out.afterWrite);
+      peer.resume();
+      await r.done;
+      out.afterDone = k.stats();
+      await so.close();
+    } finally {
+      so.destroy();
+    }
+    out.sentHash = sha256(original);
+    out.receivedHash = sha256(await peer.received);
+    out.overwrittenHash = sha256(await p.read(va, len));
+    await step('done', out.afterDone);
+    return out;
+  } finally {
+    p.exit();
+    peer.close();
   }
-  await gotAll;
-  out.sentHash = sha256(original);
-  out.receivedHash = sha256(Buffer.concat(received));
-  out.overwrittenHash = sha256(await p.read(va, len));
-  p.exit();
-  k.checkInvariants();
-  return out;
+}
+
+/* slowPeer: a loopback TCP server whose one connection reads nothing until resume() */
+async function slowPeer(): Promise<{
+  port: number;
+  resume(): void;
+  received: Promise<Buffer>;
+  close(): void;
+}> {
+  let conn: net.Socket | null = null;
+  let resumed = false;
+  let settle: (b: Buffer) => void = () => {};
+  const received = new Promise<Buffer>((r) => {
+    settle = r;
+  });
+  const server = net.createServer((s) => {
+    conn = s;
+    const parts: Buffer[] = [];
+    if (!resumed) s.pause();
+    s.on('data', (d) => parts.push(d));
+    s.on('end', () => settle(Buffer.concat(parts)));
+    s.on('error', () => settle(Buffer.concat(parts)));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    resume: () => {
+      resumed = true;
+      conn?.resume();
+    },
+    received,
+    close: () => {
+      conn?.destroy();
+      server.close();
+    },
+  };
 }
 
 function sha256(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex').slice(0, 16);
 }
 
+/* say: what the page map shows at each step, from the kernel's counters */
+function say(step: CowStep, s: KernelStats, before: KernelStats): string {
+  switch (step) {
+    case 'written':
+      return `the sender has written its buffer: ${s.physPages - s.freePages} pages in use (blue: anon pages)`;
+    case 'sent':
+      return (
+        `sent by loan to a peer that is not reading: ${s.loanedPages} pages are on loan to the kernel (red); ` +
+        'whatever the host took into its own socket buffers has been unloaned already'
+      );
+    case 'overwritten':
+      return (
+        `the sender overwrote its buffer: ${s.loanBreaks - before.loanBreaks} writes faulted and broke a loan; ` +
+        `the sender has new pages (blue), the network still holds the old ones, owned by no one (purple: ${s.orphanPages} orphans)`
+      );
+    case 'done':
+      return `the peer read everything: ${s.orphansFreed - before.orphansFreed} orphans were freed as the network let go of them`;
+  }
+}
+
 async function main(): Promise<void> {
-  const r = await runCowDemo();
+  const { values } = parseArgs({
+    options: { pages: { type: 'string' }, ui: { type: 'boolean' }, 'step-ms': { type: 'string' } },
+  });
+  const pages = parseCount('pages', values.pages, 2048);
+  const stepMs = parseCount('step-ms', values['step-ms'], 3000);
+  const kernel = new Kernel({ physPages: 3 * pages + 1024 });
+  const ui = values.ui ? await startPageMap(kernel, { title: 'pnpm cow' }) : null;
+  if (ui !== null) {
+    console.log(`live page map: ${ui.url}\nwaiting for it to be opened in a browser...`);
+    while (ui.viewers() === 0) await sleep(100);
+    await sleep(1000);
+  }
+  let before: KernelStats | null = null;
+  const step = async (name: CowStep, stats: KernelStats) => {
+    if (ui === null) return;
+    before ??= stats;
+    console.log(`- ${say(name, stats, before)}`);
+    await sleep(stepMs);
+  };
+  const r = await runCowDemo({ pages, kernel, step }).catch((err: Error) => fail(err.message));
   const row = (name: string, s: KernelStats) =>
     `${name.padEnd(24)} loaned pages ${String(s.loanedPages).padStart(3)}  loan breaks ${String(s.loanBreaks).padStart(3)}  cow faults ${String(s.cowFaults).padStart(3)}  orphans freed ${s.orphansFreed}`;
   console.log(row('before send', r.before));
@@ -82,6 +175,14 @@ async function main(): Promise<void> {
     `hash of what the peer got:     ${r.receivedHash}  ${r.receivedHash === r.sentHash ? '(the original: the wire kept the old bytes)' : '(DIFFERENT!)'}`,
   );
   console.log(`hash of the sender's buffer:   ${r.overwrittenHash}  (the new bytes, in fresh pages)`);
+  if (ui !== null) {
+    console.log('\nthe page map stays up; Ctrl-C to quit');
+    process.once('SIGINT', () => void ui.close().then(() => process.exit(0)));
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await main();

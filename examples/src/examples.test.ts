@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Kernel } from '@loanout/core';
 import { createEchoServer } from '@loanout/sockets';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runCowDemo } from './cow.js';
+import { type CowStep, runCowDemo } from './cow.js';
 import { runEchoClient } from './echo-client.js';
 import { serveFile } from './sendfile.js';
 
@@ -22,13 +22,34 @@ afterEach(async () => {
 
 describe('pnpm cow', () => {
   it('breaks every loaned page on the overwrite, and the peer still gets the original bytes', async () => {
-    const r = await runCowDemo(256);
+    const steps: [CowStep, number][] = [];
+    const r = await runCowDemo({ pages: 256, step: (s, stats) => void steps.push([s, stats.loanedPages]) });
+    expect(steps).toEqual([
+      ['written', 0],
+      ['sent', 256],
+      ['overwritten', 256],
+      ['done', 0],
+    ]);
     expect(r.receivedHash).toBe(r.sentHash);
     expect(r.overwrittenHash).not.toBe(r.sentHash);
     expect(r.afterWrite.loanBreaks - r.before.loanBreaks).toBe(256);
     expect(r.afterWrite.loanedPages).toBe(256);
     expect(r.afterDone.loanedPages).toBe(0);
     expect(r.afterDone.orphansFreed - r.before.orphansFreed).toBe(256);
+  });
+
+  it('runs on a kernel it is given, and refuses a bad page count (EINVAL) or more pages than fit (ENOMEM)', async () => {
+    const k = new Kernel({ physPages: 256, swapPages: 0 });
+    const r = await runCowDemo({ pages: 16, kernel: k });
+    expect(r.receivedHash).toBe(r.sentHash);
+    expect(k.stats()).toMatchObject({ loanBreaks: 16, loanedPages: 0 });
+    for (const pages of [0, -1, 1.5, Number.NaN, '8'])
+      await expect(runCowDemo({ pages: pages as never, kernel: k })).rejects.toMatchObject({
+        code: 'EINVAL',
+      });
+    await expect(runCowDemo({ pages: 300, kernel: k })).rejects.toMatchObject({ code: 'ENOMEM' });
+    expect(k.stats().freePages).toBe(k.stats().physPages);
+    k.checkInvariants();
   });
 });
 

@@ -1,15 +1,17 @@
 /*
  * sendfile.ts: `pnpm sendfile <file>` -- serve a real file over TCP by page loan, without copying it.
  *
- *   pnpm sendfile <file> [--port 7008] [--host 127.0.0.1] [--once]
+ *   pnpm sendfile <file> [--port 7008] [--host 127.0.0.1] [--once] [--ui]
  *
  * For each connection, a process maps the file (a vnode object: its pages are read from the file
  * through node:fs on first touch) and sends the mapping by O->K loans: the file's pages go to the
- * network as they sit in the page cache. `nc 127.0.0.1 7008 > copy` fetches it.
+ * network as they sit in the page cache. `nc 127.0.0.1 7008 > copy` fetches it. --ui also serves a
+ * live page map: the file's pages (green) turn red while they are on loan to the network.
  */
 import { Kernel, KernelError, type Proc, VnodeObject } from '@loanout/core';
 import { type Listener, sockListen } from '@loanout/sockets';
 import { fail, mb, parseArgs, parsePort } from './cli.js';
+import { startPageMap } from './ui/page-map-server.js';
 
 export interface SendfileServer {
   listener: Listener;
@@ -59,17 +61,25 @@ function fileSize(p: Proc, va: number): number {
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
-    options: { port: { type: 'string' }, host: { type: 'string' }, once: { type: 'boolean' } },
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      once: { type: 'boolean' },
+      ui: { type: 'boolean' },
+    },
   });
   const path =
-    positionals[0] ?? fail('usage: pnpm sendfile <file> [--port 7008] [--host 127.0.0.1] [--once]');
+    positionals[0] ?? fail('usage: pnpm sendfile <file> [--port 7008] [--host 127.0.0.1] [--once] [--ui]');
   const srv = await serveFile(path, values.host ?? '127.0.0.1', parsePort(values.port, 7008)).catch(
     (err: Error) => fail(err.message),
   );
   console.log(`serving ${path} on ${srv.listener.host}:${srv.listener.port} by page loan; Ctrl-C to stop`);
+  const ui = values.ui ? await startPageMap(srv.kernel, { title: 'pnpm sendfile' }) : null;
+  if (ui !== null) console.log(`live page map: ${ui.url}`);
   const report = async () => {
     const s = srv.served();
     const k = srv.kernel.stats();
+    await ui?.close();
     await srv.listener.close();
     console.log(
       `\nserved ${s.connections} connection(s), ${mb(s.bytes)} (${mb(s.loanedBytes)} loaned): ` +

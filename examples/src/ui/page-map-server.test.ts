@@ -1,24 +1,34 @@
 /*
  * The page map server streams what the kernel's frames are doing: loaned frames while loans last,
- * none after, and counters equal to kernel.stats(). (The browser-side test comes with issue 7.)
+ * none after, counters equal to kernel.stats() and mbufStats(), and the trace. (What the browser
+ * makes of it is page-map.browser.test.ts.)
  */
 import http from 'node:http';
 import { FrameState, Kernel, PAGE_SIZE, uvmLoan, uvmUnloanPages } from '@loanout/core';
+import { mbufCopyin, mbufLoan, mbufStats, mFreem } from '@loanout/mbuf';
 import { describe, expect, it } from 'vitest';
 import { startPageMap } from './page-map-server.js';
 
 interface Update {
   states: string;
   stats: Record<string, number>;
+  mbuf: Record<string, number>;
   trace: { kind: string; frame: number }[];
+  dropped: number;
 }
 
 /* nextUpdates: read the event stream until `n` data messages have arrived */
-function nextUpdates(url: string, n: number): Promise<{ legend: { frames: number }; updates: Update[] }> {
+interface Legend {
+  title: string;
+  frames: number;
+  states: string[];
+}
+
+function nextUpdates(url: string, n: number): Promise<{ legend: Legend; updates: Update[] }> {
   return new Promise((resolve, reject) => {
     const req = http.get(`${url}events`, (res) => {
       let buf = '';
-      let legend: { frames: number } | null = null;
+      let legend: Legend | null = null;
       const updates: Update[] = [];
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
@@ -64,7 +74,8 @@ describe('the live page map', () => {
     await p.write(va, Buffer.alloc(8 * PAGE_SIZE, 1));
     const pages = await uvmLoan(p.map, va, 8 * PAGE_SIZE, 'kernel');
     const during = await nextUpdates(map.url, 1);
-    expect(during.legend.frames).toBe(256);
+    expect(during.legend).toMatchObject({ title: 'loanout', frames: 256 });
+    expect(during.legend.states[FrameState.LOANED_TO_KERNEL]).toBe('loaned to kernel');
     const u = during.updates[0];
     expect(countState(u.states, FrameState.LOANED_TO_KERNEL)).toBe(8);
     expect(u.stats).toEqual(JSON.parse(JSON.stringify(k.stats())));
@@ -77,6 +88,50 @@ describe('the live page map', () => {
     await map.close();
     p.exit();
     k.checkInvariants();
+  });
+
+  it('streams the bytes loaned and copied to the network (mbufStats), and a title', async () => {
+    const k = new Kernel({ physPages: 256 });
+    const map = await startPageMap(k, { intervalMs: 30, title: 'pnpm cow' });
+    const first = await nextUpdates(map.url, 1);
+    expect(first.legend.title).toBe('pnpm cow');
+    expect(first.updates[0].mbuf).toMatchObject({ loanedBytes: 0, copiedBytes: 0 });
+    const p = k.createProcess();
+    const va = p.mmap(4 * PAGE_SIZE);
+    await p.write(va, Buffer.alloc(4 * PAGE_SIZE, 7));
+    const loaned = await mbufLoan(p, va, 3 * PAGE_SIZE);
+    const copied = await mbufCopyin(p, va, 1000);
+    const u = (await nextUpdates(map.url, 1)).updates[0];
+    expect(u.mbuf).toEqual(JSON.parse(JSON.stringify(mbufStats(k))));
+    expect(u.mbuf).toMatchObject({
+      loanedBytes: 3 * PAGE_SIZE,
+      copiedBytes: 1000,
+      loanChains: 1,
+      copyChains: 1,
+    });
+    expect(countState(u.states, FrameState.LOANED_TO_KERNEL)).toBe(3);
+    mFreem(loaned);
+    mFreem(copied);
+    await map.close();
+    p.exit();
+    k.checkInvariants();
+  });
+
+  it('counts the trace events it had to drop when there are too many between two updates', async () => {
+    const k = new Kernel({ physPages: 1024 });
+    const map = await startPageMap(k, { intervalMs: 1000 });
+    const p = k.createProcess();
+    const va = p.mmap(600 * PAGE_SIZE);
+    await p.write(va, Buffer.alloc(600 * PAGE_SIZE, 1));
+    const reading = nextUpdates(map.url, 1);
+    await new Promise((r) => setTimeout(r, 10));
+    uvmUnloanPages(await uvmLoan(p.map, va, 600 * PAGE_SIZE, 'kernel'));
+    const u = (await reading).updates[0];
+    expect(u.trace).toHaveLength(512);
+    expect(u.dropped).toBe(1200 - 512);
+    expect(u.trace.at(-1)).toMatchObject({ kind: 'unloan' });
+    await map.close();
+    p.exit();
   });
 
   it('reports every trace event once, across updates', async () => {
@@ -112,9 +167,25 @@ describe('the live page map', () => {
     await map.close();
   });
 
-  it('refuses a bad interval (EINVAL) and a port in use (EADDRINUSE), leaving nothing subscribed', async () => {
+  it('refuses bad arguments (EINVAL) and a port in use (EADDRINUSE), leaving nothing subscribed', async () => {
     const k = new Kernel({ physPages: 16 });
-    await expect(startPageMap(k, { intervalMs: 0 })).rejects.toMatchObject({ code: 'EINVAL' });
+    const bad: unknown[] = [
+      { intervalMs: 0 },
+      { intervalMs: Number.NaN },
+      { intervalMs: '250' },
+      { port: -1 },
+      { port: 65536 },
+      { port: 1.5 },
+      { port: '80' },
+      { title: 42 },
+      null,
+      'options',
+    ];
+    for (const opts of bad)
+      await expect(startPageMap(k, opts as never)).rejects.toMatchObject({ code: 'EINVAL' });
+    for (const notKernel of [null, undefined, {}, { onTrace: () => () => {} }])
+      await expect(startPageMap(notKernel as never)).rejects.toMatchObject({ code: 'EINVAL' });
+    expect(k.uvm.tracers).toHaveLength(0);
     const a = await startPageMap(k);
     const port = Number(new URL(a.url).port);
     await expect(startPageMap(k, { port })).rejects.toMatchObject({ code: 'EADDRINUSE' });

@@ -3,63 +3,89 @@
  *
  * A small node:http server hands out two static files (the page and its script, no CDN) and a
  * Server-Sent Events stream: a few times a second, one byte per physical frame (its state, from
- * kernel.frameStates()), the kernel's counters, and the trace events (loan,
- * unloan, loanbreak, orphan, adopt, pageout, pagein) since the last message. /frame/N describes one
- * frame in full. It listens on 127.0.0.1 only, and subscribes to the trace only while it runs.
+ * kernel.frameStates()), the kernel's counters, the mbuf counters (bytes loaned and copied to the
+ * network), and the trace events (loan, unloan, loanbreak, orphan, adopt, pageout, pagein) since the
+ * last message. /frame/N describes one frame in full. It listens on 127.0.0.1 only, and subscribes to
+ * the trace only while it runs.
  */
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { FRAME_STATE_NAMES, type Kernel, KernelError, type TraceEvent } from '@loanout/core';
+import { FRAME_STATE_NAMES, Kernel, KernelError, type TraceEvent } from '@loanout/core';
+import { mbufStats } from '@loanout/mbuf';
 
 export interface PageMapOptions {
   /* default 0: any free port (the host is always 127.0.0.1) */
   port?: number;
   /* ms between updates (default 250) */
   intervalMs?: number;
+  /* what is running, shown as the page's heading (default "loanout") */
+  title?: string;
 }
 
 export interface PageMap {
   readonly url: string;
+  /* browsers (event streams) open now */
+  viewers(): number;
   /* stop serving, end every stream, unsubscribe from the trace */
   close(): Promise<void>;
 }
 
-/* the trace events kept between two updates (the oldest are dropped beyond this) */
+/* the trace events kept between two updates (the oldest are dropped beyond this, and counted) */
 const TRACE_MAX = 512;
+
+/* a stream that has this much unsent is skipped until its browser catches up */
+const STREAM_BACKLOG_MAX = 1 << 20;
 
 const STATIC: Record<string, { file: string; type: string }> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
 };
 
+/* the trace between two updates: the latest TRACE_MAX events, and how many older ones were dropped */
+class TraceWindow {
+  events: TraceEvent[] = [];
+  dropped = 0;
+
+  push(ev: TraceEvent): void {
+    if (this.events.length >= TRACE_MAX) {
+      this.events.shift();
+      this.dropped++;
+    }
+    this.events.push(ev);
+  }
+
+  take(): { trace: TraceEvent[]; dropped: number } {
+    const out = { trace: this.events, dropped: this.dropped };
+    this.events = [];
+    this.dropped = 0;
+    return out;
+  }
+}
+
 /*
  * startPageMap: serve the live page map of `kernel` on 127.0.0.1
- * => throws EINVAL (bad options), EADDRINUSE
+ * => throws EINVAL (not a kernel, bad options), EADDRINUSE
  */
 export async function startPageMap(kernel: Kernel, opts: PageMapOptions = {}): Promise<PageMap> {
-  const intervalMs = opts.intervalMs ?? 250;
-  if (!Number.isFinite(intervalMs) || intervalMs < 20)
-    throw new KernelError('EINVAL', 'page map: bad intervalMs');
-  const trace: TraceEvent[] = [];
-  const unsubscribe = kernel.onTrace((ev) => {
-    if (trace.length >= TRACE_MAX) trace.shift();
-    trace.push(ev);
-  });
+  const { intervalMs, port, title } = checkOptions(kernel, opts);
+  const trace = new TraceWindow();
+  const unsubscribe = kernel.onTrace((ev) => trace.push(ev));
   const streams = new Set<http.ServerResponse>();
   const states = new Uint8Array(kernel.uvm.pages.length);
-  const server = http.createServer((req, res) => void route(kernel, req, res, streams));
-  const timer = setInterval(() => broadcast(kernel, streams, states, trace.splice(0)), intervalMs);
+  const server = http.createServer((req, res) => void route(kernel, title, req, res, streams));
+  const timer = setInterval(() => broadcast(kernel, streams, states, trace.take()), intervalMs);
   try {
-    await listen(server, opts.port ?? 0);
+    await listen(server, port);
   } catch (err) {
     clearInterval(timer);
     unsubscribe();
     throw err;
   }
-  const { port } = server.address() as AddressInfo;
+  const bound = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}/`,
+    url: `http://127.0.0.1:${bound}/`,
+    viewers: () => streams.size,
     close: async () => {
       clearInterval(timer);
       unsubscribe();
@@ -67,6 +93,18 @@ export async function startPageMap(kernel: Kernel, opts: PageMapOptions = {}): P
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
+}
+
+function checkOptions(kernel: Kernel, opts: PageMapOptions): Required<PageMapOptions> {
+  if (!(kernel instanceof Kernel)) throw new KernelError('EINVAL', 'page map: not a kernel');
+  if (opts === null || typeof opts !== 'object') throw new KernelError('EINVAL', 'page map: bad options');
+  const { intervalMs = 250, port = 0, title = 'loanout' } = opts;
+  if (!Number.isFinite(intervalMs) || intervalMs < 20)
+    throw new KernelError('EINVAL', `page map: intervalMs must be a number >= 20, not ${String(intervalMs)}`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new KernelError('EINVAL', `page map: port must be an integer 0..65535, not ${String(port)}`);
+  if (typeof title !== 'string') throw new KernelError('EINVAL', 'page map: title must be a string');
+  return { intervalMs, port, title };
 }
 
 function listen(server: http.Server, port: number): Promise<void> {
@@ -80,6 +118,7 @@ function listen(server: http.Server, port: number): Promise<void> {
 
 async function route(
   kernel: Kernel,
+  title: string,
   req: http.IncomingMessage,
   res: http.ServerResponse,
   streams: Set<http.ServerResponse>,
@@ -91,7 +130,7 @@ async function route(
     const body = await readFile(new URL(`./static/${file.file}`, import.meta.url));
     return reply(res, 200, file.type, body);
   }
-  if (url.pathname === '/events') return openStream(kernel, res, streams);
+  if (url.pathname === '/events') return openStream(kernel, title, res, streams);
   const m = /^\/frame\/(\d+)$/.exec(url.pathname);
   if (m !== null) {
     const frame = Number(m[1]);
@@ -106,33 +145,39 @@ function reply(res: http.ServerResponse, status: number, type: string, body: str
   res.end(body);
 }
 
-function openStream(kernel: Kernel, res: http.ServerResponse, streams: Set<http.ServerResponse>): void {
+function openStream(
+  kernel: Kernel,
+  title: string,
+  res: http.ServerResponse,
+  streams: Set<http.ServerResponse>,
+): void {
   res.writeHead(200, {
     'content-type': 'text/event-stream',
     'cache-control': 'no-store',
     connection: 'keep-alive',
   });
   res.write(
-    `event: legend\ndata: ${JSON.stringify({ states: FRAME_STATE_NAMES, frames: kernel.uvm.pages.length })}\n\n`,
+    `event: legend\ndata: ${JSON.stringify({ title, states: FRAME_STATE_NAMES, frames: kernel.uvm.pages.length })}\n\n`,
   );
   streams.add(res);
   res.on('close', () => streams.delete(res));
 }
 
-/* broadcast: one update to every open stream */
+/* broadcast: one update to every open stream that is keeping up */
 function broadcast(
   kernel: Kernel,
   streams: Set<http.ServerResponse>,
   states: Uint8Array,
-  events: TraceEvent[],
+  trace: { trace: TraceEvent[]; dropped: number },
 ): void {
   if (streams.size === 0) return;
   kernel.frameStates(states);
   const update = {
     states: Buffer.from(states.buffer, states.byteOffset, states.length).toString('base64'),
     stats: kernel.stats(),
-    trace: events,
+    mbuf: mbufStats(kernel),
+    ...trace,
   };
   const msg = `data: ${JSON.stringify(update)}\n\n`;
-  for (const res of streams) res.write(msg);
+  for (const res of streams) if (res.writableLength < STREAM_BACKLOG_MAX) res.write(msg);
 }

@@ -9,6 +9,8 @@ import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Kernel, PAGE_SIZE, uvmLoan, uvmUnloanPages } from '@loanout/core';
+import { mbufStats } from '@loanout/mbuf';
 import { createEchoServer } from '@loanout/sockets';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -86,16 +88,67 @@ describe.skipIf(!haveChromium)('the live page map in a browser', () => {
         { timeout: 20_000 },
       );
       const shown = await page.$$eval('td[data-counter]', (tds) =>
-        Object.fromEntries(tds.map((td) => [td.getAttribute('data-counter'), Number(td.textContent)])),
+        Object.fromEntries(tds.map((td) => [td.getAttribute('data-counter'), Number(td.dataset.value)])),
       );
       for (const key of ['loansAnon', 'unloans', 'loanedPages', 'wiredPages', 'physPages'] as const) {
         expect(shown[key]).toBe(stats[key]);
       }
       expect(stats.loansAnon).toBeGreaterThan(0);
+      const sent = mbufStats(echo.kernel);
+      expect(shown['mbuf.loanedBytes']).toBe(sent.loanedBytes);
+      expect(shown['mbuf.copiedBytes']).toBe(sent.copiedBytes);
+      expect(sent.loanedBytes).toBe(32 << 20);
     } finally {
       await page.close();
       await map.close();
       await echo.close();
     }
+  }, 60_000);
+
+  it('zooms, and a click pins a frame to show its owner, loan and wire counts live', async () => {
+    const k = new Kernel({ physPages: 32768 });
+    const map = await startPageMap(k, { intervalMs: 50, title: 'browser test' });
+    const page = await browser!.newPage({ viewport: { width: 1400, height: 900 } });
+    const p = k.createProcess();
+    try {
+      const va = p.mmap(PAGE_SIZE);
+      await p.write(va, Buffer.alloc(PAGE_SIZE, 1));
+      const [pg] = await uvmLoan(p.map, va, PAGE_SIZE, 'kernel');
+      await page.goto(map.url);
+      await page.waitForFunction(() => document.querySelector('canvas')!.dataset.loanedToKernel === '1');
+      expect(await page.title()).toBe('browser test: live page map');
+      /* 32768 frames: 256 per row, fitted to the window */
+      const fit = await page.$eval('canvas', (c) => ({ w: c.width, h: c.height }));
+      expect(fit.w % 256).toBe(0);
+      expect(fit.h).toBe(fit.w / 2);
+      await page.click('#zoom-in');
+      expect(await page.$eval('canvas', (c) => c.width)).toBe(2 * fit.w);
+      await page.click('#zoom-fit');
+      expect(await page.$eval('canvas', (c) => c.width)).toBe(fit.w);
+      const cell = fit.w / 256;
+      await page.click('canvas', {
+        position: { x: (pg.frame % 256) * cell + cell / 2, y: Math.floor(pg.frame / 256) * cell + cell / 2 },
+      });
+      const pinned = await page.waitForFunction((frame) => {
+        const el = document.getElementById('frame')!;
+        return el.dataset.frame === String(frame) && el.textContent!.includes('(pinned)') && el.textContent;
+      }, pg.frame);
+      const text = String(await pinned.jsonValue());
+      expect(text).toContain('"state": "loaned to kernel"');
+      expect(text).toContain('"loanCount": 1');
+      expect(text).toContain('"wireCount": 1');
+      /* pinned, it follows the frame: after the unloan it shows the loan gone */
+      uvmUnloanPages([pg]);
+      await page.waitForFunction(() =>
+        document.getElementById('frame')!.textContent!.includes('"loanCount": 0'),
+      );
+      const legend = await page.$eval('#legend span[data-state="3"] b', (b) => b.textContent);
+      expect(legend).toBe('0');
+    } finally {
+      await page.close();
+      await map.close();
+      p.exit();
+    }
+    k.checkInvariants();
   }, 60_000);
 });

@@ -1,9 +1,13 @@
+import { KernelError, PAGE_SIZE, VM_MAX_ADDRESS, VM_MIN_ADDRESS } from '@loanout/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  BAD_SOCKET_OPTIONS,
   drain,
   echoClient,
   expectAtRest,
   expectError,
+  expectPortFree,
+  freePort,
   hashUntilClose,
   KiB,
   MiB,
@@ -136,6 +140,92 @@ describe('createEchoServer', () => {
     await expectError(createEchoServer({ kernel: k, port: -1 }), 'EINVAL');
     const taken = await scope.peer();
     await expectError(createEchoServer({ kernel: k, port: taken.port }), 'EADDRINUSE');
+    expectAtRest(k);
+  });
+
+  it('refuses options that are not an object, or bad listener or socket options, with EINVAL before binding the port', async () => {
+    const k = scope.kernel();
+    const port = await freePort();
+    for (const bad of [null, 'x']) {
+      const err = await expectError(createEchoServer(bad as never), 'EINVAL');
+      expect(err.message).toMatch(/^createEchoServer: options must be an object/);
+    }
+    const badListen = [0, -1, Number.NaN, 'x'].map((maxConnections) => ({ maxConnections }));
+    for (const bad of [...badListen, ...BAD_SOCKET_OPTIONS, { kernel: {} }, { buffers: '4' }]) {
+      const err = await expectError(createEchoServer({ kernel: k, port, ...bad } as never), 'EINVAL');
+      expect(err.message).toMatch(/^createEchoServer: /);
+      await expectPortFree(port);
+    }
+    expect(k.stats().processes).toBe(0);
+    expectAtRest(k);
+  });
+
+  it('refuses a ring that cannot fit a process address space with EINVAL, before binding the port', async () => {
+    const k = scope.kernel();
+    const port = await freePort();
+    for (const [bufferBytes, buffers] of [
+      [512 << 20, 4],
+      [256 << 20, 4],
+      /* each buffer takes two pages: one page past the top */
+      [PAGE_SIZE + 1, (VM_MAX_ADDRESS - VM_MIN_ADDRESS) / PAGE_SIZE / 2 + 1],
+    ]) {
+      const err = await expectError(createEchoServer({ kernel: k, port, bufferBytes, buffers }), 'EINVAL');
+      expect(err.message).toMatch(/^createEchoServer: a ring of .* does not fit/);
+      await expectPortFree(port);
+    }
+    expect(k.stats().processes).toBe(0);
+    expectAtRest(k);
+  });
+
+  it('serves with the largest ring that fits a process address space', async () => {
+    const most = Math.floor((VM_MAX_ADDRESS - VM_MIN_ADDRESS) / 4 / PAGE_SIZE) * PAGE_SIZE;
+    const k = scope.kernel();
+    const echo = scope.echo(await createEchoServer({ kernel: k, port: 0, bufferBytes: most, buffers: 4 }));
+    const c = scope.plain(await plainConnect(echo.port));
+    const back = drain(c);
+    c.end('hello');
+    expect((await back).bytes.toString()).toBe('hello');
+    await until(() => echo.stats().activeConnections === 0, 'the connection ends');
+    expect(echo.stats().errors).toBe(0);
+    expect(k.stats().processes).toBe(0);
+    await echo.close();
+    expectAtRest(k);
+  });
+
+  it('closes a connection whose setup fails, ends its process, counts an error, and goes on serving', async () => {
+    const k = scope.kernel({ physPages: 8192 });
+    /* the first connection's process cannot map the second buffer of its ring */
+    const createProcess = k.createProcess.bind(k);
+    let procs = 0;
+    k.createProcess = () => {
+      const p = createProcess();
+      if (++procs > 1) return p;
+      const mmap = p.mmap.bind(p);
+      let maps = 0;
+      p.mmap = (len, opts) => {
+        if (++maps === 2) throw new KernelError('ENOMEM', 'mmap: no address space (injected)');
+        return mmap(len, opts);
+      };
+      return p;
+    };
+    const echo = scope.echo(await createEchoServer({ kernel: k, port: 0, mode: 'loan' }));
+    const c = scope.plain(await plainConnect(echo.port));
+    let ended = false;
+    const back = drain(c).then((d) => {
+      ended = true;
+      return d;
+    });
+    c.write('hello');
+    await until(() => ended, 'the server closes the connection');
+    expect((await back).bytes.length).toBe(0);
+    await until(() => echo.stats().activeConnections === 0, 'the connection is released');
+    expect(echo.stats()).toMatchObject({ connections: 1, errors: 1, bytesEchoed: 0 });
+    expect(k.stats().processes).toBe(0);
+    const run = await echoClient(scope.kernel(), echo.port, 100 * KiB, 'copy', 64 * KiB);
+    expect(run.echoed).toBe(run.sent);
+    await until(() => echo.stats().activeConnections === 0, 'the second connection ends');
+    expect(k.stats().processes).toBe(0);
+    await echo.close();
     expectAtRest(k);
   });
 

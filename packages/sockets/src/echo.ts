@@ -10,10 +10,11 @@
  * therefore stops the server from reading its connection: memory per connection is bounded by the
  * ring, the receive area and the send buffer, and connections by maxConnections.
  */
-import { Kernel, KernelError } from '@loanout/core';
+import { Kernel, KernelError, PAGE_SIZE, type Proc, VM_MAX_ADDRESS, VM_MIN_ADDRESS } from '@loanout/core';
 import { mbufStats } from '@loanout/mbuf';
+import { checkInteger, checkKernel, checkOptions, listenConfig } from './sockopt.js';
 import type { SendMode, Socket, SocketOptions } from './uipc_socket.js';
-import { type Listener, sockListen } from './uipc_syscalls.js';
+import { listenChecked } from './uipc_syscalls.js';
 
 export interface EchoServerOptions extends SocketOptions {
   /* the kernel to run in (default: a new one with 32768 pages = 128 MiB) */
@@ -24,11 +25,11 @@ export interface EchoServerOptions extends SocketOptions {
   port?: number;
   /* default 'auto' */
   mode?: SendMode;
-  /* default 128 */
+  /* a positive integer, default 128 */
   maxConnections?: number;
-  /* size of each buffer in a connection's ring (default 64 KiB) */
+  /* size of each buffer in a connection's ring (default 64 KiB) ... */
   bufferBytes?: number;
-  /* buffers in a connection's ring (default 4) */
+  /* ... and how many (default 4): the whole ring must fit a process's address space (just under 1 GiB) */
   buffers?: number;
 }
 
@@ -53,83 +54,124 @@ export interface EchoServer {
   close(): Promise<void>;
 }
 
+/* the default kernel: 32768 pages = 128 MiB */
+const ECHO_PAGES = 32768;
+/* the user part of a process's address space: a connection's ring must fit in it */
+const USER_SPACE = VM_MAX_ADDRESS - VM_MIN_ADDRESS;
+
+/* how each connection echoes */
+interface Ring {
+  mode: SendMode;
+  bufferBytes: number;
+  buffers: number;
+}
+
+interface Counts {
+  connections: number;
+  active: number;
+  bytes: number;
+  errors: number;
+}
+
 /*
  * createEchoServer: listen on host:port and echo every byte back.
- * => throws EINVAL (bad options), EADDRINUSE
+ * => opts: an object or undefined; listener and socket options as sockListen; bufferBytes and
+ *    buffers positive integers whose ring (buffers x bufferBytes, each rounded up to pages) fits a
+ *    process's address space (VM_MAX_ADDRESS - VM_MIN_ADDRESS, just under 1 GiB)
+ * => throws EINVAL (bad options: checked before a kernel is made or the port bound), EADDRINUSE
  */
 export async function createEchoServer(opts: EchoServerOptions = {}): Promise<EchoServer> {
-  const mode = opts.mode ?? 'auto';
-  if (mode !== 'copy' && mode !== 'loan' && mode !== 'auto') {
-    throw new KernelError('EINVAL', `echo: mode must be 'copy', 'loan' or 'auto', not ${String(mode)}`);
-  }
-  const bufferBytes = opts.bufferBytes ?? 64 * 1024;
-  const buffers = opts.buffers ?? 4;
-  if (!Number.isSafeInteger(bufferBytes) || bufferBytes < 1)
-    throw new KernelError('EINVAL', 'echo: bad bufferBytes');
-  if (!Number.isSafeInteger(buffers) || buffers < 1) throw new KernelError('EINVAL', 'echo: bad buffers');
-  const kernel = opts.kernel ?? new Kernel({ physPages: 32768, swapPages: 0 });
-  const counts = { connections: 0, active: 0, bytes: 0, errors: 0 };
-  const serve = async (so: Socket) => {
-    counts.connections++;
-    counts.active++;
-    try {
-      await echoConnection(kernel, so, mode, bufferBytes, buffers, counts);
-    } catch {
-      counts.errors++;
-    } finally {
-      counts.active--;
-    }
-  };
-  const listener: Listener = await sockListen(
-    kernel,
-    {
-      ...opts,
-      host: opts.host ?? '127.0.0.1',
-      port: opts.port ?? 7007,
-      maxConnections: opts.maxConnections ?? 128,
-    },
-    serve,
-  );
+  checkOptions('createEchoServer', opts);
+  if (opts.kernel !== undefined) checkKernel('createEchoServer', opts.kernel);
+  const ring = ringConfig(opts);
+  const physPages = opts.kernel?.uvm.pages.length ?? ECHO_PAGES;
+  const cfg = listenConfig('createEchoServer', opts, physPages, { port: 7007, maxConnections: 128 });
+  const kernel = opts.kernel ?? new Kernel({ physPages: ECHO_PAGES, swapPages: 0 });
+  const counts: Counts = { connections: 0, active: 0, bytes: 0, errors: 0 };
+  const listener = await listenChecked(kernel, cfg, (so) => serve(kernel, so, ring, counts));
   return {
     host: listener.host,
     port: listener.port,
-    mode,
+    mode: ring.mode,
     kernel,
-    stats: () => {
-      const m = mbufStats(kernel);
-      return {
-        connections: counts.connections,
-        activeConnections: counts.active,
-        bytesEchoed: counts.bytes,
-        loanedBytes: m.loanedBytes,
-        copiedBytes: m.copiedBytes,
-        loanChains: m.loanChains,
-        copyChains: m.copyChains,
-        errors: counts.errors,
-      };
-    },
+    stats: () => echoStats(kernel, counts),
     close: () => listener.close(),
   };
 }
 
-/* echoConnection: one connection's process; counts the bytes it echoes as it goes */
-async function echoConnection(
-  kernel: Kernel,
-  so: Socket,
-  mode: SendMode,
-  size: number,
-  n: number,
-  counts: { bytes: number },
-): Promise<void> {
+/* ringConfig: the echo options of createEchoServer, checked (EINVAL), defaults filled in */
+function ringConfig(opts: EchoServerOptions): Ring {
+  const mode = opts.mode ?? 'auto';
+  if (mode !== 'copy' && mode !== 'loan' && mode !== 'auto') {
+    throw new KernelError(
+      'EINVAL',
+      `createEchoServer: mode must be 'copy', 'loan' or 'auto', not ${String(mode)}`,
+    );
+  }
+  const ring = { mode, bufferBytes: opts.bufferBytes ?? 64 * 1024, buffers: opts.buffers ?? 4 };
+  checkInteger('createEchoServer', 'bufferBytes', ring.bufferBytes, 1);
+  checkInteger('createEchoServer', 'buffers', ring.buffers, 1);
+  if (Math.ceil(ring.bufferBytes / PAGE_SIZE) * PAGE_SIZE * ring.buffers > USER_SPACE) {
+    throw new KernelError(
+      'EINVAL',
+      `createEchoServer: a ring of ${ring.buffers} x ${ring.bufferBytes} bytes does not fit a process's ${USER_SPACE}-byte address space`,
+    );
+  }
+  return ring;
+}
+
+function echoStats(kernel: Kernel, counts: Counts): EchoStats {
+  const m = mbufStats(kernel);
+  return {
+    connections: counts.connections,
+    activeConnections: counts.active,
+    bytesEchoed: counts.bytes,
+    loanedBytes: m.loanedBytes,
+    copiedBytes: m.copiedBytes,
+    loanChains: m.loanChains,
+    copyChains: m.copyChains,
+    errors: counts.errors,
+  };
+}
+
+/* serve: one connection, counted; however it fails (its setup too), the socket is closed */
+async function serve(kernel: Kernel, so: Socket, ring: Ring, counts: Counts): Promise<void> {
+  counts.connections++;
+  counts.active++;
+  try {
+    await echoConnection(kernel, so, ring, counts);
+  } catch {
+    so.destroy();
+    counts.errors++;
+  } finally {
+    counts.active--;
+  }
+}
+
+/* echoConnection: one connection's process, which maps its ring and echoes; it exits however that ends */
+async function echoConnection(kernel: Kernel, so: Socket, ring: Ring, counts: Counts): Promise<void> {
   const proc = kernel.createProcess();
-  const ring = Array.from({ length: n }, () => proc.mmap(size));
+  try {
+    const bufs = Array.from({ length: ring.buffers }, () => proc.mmap(ring.bufferBytes));
+    await echoLoop(so, proc, bufs, ring, counts);
+  } finally {
+    proc.exit();
+  }
+}
+
+/*
+ * echoLoop: receive into each buffer in turn and send it back from there, counting the bytes; a
+ * buffer is reused only once its send is done
+ */
+async function echoLoop(so: Socket, proc: Proc, bufs: number[], ring: Ring, counts: Counts): Promise<void> {
+  const n = bufs.length;
   const pending: (Promise<void> | null)[] = new Array(n).fill(null);
   try {
     for (let i = 0; ; i = (i + 1) % n) {
       if (pending[i] !== null) await pending[i];
-      const got = await so.recv(proc, ring[i], size);
+      const got = await so.recv(proc, bufs[i], ring.bufferBytes);
       if (got === 0) break;
-      pending[i] = (await so.send(proc, ring[i], got, { mode })).done;
+      pending[i] = (await so.send(proc, bufs[i], got, { mode: ring.mode })).done;
       counts.bytes += got;
     }
     await Promise.all(pending);
@@ -138,7 +180,5 @@ async function echoConnection(
     so.destroy();
     await Promise.allSettled(pending);
     throw err;
-  } finally {
-    proc.exit();
   }
 }

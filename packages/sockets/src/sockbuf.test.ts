@@ -47,6 +47,13 @@ describe('SendBuffer (sbspace / sbwait)', () => {
     expect(sb.cc).toBe(0);
   });
 
+  it('refuses a high-water mark that is not a positive integer with EINVAL', async () => {
+    for (const bad of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, '1', null]) {
+      const err = await expectError(() => new SendBuffer(bad as never), 'EINVAL');
+      expect(err.message).toMatch(/^sbreserve: /);
+    }
+  });
+
   it('abort rejects every waiter with the error given', async () => {
     const sb = new SendBuffer(10);
     sb.add(10);
@@ -88,6 +95,24 @@ describe('RecvBuffer (the receive area Node reads into)', () => {
     const held = await RecvBuffer.create(k, 16 * PAGE_SIZE, 2);
     /* 32 of 64 pages are held: no run of 40 is left */
     await expectError(RecvBuffer.create(k, 20 * PAGE_SIZE, 2), 'ENOMEM');
+    held.release();
+    expectAtRest(k);
+  });
+
+  it('refuses an area larger than the kernel RAM with EINVAL (it could never be had), and a non-kernel', async () => {
+    const k = scope.kernel({ physPages: 64 });
+    for (const [bytes, chunks] of [
+      [PAGE_SIZE, 2 ** 40],
+      [2 ** 40, 2],
+      [32 * PAGE_SIZE, 3],
+    ]) {
+      const err = await expectError(RecvBuffer.create(k, bytes, chunks), 'EINVAL');
+      expect(err.message).toMatch(/^soreserve: /);
+    }
+    await expectError(RecvBuffer.create({} as never, PAGE_SIZE, 2), 'EINVAL');
+    /* the whole RAM is not too large in itself: it is just not free (ENOMEM) once anything is taken */
+    const held = await RecvBuffer.create(k, PAGE_SIZE, 2);
+    await expectError(RecvBuffer.create(k, 32 * PAGE_SIZE, 2), 'ENOMEM');
     held.release();
     expectAtRest(k);
   });

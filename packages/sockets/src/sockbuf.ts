@@ -14,13 +14,13 @@
  */
 import {
   type Kernel,
-  KernelError,
   KernelPanic,
   PAGE_SIZE,
   uvmKmAllocContig,
   uvmKmFreePage,
   type VmPage,
 } from '@loanout/core';
+import { checkInteger, checkKernel, checkRecvArea } from './sockopt.js';
 
 export class SendBuffer {
   readonly hiwat: number;
@@ -28,7 +28,9 @@ export class SendBuffer {
   cc = 0;
   private readonly waiters: { n: number; resolve: () => void; reject: (e: Error) => void }[] = [];
 
+  /* => hiwat: a positive integer (EINVAL) */
   constructor(hiwat: number) {
+    checkInteger('sbreserve', 'high-water mark', hiwat, 1);
     this.hiwat = hiwat;
   }
 
@@ -90,18 +92,12 @@ export class RecvBuffer {
 
   /*
    * create: a receive area of `chunks` chunks of chunkBytes (a page multiple) in contiguous kernel memory
-   * => throws EINVAL for bad sizes, ENOMEM when no such run of pages can be had
+   * => throws EINVAL for bad sizes (fewer than 2 chunks, more than the kernel's RAM in all), ENOMEM
+   *    when no such run of pages can be had now
    */
   static async create(kernel: Kernel, chunkBytes: number, chunks: number): Promise<RecvBuffer> {
-    if (!Number.isSafeInteger(chunkBytes) || chunkBytes < PAGE_SIZE || chunkBytes % PAGE_SIZE !== 0) {
-      throw new KernelError(
-        'EINVAL',
-        `soreserve: receive chunk of ${String(chunkBytes)} bytes is not a page multiple`,
-      );
-    }
-    if (!Number.isSafeInteger(chunks) || chunks < 2) {
-      throw new KernelError('EINVAL', `soreserve: bad receive chunk count ${String(chunks)}`);
-    }
+    checkKernel('soreserve', kernel);
+    checkRecvArea('soreserve', chunkBytes, chunks, kernel.uvm.pages.length);
     const pages = await uvmKmAllocContig(kernel.uvm, (chunkBytes / PAGE_SIZE) * chunks);
     return new RecvBuffer(kernel, pages, chunkBytes, chunks);
   }

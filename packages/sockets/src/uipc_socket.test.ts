@@ -191,6 +191,42 @@ describe('Socket.send (sosend)', () => {
     expectAtRest(k);
   });
 
+  it('refuses options that are not an object (null, a string, a number) with EINVAL and sends nothing', async () => {
+    const k = scope.kernel();
+    const { so, got } = await drainedPair(scope, k);
+    const p = k.createProcess();
+    const va = await userMemory(p, PAGE_SIZE);
+    for (const bad of [null, 'loan', 42]) {
+      const err = await expectError(so.send(p, va, 10, bad as never), 'EINVAL');
+      expect(err.message).toMatch(/^sosend: options must be an object/);
+    }
+    expect(so.isOpen).toBe(true);
+    expect(mbufStats(k)).toMatchObject({ loanChains: 0, copyChains: 0 });
+    await so.close();
+    expect((await got).bytes.length).toBe(0);
+    expectAtRest(k);
+  });
+
+  it('refuses a process of another kernel with EINVAL, before touching either kernel', async () => {
+    const k = scope.kernel();
+    const other = scope.kernel();
+    const { so, got } = await drainedPair(scope, k);
+    const p = other.createProcess();
+    const va = await userMemory(p, PAGE_SIZE);
+    for (const mode of ['copy', 'loan', 'auto'] as const) {
+      const err = await expectError(so.send(p, va, 10, { mode }), 'EINVAL');
+      expect(err.message).toMatch(/^sosend: .*another kernel/);
+    }
+    expect(mbufStats(k)).toMatchObject({ loanChains: 0, copyChains: 0 });
+    expect(mbufStats(other)).toMatchObject({ loanChains: 0, copyChains: 0 });
+    expect(so.isOpen).toBe(true);
+    await so.close();
+    expect((await got).bytes.length).toBe(0);
+    p.exit();
+    expectAtRest(k);
+    expectAtRest(other);
+  });
+
   it('refuses unmapped or unreadable memory with EFAULT, for every mode, and sends nothing', async () => {
     const k = scope.kernel();
     const { so, got } = await drainedPair(scope, k);
@@ -324,6 +360,29 @@ describe('Socket.recv (soreceive)', () => {
     expectAtRest(k);
   });
 
+  it('refuses a process of another kernel with EINVAL, consuming nothing and writing nothing there', async () => {
+    const k = scope.kernel();
+    const other = scope.kernel();
+    const { so, remote } = await pair(scope, k);
+    const stranger = other.createProcess();
+    const sva = await userMemory(stranger, PAGE_SIZE, Buffer.alloc(PAGE_SIZE, 0x2e));
+    remote.write('abc');
+    await tick(20);
+    const err = await expectError(so.recv(stranger, sva, 10), 'EINVAL');
+    expect(err.message).toMatch(/^soreceive: .*another kernel/);
+    expect((await stranger.read(sva, 3)).toString()).toBe('...');
+    /* the bytes are still there for a process of the socket's own kernel */
+    const p = k.createProcess();
+    const va = p.mmap(PAGE_SIZE);
+    let got = '';
+    while (got.length < 3) got += (await p.read(va, await so.recv(p, va, 10))).toString();
+    expect(got).toBe('abc');
+    await so.close();
+    stranger.exit();
+    expectAtRest(k);
+    expectAtRest(other);
+  });
+
   it('returns 0 once the socket is closed, also to a reader already waiting', async () => {
     const k = scope.kernel();
     const { so } = await pair(scope, k);
@@ -406,6 +465,29 @@ describe('Socket.close (soclose) and destroy', () => {
     await expectError(so.close({ linger: -1 }), 'EINVAL');
     await expectError(so.close({ linger: Number.NaN }), 'EINVAL');
     await expectError(so.close({ linger: Number.POSITIVE_INFINITY }), 'EINVAL');
+    expect(so.isOpen).toBe(true);
+    await so.close();
+    expectAtRest(k);
+  });
+
+  it('refuses a linger longer than a timer can wait (over 2^31 - 1 ms) with EINVAL, and stays open', async () => {
+    const k = scope.kernel();
+    const { so } = await pair(scope, k);
+    for (const linger of [2 ** 31, 2 ** 40, Number.MAX_SAFE_INTEGER]) {
+      const err = await expectError(so.close({ linger }), 'EINVAL');
+      expect(err.message).toMatch(/^soclose: bad linger/);
+    }
+    expect(so.isOpen).toBe(true);
+    await so.close({ linger: 2 ** 31 - 1 });
+    expect(so.isOpen).toBe(false);
+    expectAtRest(k);
+  });
+
+  it('refuses close options that are not an object (null, a number) with EINVAL, and stays open', async () => {
+    const k = scope.kernel();
+    const { so } = await pair(scope, k);
+    await expectError(so.close(null as never), 'EINVAL');
+    await expectError(so.close(0 as never), 'EINVAL');
     expect(so.isOpen).toBe(true);
     await so.close();
     expectAtRest(k);

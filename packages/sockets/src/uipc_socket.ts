@@ -13,27 +13,32 @@
  *
  * A send larger than the send buffer goes out in chunks, each waiting for room (backpressure), and
  * never more than the loan address-space budget at once. Sends on one socket are serialised (sblock).
+ * A chunk handed to the host cannot be taken back: a send that fails after some chunks went out (its
+ * memory unmapped or its process gone while it waited for room, the socket closed or reset) throws a
+ * SendError that says how many bytes went (bytesSent), as NetBSD's sosend returns an error after
+ * partial data (for anything but EINTR / ERESTART / EWOULDBLOCK, which it turns into a short count).
  *
  * soreceive (Socket.recv) copies bytes the host read into the receive area out to the user.
  * Close and errors release everything: queued mbufs (so their loans), the receive area, waiters.
  */
 import type net from 'node:net';
-import { checkUserBuffer, type Kernel, KernelError, PAGE_SIZE, type Proc, Prot } from '@loanout/core';
+import { checkUserBuffer, type Kernel, KernelError, PAGE_SIZE, Proc, Prot } from '@loanout/core';
 import { type Mbuf, MCLBYTES, mBuffers, mbufCopyin, mbufLoan, mbufSystem, mFreem } from '@loanout/mbuf';
 import { kernelErrorFrom, type OnRead } from './net_glue.js';
 import { type RecvBuffer, SendBuffer } from './sockbuf.js';
+import { checkOptions, DEFAULT_HIWAT, MAX_LINGER_MS } from './sockopt.js';
 import { sosendAutoThreshold } from './sosend_auto.js';
 
 export type SendMode = 'copy' | 'loan' | 'auto';
 
 export interface SocketOptions {
-  /* send buffer high-water mark in bytes (default 1 MiB) */
+  /* send buffer high-water mark in bytes (a positive integer, default 1 MiB) */
   sendHighWater?: number;
   /* receive area: chunks of this many bytes (page multiple, default 32 KiB) ... */
   recvChunkBytes?: number;
-  /* ... and this many of them (at least 2; default 4) */
+  /* ... and this many of them (at least 2; default 4); the area can be at most the kernel's RAM */
   recvChunks?: number;
-  /* `auto` loans sends of at least this many bytes (default: calibrated on this machine) */
+  /* `auto` loans sends of at least this many bytes (an integer >= 0; default: calibrated on this machine) */
   autoThreshold?: number;
 }
 
@@ -51,8 +56,37 @@ export interface SendResult {
 }
 
 export interface CloseOptions {
-  /* how long to wait for queued data to drain before closing anyway, in ms (default 10000; 0 = reset now) */
+  /*
+   * how long to wait for queued data to drain before closing anyway, in ms (default 10000; 0 = reset
+   * now; at most 2^31 - 1, the longest a timer can wait)
+   */
   linger?: number;
+}
+
+/*
+ * SendError: a send failed after it had begun sending. `code` is why (EFAULT, ESRCH, EPIPE,
+ * ECONNRESET, ...); bytesSent bytes, from the start of the range, were handed to the host first --
+ * they are on the stream and cannot be taken back; `done` settles when those are in the host and
+ * their loans have ended (it rejects if the connection fails first).
+ */
+export class SendError extends KernelError {
+  readonly bytesSent: number;
+  readonly done: Promise<void>;
+
+  constructor(cause: KernelError, bytesSent: number, len: number, done: Promise<void>) {
+    const why = cause.message.replace(/^sosend: /, '');
+    super(cause.code, `sosend: ${bytesSent} of ${len} bytes sent, then ${why}`, { cause });
+    this.bytesSent = bytesSent;
+    this.done = done;
+  }
+}
+
+/* what a send has handed to the host so far */
+interface Sent {
+  bytes: number;
+  loanedBytes: number;
+  copiedBytes: number;
+  dones: Promise<void>[];
 }
 
 /* one chunk of a send, in flight to the host */
@@ -62,8 +96,6 @@ interface InFlight {
   resolve: () => void;
   reject: (err: Error) => void;
 }
-
-const DEFAULT_HIWAT = 1 << 20;
 
 export class Socket {
   readonly kernel: Kernel;
@@ -135,59 +167,84 @@ export class Socket {
 
   /*
    * send: send len bytes of a process's memory at va (sosend).
-   * => mode 'copy' (into clusters), 'loan' (page loan), or 'auto' (loan from the threshold up; default)
+   * => opts: an object or undefined; mode 'copy' (into clusters), 'loan' (page loan), or 'auto' (loan
+   *    from the threshold up; default)
    * => resolves once every byte is queued to the host (waiting for room in the send buffer first);
    *    result.done settles when the host has them all and every loan has ended
-   * => throws EINVAL (bad arguments), EFAULT (unmapped or unreadable memory; nothing is sent),
-   *    EPIPE (socket closed, also while the send waits for room or loan budget), ECONNRESET
-   *    (connection failed)
+   * => throws, with nothing sent: EINVAL (bad arguments, a process of another kernel), ESRCH (the
+   *    process has exited), EFAULT (memory unmapped or unreadable), EPIPE (socket closed), ECONNRESET
+   * => throws a SendError once it has begun: EFAULT / ESRCH (memory unmapped or process gone while
+   *    the send waited for room; the socket stays open), EPIPE (socket closed, also while waiting for
+   *    room or loan budget), ECONNRESET (connection failed); err.bytesSent bytes went out before it
    */
   async send(proc: Proc, va: number, len: number, opts: SendOptions = {}): Promise<SendResult> {
-    const mode = opts.mode ?? 'auto';
-    checkUserBuffer('sosend', proc, va, len);
-    if (mode !== 'copy' && mode !== 'loan' && mode !== 'auto') {
-      throw new KernelError('EINVAL', `sosend: mode must be 'copy', 'loan' or 'auto', not ${String(mode)}`);
-    }
+    const mode = this.checkSendArgs(proc, va, len, opts);
     this.checkSendable();
     proc.checkRange('sosend', va, len, Prot.READ);
-    const threshold = mode === 'auto' ? (this.autoThreshold ?? (await sosendAutoThreshold())) : 0;
+    /* chunks of at least loanFrom bytes are loaned, smaller ones copied */
+    let loanFrom = mode === 'loan' ? 0 : Number.POSITIVE_INFINITY;
+    if (mode === 'auto') loanFrom = this.autoThreshold ?? (await sosendAutoThreshold());
     const unlock = await this.lock('send');
     try {
-      return await this.sendChunks(proc, va, len, mode, threshold);
+      return await this.sendChunks(proc, va, len, loanFrom);
     } finally {
       unlock();
     }
   }
 
-  private async sendChunks(proc: Proc, va: number, len: number, mode: SendMode, threshold: number) {
-    const mbufs = mbufSystem(this.kernel);
-    const kvaBytes = mbufs.kva.limitPages * PAGE_SIZE;
-    const clusterBytes = mbufs.clusters.capacity * MCLBYTES;
-    const dones: Promise<void>[] = [];
-    let loanedBytes = 0;
-    let copiedBytes = 0;
-    for (let off = 0; off < len; ) {
-      /* a chunk fits the send buffer, the cluster pool, and (from wherever in its page it starts) the loan budget */
-      const n = Math.min(len - off, this.snd.hiwat, clusterBytes, kvaBytes - ((va + off) % PAGE_SIZE));
-      if (!this.snd.fits(n)) await this.snd.waitSpace(n);
-      this.checkSendable();
-      const loan = mode === 'loan' || (mode === 'auto' && n >= threshold);
-      const m = await this.mbufs(loan, proc, va + off, n);
-      if (!this.isOpen) {
-        mFreem(m);
-        this.checkSendable();
-      }
-      const sent = this.transmit(m, n);
-      /* a later chunk may still fail the send: then nobody awaits this one's completion */
-      sent.catch(() => undefined);
-      dones.push(sent);
-      if (loan) loanedBytes += n;
-      else copiedBytes += n;
-      off += n;
+  /* checkSendArgs: send's arguments, before anything is done; returns the mode */
+  private checkSendArgs(proc: Proc, va: number, len: number, opts: SendOptions): SendMode {
+    checkOptions('sosend', opts);
+    this.checkProc('sosend', proc);
+    checkUserBuffer('sosend', proc, va, len);
+    const mode = opts.mode ?? 'auto';
+    if (mode !== 'copy' && mode !== 'loan' && mode !== 'auto') {
+      throw new KernelError('EINVAL', `sosend: mode must be 'copy', 'loan' or 'auto', not ${String(mode)}`);
     }
-    const done = dones.length === 1 ? dones[0] : Promise.all(dones).then(() => undefined);
+    return mode;
+  }
+
+  /* checkProc: EINVAL for a process of another kernel (its memory is not this socket's kernel's) */
+  private checkProc(fn: string, proc: Proc): void {
+    if (proc instanceof Proc && proc.kernel !== this.kernel) {
+      throw new KernelError('EINVAL', `${fn}: process ${proc.pid} is a process of another kernel`);
+    }
+  }
+
+  /* sendChunks: the send, chunk by chunk; a failure part-way says how much went (SendError) */
+  private async sendChunks(proc: Proc, va: number, len: number, loanFrom: number): Promise<SendResult> {
+    const sent: Sent = { bytes: 0, loanedBytes: 0, copiedBytes: 0, dones: [] };
+    try {
+      while (sent.bytes < len) await this.sendChunk(proc, va + sent.bytes, len - sent.bytes, loanFrom, sent);
+    } catch (err) {
+      if (!(err instanceof KernelError)) throw err;
+      throw new SendError(err, sent.bytes, len, allDone(sent.dones));
+    }
+    const { bytes, loanedBytes, copiedBytes } = sent;
+    return { bytes, loanedBytes, copiedBytes, done: allDone(sent.dones) };
+  }
+
+  /* sendChunk: wait for room, then turn the next chunk of the `left` bytes at va into mbufs and transmit it */
+  private async sendChunk(proc: Proc, va: number, left: number, loanFrom: number, sent: Sent): Promise<void> {
+    const mbufs = mbufSystem(this.kernel);
+    /* a chunk fits the send buffer, the cluster pool, and (from wherever in its page it starts) the loan budget */
+    const kvaBytes = mbufs.kva.limitPages * PAGE_SIZE - (va % PAGE_SIZE);
+    const n = Math.min(left, this.snd.hiwat, mbufs.clusters.capacity * MCLBYTES, kvaBytes);
+    if (!this.snd.fits(n)) await this.snd.waitSpace(n);
+    this.checkSendable();
+    const loan = n >= loanFrom;
+    const m = await this.mbufs(loan, proc, va, n);
+    if (!this.isOpen) {
+      mFreem(m);
+      this.checkSendable();
+    }
+    const done = this.transmit(m, n);
+    /* a later chunk may still fail the send: then nobody awaits this one's completion */
     done.catch(() => undefined);
-    return { bytes: len, loanedBytes, copiedBytes, done };
+    sent.dones.push(done);
+    if (loan) sent.loanedBytes += n;
+    else sent.copiedBytes += n;
+    sent.bytes += n;
   }
 
   /* mbufs: a chain by loan or copy, given up with EPIPE if the socket closes while it waits for room */
@@ -235,9 +292,11 @@ export class Socket {
   /*
    * recv: read up to len bytes into a process's memory at va (soreceive).
    * => waits for data; returns the number of bytes read (>= 1), or 0 at end of stream
-   * => throws EINVAL (bad arguments), EFAULT (unmapped or read-only memory), ECONNRESET
+   * => throws EINVAL (bad arguments, a process of another kernel), ESRCH (the process has exited),
+   *    EFAULT (unmapped or read-only memory), ECONNRESET; then nothing is consumed
    */
   async recv(proc: Proc, va: number, len: number): Promise<number> {
+    this.checkProc('soreceive', proc);
     checkUserBuffer('soreceive', proc, va, len);
     proc.checkRange('soreceive', va, len, Prot.WRITE);
     const unlock = await this.lock('recv');
@@ -277,12 +336,17 @@ export class Socket {
   /*
    * close: finish sending, then close (soclose). Resolves when every resource of the socket is
    * released: queued mbufs freed (loans ended), receive area returned, waiters woken.
-   * => linger: ms to wait for queued data to drain (default 10 s); 0 resets the connection at once
+   * => opts: an object or undefined; linger: ms to wait for queued data to drain (default 10 s), 0
+   *    resets the connection at once
+   * => throws EINVAL (bad options; linger not a number in 0 .. 2^31 - 1, the longest a timer can
+   *    wait), and then the socket stays as it was
    */
   async close(opts: CloseOptions = {}): Promise<void> {
+    checkOptions('soclose', opts);
     const linger = opts.linger ?? 10_000;
-    if (!Number.isFinite(linger) || linger < 0)
-      throw new KernelError('EINVAL', `soclose: bad linger ${String(linger)}`);
+    if (typeof linger !== 'number' || !(linger >= 0 && linger <= MAX_LINGER_MS)) {
+      throw new KernelError('EINVAL', `soclose: bad linger ${String(linger)} (0 .. ${MAX_LINGER_MS} ms)`);
+    }
     if (this.state === 'open') {
       this.state = 'closing';
       this.snd.abort(new KernelError('EPIPE', 'sosend: socket closed'));
@@ -344,6 +408,13 @@ export class Socket {
     await prev;
     return unlock;
   }
+}
+
+/* allDone: one completion for a send's chunks (unobserved, it rejects quietly) */
+function allDone(dones: Promise<void>[]): Promise<void> {
+  const done = dones.length === 1 ? dones[0] : Promise.all(dones).then(() => undefined);
+  done.catch(() => undefined);
+  return done;
 }
 
 function notSent(): KernelError {

@@ -1,14 +1,17 @@
-import net from 'node:net';
 import { KernelError, PAGE_SIZE } from '@loanout/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  BAD_SOCKET_OPTIONS,
   drain,
   expectAtRest,
   expectError,
+  expectPortFree,
+  freePort,
   pattern,
   plainConnect,
   Scope,
   settled,
+  tick,
   until,
   userMemory,
 } from '../test/helpers.js';
@@ -17,15 +20,6 @@ import { sockConnect, sockListen } from './uipc_syscalls.js';
 
 const scope = new Scope();
 afterEach(() => scope.cleanup());
-
-/* a port nobody listens on: one we had and closed again */
-async function closedPort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 describe('sockConnect (connect)', () => {
   it('connects over real TCP and takes its receive area from the kernel', async () => {
@@ -46,7 +40,7 @@ describe('sockConnect (connect)', () => {
 
   it('is refused with ECONNREFUSED by a port just closed, and keeps nothing', async () => {
     const k = scope.kernel();
-    const port = await closedPort();
+    const port = await freePort();
     const free0 = k.stats().freePages;
     const err = await expectError(sockConnect(k, { host: '127.0.0.1', port }), 'ECONNREFUSED');
     expect(err.message).toMatch(/sockConnect/);
@@ -69,6 +63,24 @@ describe('sockConnect (connect)', () => {
     await expectError(sockConnect(k, { host: 42 as never, port: 80 }), 'EINVAL');
     await expectError(sockConnect(k, { port: 80, recvChunkBytes: 1000 }), 'EINVAL');
     await expectError(sockConnect(k, { port: 80, recvChunks: 1 }), 'EINVAL');
+    expect(k.stats().freePages).toBe(free0);
+    expectAtRest(k);
+  });
+
+  it('refuses bad socket options with EINVAL naming sockConnect, before connecting or taking memory', async () => {
+    const k = scope.kernel();
+    const peer = await scope.peer();
+    const free0 = k.stats().freePages;
+    /* a receive area larger than the kernel's 16 MiB of RAM could never be had */
+    const tooBig = { recvChunkBytes: 8 * 1024 * 1024, recvChunks: 3 };
+    for (const bad of [...BAD_SOCKET_OPTIONS, tooBig]) {
+      const err = await expectError(sockConnect(k, { port: peer.port, ...bad } as never), 'EINVAL');
+      expect(err.message).toMatch(/^sockConnect: /);
+    }
+    await expectError(sockConnect(k, null as never), 'EINVAL');
+    await expectError(sockConnect(k, 'port 80' as never), 'EINVAL');
+    await tick(20);
+    expect(peer.conns).toHaveLength(0);
     expect(k.stats().freePages).toBe(free0);
     expectAtRest(k);
   });
@@ -208,6 +220,27 @@ describe('sockListen (listen + accept)', () => {
     await expectError(sockListen(k, {}, 'nope' as never), 'EINVAL');
     const taken = await scope.peer();
     await expectError(sockListen(k, { port: taken.port }, handler), 'EADDRINUSE');
+    expectAtRest(k);
+  });
+
+  it('refuses options that are not an object, or bad listener or socket options, with EINVAL before binding the port', async () => {
+    const k = scope.kernel();
+    const free0 = k.stats().freePages;
+    const port = await freePort();
+    const handler = () => {};
+    for (const bad of [null, 'x', 42]) {
+      const err = await expectError(sockListen(k, bad as never, handler), 'EINVAL');
+      expect(err.message).toMatch(/^sockListen: options must be an object/);
+    }
+    const badListen = [0, -1, Number.NaN, 'x', 1.5].map((maxConnections) => ({ maxConnections }));
+    for (const bad of [...badListen, ...BAD_SOCKET_OPTIONS]) {
+      const err = await expectError(sockListen(k, { port, ...bad } as never, handler), 'EINVAL');
+      expect(err.message).toMatch(/^sockListen: /);
+      await expectPortFree(port);
+    }
+    expect(k.stats().freePages).toBe(free0);
+    /* undefined options are all defaults */
+    scope.listener(await sockListen(k, undefined, handler));
     expectAtRest(k);
   });
 

@@ -2,12 +2,14 @@
  * uipc_syscalls.ts: making sockets -- connect, and listen + accept (NetBSD's kern/uipc_syscalls.c).
  *
  * Each socket gets its receive area from the kernel's memory before it reads a byte, and gives it
- * back when it closes; a listener closes the connections it accepted when it closes itself.
+ * back when it closes; a listener closes the connections it accepted when it closes itself. Every
+ * option is checked (sockopt.ts) before a port is bound, a connection made or a page taken.
  */
 import type net from 'node:net';
-import { Kernel, KernelError } from '@loanout/core';
+import { type Kernel, KernelError } from '@loanout/core';
 import { adoptAccepted, connectTcp, listenTcp } from './net_glue.js';
 import { RecvBuffer } from './sockbuf.js';
+import { checkKernel, connectConfig, type ListenConfig, listenConfig, type SocketConfig } from './sockopt.js';
 import { Socket, type SocketOptions } from './uipc_socket.js';
 
 export interface ConnectOptions extends SocketOptions {
@@ -20,7 +22,7 @@ export interface ListenOptions extends SocketOptions {
   host?: string;
   /* default 0: any free port */
   port?: number;
-  /* connections beyond this are refused (closed at once); default 1024 */
+  /* connections beyond this are refused (closed at once); a positive integer, default 1024 */
   maxConnections?: number;
 }
 
@@ -33,48 +35,33 @@ export interface Listener {
   close(): Promise<void>;
 }
 
-const RECV_CHUNK = 32 * 1024;
-const RECV_CHUNKS = 4;
-
-function checkKernel(fn: string, kernel: unknown): asserts kernel is Kernel {
-  if (!(kernel instanceof Kernel)) throw new KernelError('EINVAL', `${fn}: not a Kernel`);
-}
-
-function checkHostPort(fn: string, host: unknown, port: unknown, allowZero: boolean): void {
-  if (typeof host !== 'string' || host === '')
-    throw new KernelError('EINVAL', `${fn}: bad host ${String(host)}`);
-  if (!Number.isInteger(port) || (port as number) < (allowZero ? 0 : 1) || (port as number) > 65535) {
-    throw new KernelError('EINVAL', `${fn}: bad port ${String(port)}`);
-  }
-}
-
-async function recvArea(opts: SocketOptions, kernel: Kernel): Promise<RecvBuffer> {
-  return RecvBuffer.create(kernel, opts.recvChunkBytes ?? RECV_CHUNK, opts.recvChunks ?? RECV_CHUNKS);
+async function recvArea(kernel: Kernel, cfg: SocketConfig): Promise<RecvBuffer> {
+  return RecvBuffer.create(kernel, cfg.recvChunkBytes, cfg.recvChunks);
 }
 
 /*
  * sockConnect: a socket connected over real TCP to host:port (connect(2)).
- * => throws EINVAL (bad arguments), ECONNREFUSED, ENOMEM (no kernel memory for the receive area);
- *    then nothing is left allocated
+ * => options as SocketOptions says; the receive area may be as large as the kernel's RAM
+ * => throws EINVAL (bad arguments: checked before connecting or taking memory), ECONNREFUSED,
+ *    ENOMEM (no run of free kernel memory for the receive area); then nothing is left allocated
  */
 export async function sockConnect(kernel: Kernel, opts: ConnectOptions): Promise<Socket> {
   checkKernel('sockConnect', kernel);
-  const host = opts?.host ?? '127.0.0.1';
-  checkHostPort('sockConnect', host, opts?.port, false);
-  const rcv = await recvArea(opts, kernel);
+  const cfg = connectConfig('sockConnect', opts, kernel.uvm.pages.length);
+  const rcv = await recvArea(kernel, cfg);
   let so: Socket | null = null;
   let tcp: net.Socket;
   try {
     tcp = await connectTcp(
-      host,
-      opts.port,
+      cfg.host,
+      cfg.port,
       Socket.onread(() => so, rcv),
     );
   } catch (err) {
     rcv.release();
     throw err;
   }
-  so = new Socket(kernel, tcp, rcv, opts);
+  so = new Socket(kernel, tcp, rcv, cfg);
   return so;
 }
 
@@ -82,28 +69,37 @@ export async function sockConnect(kernel: Kernel, opts: ConnectOptions): Promise
  * sockListen: accept connections on host:port, calling onConnection with each new socket
  * (listen(2) + accept(2)). The handler owns the socket: it should close it; a handler that throws
  * gets its socket destroyed.
- * => throws EINVAL (bad arguments), EADDRINUSE
+ * => opts: an object or undefined; maxConnections a positive integer (default 1024); the socket
+ *    options apply to every accepted socket
+ * => throws EINVAL (bad arguments: checked before the port is bound), EADDRINUSE
  */
 export async function sockListen(
   kernel: Kernel,
-  opts: ListenOptions,
+  opts: ListenOptions | undefined,
   onConnection: (so: Socket) => void | Promise<void>,
 ): Promise<Listener> {
   checkKernel('sockListen', kernel);
-  const host = opts?.host ?? '127.0.0.1';
-  const port = opts?.port ?? 0;
-  checkHostPort('sockListen', host, port, true);
+  const cfg = listenConfig('sockListen', opts, kernel.uvm.pages.length, { port: 0, maxConnections: 1024 });
   if (typeof onConnection !== 'function')
     throw new KernelError('EINVAL', 'sockListen: handler is not a function');
+  return listenChecked(kernel, cfg, onConnection);
+}
+
+/* listenChecked: sockListen with its options already checked (createEchoServer checks its own) */
+export async function listenChecked(
+  kernel: Kernel,
+  cfg: ListenConfig,
+  onConnection: (so: Socket) => void | Promise<void>,
+): Promise<Listener> {
   const live = new Set<Socket>();
   /* a connection still setting up when close() runs must not slip in after it */
   const state = { closing: false };
-  const accept = (raw: net.Socket) => void acceptOne(kernel, opts, raw, live, state, onConnection);
-  const server = await listenTcp(host, port, accept);
-  server.maxConnections = opts.maxConnections ?? 1024;
+  const accept = (raw: net.Socket) => void acceptOne(kernel, cfg, raw, live, state, onConnection);
+  const server = await listenTcp(cfg.host, cfg.port, accept);
+  server.maxConnections = cfg.maxConnections;
   const addr = server.address() as net.AddressInfo;
   return {
-    host,
+    host: cfg.host,
     port: addr.port,
     get connections() {
       return live.size;
@@ -119,7 +115,7 @@ export async function sockListen(
 
 async function acceptOne(
   kernel: Kernel,
-  opts: SocketOptions,
+  cfg: SocketConfig,
   raw: net.Socket,
   live: Set<Socket>,
   state: { closing: boolean },
@@ -127,7 +123,7 @@ async function acceptOne(
 ): Promise<void> {
   let rcv: RecvBuffer;
   try {
-    rcv = await recvArea(opts, kernel);
+    rcv = await recvArea(kernel, cfg);
   } catch {
     raw.destroy();
     return;
@@ -142,7 +138,7 @@ async function acceptOne(
     raw,
     Socket.onread(() => so, rcv),
   );
-  so = new Socket(kernel, tcp, rcv, opts);
+  so = new Socket(kernel, tcp, rcv, cfg);
   const s = so;
   live.add(s);
   tcp.once('close', () => live.delete(s));

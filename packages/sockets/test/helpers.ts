@@ -167,6 +167,23 @@ export function expectAtRest(k: Kernel): void {
   k.checkInvariants();
 }
 
+/* socket options sockConnect, sockListen and createEchoServer all refuse (EINVAL) */
+export const BAD_SOCKET_OPTIONS: Record<string, unknown>[] = [
+  { sendHighWater: Number.NaN },
+  { sendHighWater: 0 },
+  { sendHighWater: -1 },
+  { sendHighWater: '1' },
+  { sendHighWater: 1.5 },
+  { autoThreshold: 'x' },
+  { autoThreshold: -1 },
+  { autoThreshold: Number.NaN },
+  { recvChunkBytes: 1000 },
+  { recvChunkBytes: 2 ** 40 },
+  { recvChunks: 1 },
+  { recvChunks: 2 ** 40 },
+  { recvChunks: '4' },
+];
+
 /* a plain node:net server (the peer), with every connection it accepted */
 export interface Peer {
   readonly server: net.Server;
@@ -206,6 +223,26 @@ export function hashUntilClose(
     error = e;
   });
   return new Promise((resolve) => s.once('close', () => resolve({ hash: h.digest('hex'), length, error })));
+}
+
+/* freePort: a port on 127.0.0.1 that nobody listens on (one we had and closed again) */
+export async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
+
+/* expectPortFree: nothing listens on 127.0.0.1:port -- we can listen there ourselves (and let it go) */
+export async function expectPortFree(port: number): Promise<void> {
+  const srv = net.createServer();
+  const err = await new Promise<Error | null>((resolve) => {
+    srv.once('error', resolve);
+    srv.listen(port, '127.0.0.1', () => resolve(null));
+  });
+  if (err === null) await new Promise<void>((r) => srv.close(() => r()));
+  expect(err).toBeNull();
 }
 
 /* plainConnect: a plain node:net client connected to 127.0.0.1:port */

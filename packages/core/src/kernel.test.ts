@@ -1,14 +1,14 @@
-import { readFile } from 'node:fs/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type FileHandle, readFile } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
 import {
   deferred,
   expectErrorSync,
   expectPanic,
   frameAt,
-  makeTmpDir,
+  mappedFile,
   pattern,
-  removeTmpDir,
   settle,
+  useTmpDir,
   writeFileOf,
 } from '../test/helpers.js';
 import {
@@ -72,13 +72,7 @@ describe('new Kernel', () => {
 });
 
 describe('Kernel.stats', () => {
-  let dir: string;
-  beforeEach(async () => {
-    dir = await makeTmpDir();
-  });
-  afterEach(async () => {
-    await removeTmpDir(dir);
-  });
+  const tmp = useTmpDir();
 
   it('counts faults, zero-fills, copy-on-write faults and anons exactly', async () => {
     const k = new Kernel({ physPages: 32, swapPages: 0 });
@@ -99,10 +93,11 @@ describe('Kernel.stats', () => {
   });
 
   it('counts page-ins from files and from swap, page-outs, and swap in use', async () => {
-    const file = await writeFileOf(dir, 'f', 2 * PAGE_SIZE, 2);
-    const k = new Kernel({ physPages: 16, swapPages: 32 });
-    const p = k.createProcess();
-    const fva = await p.mmapFile(file);
+    const {
+      k,
+      p,
+      va: fva,
+    } = await mappedFile(tmp.dir, 'f', 2 * PAGE_SIZE, 2, {}, { physPages: 16, swapPages: 32 });
     await p.read(fva, 2 * PAGE_SIZE);
     expect(k.stats()).toMatchObject({ pageins: 2, pageouts: 0, swapUsed: 0 });
     const va = p.mmap(24 * PAGE_SIZE);
@@ -304,17 +299,11 @@ describe('Kernel.setIoHook', () => {
 });
 
 describe('Kernel.sync and idle', () => {
-  let dir: string;
-  beforeEach(async () => {
-    dir = await makeTmpDir();
-  });
-  afterEach(async () => {
-    await removeTmpDir(dir);
-  });
+  const tmp = useTmpDir();
 
   it('sync flushes every mapped file; idle waits for the write-back of unmapped ones', async () => {
-    const f1 = await writeFileOf(dir, 'a', PAGE_SIZE, 5);
-    const f2 = await writeFileOf(dir, 'b', PAGE_SIZE, 6);
+    const f1 = await writeFileOf(tmp.dir, 'a', PAGE_SIZE, 5);
+    const f2 = await writeFileOf(tmp.dir, 'b', PAGE_SIZE, 6);
     const k = new Kernel({ physPages: 16, swapPages: 0 });
     const p = k.createProcess();
     const a = await p.mmapFile(f1, { prot: RW, shared: true });
@@ -332,6 +321,26 @@ describe('Kernel.sync and idle', () => {
     p.exit();
     await settle(k);
     expect(k.stats().freePages).toBe(16);
+  });
+
+  it('exiting every process, then idle, writes back and closes every file the kernel opened', async () => {
+    const f1 = await writeFileOf(tmp.dir, 'c', 2 * PAGE_SIZE, 7);
+    const f2 = await writeFileOf(tmp.dir, 'd', PAGE_SIZE, 8);
+    const k = new Kernel({ physPages: 16, swapPages: 0 });
+    const p = k.createProcess();
+    const a = await p.mmapFile(f1, { prot: RW, shared: true });
+    await p.write(a, Buffer.from('dirty'));
+    p.fork();
+    await k.createProcess().mmapFile(f2);
+    /* the open files themselves, to see them closed (not left for the garbage collector) */
+    const handles = [...k.uvm.vnodes.values()].map((vn) => Reflect.get(vn, 'fh') as FileHandle);
+    expect(handles.map((fh) => fh.fd >= 0)).toEqual([true, true]);
+    for (const proc of k.processes) proc.exit();
+    await k.idle();
+    expect(handles.map((fh) => fh.fd)).toEqual([-1, -1]);
+    expect(k.uvm.vnodes.size).toBe(0);
+    expect(k.stats()).toMatchObject({ processes: 0, freePages: 16 });
+    expect((await readFile(f1)).subarray(0, 5).toString()).toBe('dirty');
   });
 });
 

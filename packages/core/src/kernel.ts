@@ -87,6 +87,7 @@ export class Kernel implements ProcHost {
     this.procs.delete(p.pid);
   }
 
+  /* processes: the processes that have not exited, as a new array (so exiting them in a loop is safe) */
   get processes(): Proc[] {
     return [...this.procs.values()];
   }

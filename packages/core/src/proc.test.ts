@@ -1,11 +1,11 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   expectError,
   expectErrorSync,
-  makeTmpDir,
+  mappedFile,
   pattern,
-  removeTmpDir,
   settle,
+  useTmpDir,
   writeFileOf,
 } from '../test/helpers.js';
 import { Inherit, Kernel, type MmapOptions, PAGE_SIZE, Prot, VM_MAX_ADDRESS } from './index.js';
@@ -218,19 +218,17 @@ describe('munmap and mprotect arguments', () => {
 });
 
 describe('mmapFile arguments', () => {
-  let dir: string;
-  beforeEach(async () => {
-    dir = await makeTmpDir();
-  });
-  afterEach(async () => {
-    await removeTmpDir(dir);
-  });
+  const tmp = useTmpDir();
 
   it('defaults to a private read-only mapping of the whole file', async () => {
-    const file = await writeFileOf(dir, 'f', 2 * PAGE_SIZE + 1, 9);
-    const k = new Kernel({ physPages: 8, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file);
+    const { k, p, va } = await mappedFile(
+      tmp.dir,
+      'f',
+      2 * PAGE_SIZE + 1,
+      9,
+      {},
+      { physPages: 8, swapPages: 0 },
+    );
     const e = p.map.entries[0];
     expect([e.start, e.end, e.prot, e.copyOnWrite]).toEqual([va, va + 3 * PAGE_SIZE, Prot.READ, true]);
     await expectError(p.write(va, Buffer.from('x')), 'EFAULT');
@@ -242,7 +240,7 @@ describe('mmapFile arguments', () => {
     ['null options', null],
     ['a string as options', 'rw'],
   ])('refuses %s with EINVAL', async (_what, opts) => {
-    const file = await writeFileOf(dir, 'f', PAGE_SIZE, 9);
+    const file = await writeFileOf(tmp.dir, 'f', PAGE_SIZE, 9);
     const k = new Kernel({ physPages: 8, swapPages: 0 });
     const p = k.createProcess();
     await expectError(p.mmapFile(file, opts as unknown as MmapOptions), 'EINVAL');

@@ -1,12 +1,12 @@
 import { readFile } from 'node:fs/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   expectError,
   frameAt,
-  makeTmpDir,
+  mappedFile,
   pattern,
-  removeTmpDir,
   settle,
+  useTmpDir,
   writeFileOf,
 } from '../test/helpers.js';
 import { Kernel, PAGE_SIZE, Prot, uvmFault, uvmFaultTry, uvmLoan, uvmUnloanPages } from './index.js';
@@ -158,19 +158,10 @@ describe('copy-on-write after fork', () => {
 });
 
 describe('file mappings', () => {
-  let dir: string;
-  beforeEach(async () => {
-    dir = await makeTmpDir();
-  });
-  afterEach(async () => {
-    await removeTmpDir(dir);
-  });
+  const tmp = useTmpDir();
 
   it('a private mapping reads the file and promotes on write, leaving the file alone', async () => {
-    const file = await writeFileOf(dir, 'priv', 2 * PAGE_SIZE, 11);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file, { prot: RW });
+    const { file, k, p, va } = await mappedFile(tmp.dir, 'priv', 2 * PAGE_SIZE, 11, { prot: RW });
     expect((await p.read(va, 2 * PAGE_SIZE)).equals(pattern(2 * PAGE_SIZE, 11))).toBe(true);
     expect(k.stats().pageins).toBe(2);
     const objFrame = frameAt(p, va);
@@ -197,10 +188,7 @@ describe('file mappings', () => {
   });
 
   it('a private mapping forked after a write: each side keeps its own copy', async () => {
-    const file = await writeFileOf(dir, 'privfork', PAGE_SIZE, 12);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file, { prot: RW });
+    const { file, k, p, va } = await mappedFile(tmp.dir, 'privfork', PAGE_SIZE, 12, { prot: RW });
     await p.write(va, Buffer.from('P1'));
     const c = p.fork();
     await c.write(va, Buffer.from('C'));
@@ -216,7 +204,7 @@ describe('file mappings', () => {
   });
 
   it('a shared mapping writes reach the file after sync, and other mappings see them at once', async () => {
-    const file = await writeFileOf(dir, 'shared', 3 * PAGE_SIZE, 13);
+    const file = await writeFileOf(tmp.dir, 'shared', 3 * PAGE_SIZE, 13);
     const k = new Kernel({ physPages: 16, swapPages: 0 });
     const p = k.createProcess();
     const q = k.createProcess();
@@ -242,10 +230,7 @@ describe('file mappings', () => {
   });
 
   it('a shared mapping written and unmapped without sync is written back in the background', async () => {
-    const file = await writeFileOf(dir, 'late', PAGE_SIZE, 14);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file, { prot: RW, shared: true });
+    const { file, k, p, va } = await mappedFile(tmp.dir, 'late', PAGE_SIZE, 14, { prot: RW, shared: true });
     await p.write(va + 100, Buffer.from('bye'));
     p.munmap(va, PAGE_SIZE);
     await k.sync();
@@ -257,10 +242,10 @@ describe('file mappings', () => {
   });
 
   it('bytes past the end of the file read as zeros and never reach the file', async () => {
-    const file = await writeFileOf(dir, 'short', PAGE_SIZE + 10, 15);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file, { prot: RW, shared: true });
+    const { file, k, p, va } = await mappedFile(tmp.dir, 'short', PAGE_SIZE + 10, 15, {
+      prot: RW,
+      shared: true,
+    });
     expect(p.map.entries[0].end - p.map.entries[0].start).toBe(2 * PAGE_SIZE);
     const tail = await p.read(va + PAGE_SIZE, PAGE_SIZE);
     expect(tail.subarray(0, 10).equals(pattern(PAGE_SIZE + 10, 15).subarray(PAGE_SIZE))).toBe(true);
@@ -275,10 +260,7 @@ describe('file mappings', () => {
   });
 
   it('a page wholly beyond the end of the file cannot be faulted in (EFAULT)', async () => {
-    const file = await writeFileOf(dir, 'tiny', 100, 16);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file, { length: 3 * PAGE_SIZE });
+    const { k, p, va } = await mappedFile(tmp.dir, 'tiny', 100, 16, { length: 3 * PAGE_SIZE });
     expect((await p.read(va, 100)).equals(pattern(100, 16))).toBe(true);
     const free = k.stats().freePages;
     await expectError(p.read(va + PAGE_SIZE, 1), 'EFAULT');
@@ -290,10 +272,10 @@ describe('file mappings', () => {
   });
 
   it('an offset mapping sees the file from that offset', async () => {
-    const file = await writeFileOf(dir, 'off', 4 * PAGE_SIZE, 17);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file, { offset: 2 * PAGE_SIZE, length: PAGE_SIZE + 1 });
+    const { k, p, va } = await mappedFile(tmp.dir, 'off', 4 * PAGE_SIZE, 17, {
+      offset: 2 * PAGE_SIZE,
+      length: PAGE_SIZE + 1,
+    });
     expect(p.map.size).toBe(2 * PAGE_SIZE);
     expect((await p.read(va, 2 * PAGE_SIZE)).equals(pattern(4 * PAGE_SIZE, 17).subarray(2 * PAGE_SIZE))).toBe(
       true,

@@ -1,12 +1,11 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   expectError,
   expectErrorSync,
   frameAt,
-  makeTmpDir,
   pattern,
   readOnlyFile,
-  removeTmpDir,
+  useTmpDir,
   writeFileOf,
 } from '../test/helpers.js';
 import { Inherit, Kernel, PAGE_SIZE, Prot, VM_MAX_ADDRESS, VM_MIN_ADDRESS } from './index.js';
@@ -208,18 +207,12 @@ describe('mprotect', () => {
 });
 
 describe('mprotect beyond maxProt', () => {
-  let dir: string | undefined;
-  beforeEach(async () => {
-    dir = await makeTmpDir();
-  });
-  afterEach(async () => {
-    await removeTmpDir(dir);
-  });
+  const tmp = useTmpDir();
 
   it('a shared mapping of a read-only file refuses WRITE with EACCES', async () => {
     const k = new Kernel({ physPages: 16, swapPages: 0 });
     const p = k.createProcess();
-    const file = await readOnlyFile(dir!);
+    const file = await readOnlyFile(tmp.dir);
     const va = await p.mmapFile(file, { shared: true, length: 2 * PAGE_SIZE });
     expect(p.map.entries[0].maxProt).toBe(Prot.READ | Prot.EXEC);
     expectErrorSync(() => p.mprotect(va, PAGE_SIZE, RW), 'EACCES');
@@ -235,7 +228,7 @@ describe('mprotect beyond maxProt', () => {
   it('an unmapped range after such a mapping is ENOMEM, not EACCES', async () => {
     const k = new Kernel({ physPages: 16, swapPages: 0 });
     const p = k.createProcess();
-    const file = await readOnlyFile(dir!);
+    const file = await readOnlyFile(tmp.dir);
     const va = await p.mmapFile(file, { shared: true, length: PAGE_SIZE });
     expectErrorSync(() => p.mprotect(va + 16 * PAGE_SIZE, PAGE_SIZE, RW), 'ENOMEM');
     p.exit();
@@ -245,7 +238,7 @@ describe('mprotect beyond maxProt', () => {
   it('a private mapping of the same file may become writable (copy-on-write)', async () => {
     const k = new Kernel({ physPages: 16, swapPages: 0 });
     const p = k.createProcess();
-    const file = await writeFileOf(dir!, 'f', 2 * PAGE_SIZE, 4);
+    const file = await writeFileOf(tmp.dir, 'f', 2 * PAGE_SIZE, 4);
     const va = await p.mmapFile(file);
     expect(p.map.entries[0].maxProt).toBe(Prot.ALL);
     p.mprotect(va, PAGE_SIZE, RW);

@@ -1,5 +1,5 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { makeTmpDir, removeTmpDir, writeFileOf } from '../test/helpers.js';
+import { describe, expect, it } from 'vitest';
+import { useTmpDir, writeFileOf } from '../test/helpers.js';
 import {
   FRAME_STATE_NAMES,
   FrameState,
@@ -14,13 +14,7 @@ import {
 } from './index.js';
 
 const P = PAGE_SIZE;
-let dir: string;
-beforeEach(async () => {
-  dir = await makeTmpDir();
-});
-afterEach(async () => {
-  await removeTmpDir(dir);
-});
+const tmp = useTmpDir();
 
 function count(states: Uint8Array, code: number): number {
   let n = 0;
@@ -56,7 +50,7 @@ describe('Kernel.frameStates', () => {
   it('shows object pages, O->A loans and kernel memory', async () => {
     const k = new Kernel({ physPages: 64 });
     const p = k.createProcess();
-    const path = await writeFileOf(dir, 'f', 2 * P, 3);
+    const path = await writeFileOf(tmp.dir, 'f', 2 * P, 3);
     const fva = await p.mmapFile(path, { prot: Prot.READ });
     await p.read(fva, 2 * P);
     const anons = await uvmLoan(p.map, fva, P, 'anon');
@@ -107,7 +101,7 @@ describe('Kernel.frameInfo', () => {
   it('names a file page by its path and offset', async () => {
     const k = new Kernel({ physPages: 32 });
     const p = k.createProcess();
-    const path = await writeFileOf(dir, 'g', 3 * P, 5);
+    const path = await writeFileOf(tmp.dir, 'g', 3 * P, 5);
     const fva = await p.mmapFile(path);
     await p.read(fva + 2 * P, 1);
     const info = k.frameInfo(p.map.pmap.extract((fva + 2 * P) / P));

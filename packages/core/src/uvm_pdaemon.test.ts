@@ -1,14 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  expectError,
-  frameAt,
-  makeTmpDir,
-  pattern,
-  removeTmpDir,
-  settle,
-  writeFileOf,
-} from '../test/helpers.js';
+import { describe, expect, it } from 'vitest';
+import { expectError, frameAt, mappedFile, pattern, settle, useTmpDir } from '../test/helpers.js';
 import {
   Kernel,
   PAGE_SIZE,
@@ -225,20 +217,11 @@ describe('wired pages on the inactive queue', () => {
 });
 
 describe('file pages under pressure', () => {
-  let dir: string;
-  beforeEach(async () => {
-    dir = await makeTmpDir();
-  });
-  afterEach(async () => {
-    await removeTmpDir(dir);
-  });
+  const tmp = useTmpDir();
 
   it('clean file pages are dropped without swap, and re-read from the file', async () => {
     const n = 40;
-    const file = await writeFileOf(dir, 'big', n * PAGE_SIZE, 1);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file);
+    const { k, p, va } = await mappedFile(tmp.dir, 'big', n * PAGE_SIZE, 1);
     const want = pattern(n * PAGE_SIZE, 1);
     for (let pass = 0; pass < 2; pass++) {
       const got = await readPages(p, va, n);
@@ -258,10 +241,10 @@ describe('file pages under pressure', () => {
 
   it('dirty shared file pages are written to the file before they are dropped', async () => {
     const n = 40;
-    const file = await writeFileOf(dir, 'dirty', n * PAGE_SIZE, 2);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file, { prot: RW, shared: true });
+    const { file, k, p, va } = await mappedFile(tmp.dir, 'dirty', n * PAGE_SIZE, 2, {
+      prot: RW,
+      shared: true,
+    });
     for (let i = 0; i < n; i++) await p.write(va + i * PAGE_SIZE, pattern(PAGE_SIZE, 50 + i));
     expect(k.stats().pageouts).toBeGreaterThan(0);
     /* pages the pagedaemon wrote back are in the file already, before any sync */
@@ -283,10 +266,7 @@ describe('file pages under pressure', () => {
   });
 
   it('file pages make room for anonymous memory when there is no swap', async () => {
-    const file = await writeFileOf(dir, 'cache', 12 * PAGE_SIZE, 3);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const fva = await p.mmapFile(file);
+    const { k, p, va: fva } = await mappedFile(tmp.dir, 'cache', 12 * PAGE_SIZE, 3);
     await readPages(p, fva, 12);
     const ava = p.mmap(14 * PAGE_SIZE);
     for (let i = 0; i < 14; i++) await p.write(ava + i * PAGE_SIZE, pattern(PAGE_SIZE, i));

@@ -1,39 +1,33 @@
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   expectError,
   frameAt,
-  makeTmpDir,
+  mappedFile,
   pattern,
   readOnlyFile,
-  removeTmpDir,
   settle,
+  useTmpDir,
   writeFileOf,
 } from '../test/helpers.js';
 import { type IoEvent, Kernel, PAGE_SIZE, Prot, VnodeObject } from './index.js';
 
 const RW = Prot.READ | Prot.WRITE;
 
-let dir: string;
-beforeEach(async () => {
-  dir = await makeTmpDir();
-});
-afterEach(async () => {
-  await removeTmpDir(dir);
-});
+const tmp = useTmpDir();
 
 describe('the vnode cache', () => {
   it('gives every mapping of one file (by any path) the same vnode object and pages', async () => {
-    const file = await writeFileOf(dir, 'one', 2 * PAGE_SIZE, 1);
-    const link = path.join(dir, 'link');
+    const file = await writeFileOf(tmp.dir, 'one', 2 * PAGE_SIZE, 1);
+    const link = path.join(tmp.dir, 'link');
     await symlink(file, link);
     const k = new Kernel({ physPages: 16, swapPages: 0 });
     const p = k.createProcess();
     const q = k.createProcess();
     const a = await p.mmapFile(file);
     const b = await q.mmapFile(link, { shared: true });
-    const c = await p.mmapFile(path.join(dir, '.', 'one'));
+    const c = await p.mmapFile(path.join(tmp.dir, '.', 'one'));
     expect(k.uvm.vnodes.size).toBe(1);
     const vn = [...k.uvm.vnodes.values()][0];
     expect(vn).toBeInstanceOf(VnodeObject);
@@ -58,10 +52,7 @@ describe('the vnode cache', () => {
   });
 
   it('clipping a file mapping keeps one reference per entry and drops them all at unmap', async () => {
-    const file = await writeFileOf(dir, 'clip', 3 * PAGE_SIZE, 2);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file);
+    const { k, p, va } = await mappedFile(tmp.dir, 'clip', 3 * PAGE_SIZE, 2);
     const vn = p.map.entries[0].object!;
     p.mprotect(va + PAGE_SIZE, PAGE_SIZE, Prot.NONE);
     expect(p.map.entries).toHaveLength(3);
@@ -79,10 +70,7 @@ describe('the vnode cache', () => {
   });
 
   it('a file mapped again after its last unmap opens a fresh vnode that sees the file', async () => {
-    const file = await writeFileOf(dir, 'again', PAGE_SIZE, 3);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file);
+    const { file, k, p, va } = await mappedFile(tmp.dir, 'again', PAGE_SIZE, 3);
     const first = p.map.entries[0].object;
     await p.read(va, 1);
     p.munmap(va, PAGE_SIZE);
@@ -145,7 +133,7 @@ describe('mmapFile errors', () => {
     ['bad protection', 'EINVAL', async (d: string) => writeFileOf(d, 'f', PAGE_SIZE, 0), { prot: 8 }],
     ['an empty path', 'EINVAL', async () => '', {}],
   ] as const)('refuses %s with %s and keeps nothing', async (_what, code, make, opts) => {
-    const file = await make(dir);
+    const file = await make(tmp.dir);
     const k = new Kernel({ physPages: 8, swapPages: 0 });
     const p = k.createProcess();
     await expectError(p.mmapFile(file, opts), code);
@@ -156,7 +144,7 @@ describe('mmapFile errors', () => {
   });
 
   it('a read-only file maps shared read-only and private writable, never shared writable', async () => {
-    const file = await readOnlyFile(dir);
+    const file = await readOnlyFile(tmp.dir);
     const k = new Kernel({ physPages: 16, swapPages: 0 });
     const p = k.createProcess();
     await expectError(p.mmapFile(file, { prot: RW, shared: true, length: PAGE_SIZE }), 'EACCES');
@@ -176,7 +164,7 @@ describe('mmapFile errors', () => {
   });
 
   it('an exited process cannot map a file (ESRCH)', async () => {
-    const file = await writeFileOf(dir, 'f', PAGE_SIZE, 0);
+    const file = await writeFileOf(tmp.dir, 'f', PAGE_SIZE, 0);
     const k = new Kernel({ physPages: 8, swapPages: 0 });
     const p = k.createProcess();
     p.exit();
@@ -185,7 +173,7 @@ describe('mmapFile errors', () => {
   });
 
   it('a process that exits while its mmapFile opens the file gets ESRCH and keeps nothing', async () => {
-    const file = await writeFileOf(dir, 'f', PAGE_SIZE, 0);
+    const file = await writeFileOf(tmp.dir, 'f', PAGE_SIZE, 0);
     const k = new Kernel({ physPages: 8, swapPages: 0 });
     const p = k.createProcess();
     const mapping = p.mmapFile(file);
@@ -199,7 +187,7 @@ describe('mmapFile errors', () => {
 
 describe('pager I/O', () => {
   it('reads each page once, reporting it to the io hook', async () => {
-    const file = await writeFileOf(dir, 'io', 2 * PAGE_SIZE, 5);
+    const file = await writeFileOf(tmp.dir, 'io', 2 * PAGE_SIZE, 5);
     const k = new Kernel({ physPages: 16, swapPages: 0 });
     const events: IoEvent[] = [];
     k.setIoHook((ev) => {
@@ -220,7 +208,7 @@ describe('pager I/O', () => {
   });
 
   it('sync writes back only the dirty pages', async () => {
-    const file = await writeFileOf(dir, 'dirty', 4 * PAGE_SIZE, 6);
+    const file = await writeFileOf(tmp.dir, 'dirty', 4 * PAGE_SIZE, 6);
     const k = new Kernel({ physPages: 16, swapPages: 0 });
     const writes: number[] = [];
     k.setIoHook((ev) => {
@@ -242,10 +230,7 @@ describe('pager I/O', () => {
   });
 
   it('a failed read is EIO and leaves no page behind; the next try succeeds', async () => {
-    const file = await writeFileOf(dir, 'eio', PAGE_SIZE, 7);
-    const k = new Kernel({ physPages: 8, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file);
+    const { k, p, va } = await mappedFile(tmp.dir, 'eio', PAGE_SIZE, 7, {}, { physPages: 8, swapPages: 0 });
     k.setIoHook((ev) => {
       if (ev.kind === 'vnode-read') throw new Error('disk on fire');
     });
@@ -261,10 +246,14 @@ describe('pager I/O', () => {
   });
 
   it('a failed write-back keeps the page dirty, and the next sync writes it', async () => {
-    const file = await writeFileOf(dir, 'ewrite', PAGE_SIZE, 8);
-    const k = new Kernel({ physPages: 8, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file, { prot: RW, shared: true });
+    const { file, k, p, va } = await mappedFile(
+      tmp.dir,
+      'ewrite',
+      PAGE_SIZE,
+      8,
+      { prot: RW, shared: true },
+      { physPages: 8, swapPages: 0 },
+    );
     await p.write(va, Buffer.from('precious'));
     k.setIoHook((ev) => {
       if (ev.kind === 'vnode-write') throw new Error('disk full');

@@ -4,7 +4,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   Kernel,
   type KernelErrorCode,
@@ -63,6 +63,20 @@ afterAll(async () => {
   await removeTmpDir(dir);
 });
 
+/* the running test's world: its process maps a file, so after the test every process exits and the
+   kernel closes the file (a dropped kernel's files would be closed by the garbage collector, with a
+   warning) */
+let live: World | null = null;
+
+afterEach(async () => {
+  if (live === null) return;
+  const { k } = live;
+  live = null;
+  for (const p of k.processes) p.exit();
+  await k.idle();
+  expect(k.uvm.vnodes.size).toBe(0);
+});
+
 async function world(): Promise<World> {
   const k = new Kernel({ physPages: 32, swapPages: 8 });
   const p = k.createProcess();
@@ -76,7 +90,8 @@ async function world(): Promise<World> {
   await p.read(rofile, 1);
   p.munmap(hole, PAGE_SIZE);
   await k.idle();
-  return { k, p, rw, ro, none, hole, rofile };
+  live = { k, p, rw, ro, none, hole, rofile };
+  return live;
 }
 
 function snapshot(w: World) {

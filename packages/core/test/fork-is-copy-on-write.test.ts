@@ -3,9 +3,9 @@
  * that page is copied, for the writer. Three generations, every order of writes and exits.
  */
 import { readFile } from 'node:fs/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Inherit, Kernel, PAGE_SIZE, Prot } from '../src/index.js';
-import { expectError, frameAt, makeTmpDir, pattern, removeTmpDir, settle, writeFileOf } from './helpers.js';
+import { expectError, frameAt, mappedFile, pattern, settle, useTmpDir } from './helpers.js';
 
 const RW = Prot.READ | Prot.WRITE;
 
@@ -177,19 +177,17 @@ describe('fork is copy-on-write', () => {
   });
 
   describe('with files', () => {
-    let dir: string;
-    beforeEach(async () => {
-      dir = await makeTmpDir();
-    });
-    afterEach(async () => {
-      await removeTmpDir(dir);
-    });
+    const tmp = useTmpDir();
 
     it('a private file mapping forks copy-on-write and the file never changes', async () => {
-      const file = await writeFileOf(dir, 'f', 2 * PAGE_SIZE, 3);
-      const k = new Kernel({ physPages: 32, swapPages: 0 });
-      const p = k.createProcess();
-      const va = await p.mmapFile(file, { prot: RW });
+      const { file, k, p, va } = await mappedFile(
+        tmp.dir,
+        'f',
+        2 * PAGE_SIZE,
+        3,
+        { prot: RW },
+        { physPages: 32, swapPages: 0 },
+      );
       await p.write(va, Buffer.from('before fork'));
       const c = p.fork();
       await c.write(va + PAGE_SIZE, Buffer.from('child page 2'));
@@ -211,10 +209,14 @@ describe('fork is copy-on-write', () => {
     });
 
     it('a shared file mapping is shared by the child, and both write the file', async () => {
-      const file = await writeFileOf(dir, 'g', PAGE_SIZE, 4);
-      const k = new Kernel({ physPages: 32, swapPages: 0 });
-      const p = k.createProcess();
-      const va = await p.mmapFile(file, { prot: RW, shared: true });
+      const { file, k, p, va } = await mappedFile(
+        tmp.dir,
+        'g',
+        PAGE_SIZE,
+        4,
+        { prot: RW, shared: true },
+        { physPages: 32, swapPages: 0 },
+      );
       const c = p.fork();
       await c.write(va, Buffer.from('child'));
       await p.write(va + 10, Buffer.from('parent'));

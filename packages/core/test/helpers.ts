@@ -1,17 +1,20 @@
 /*
- * helpers.ts: small shared pieces of the core tests -- a fresh temp directory for real files, byte
- * patterns that differ page by page, and assertions for the kernel's two kinds of failure.
+ * helpers.ts: small shared pieces of the core tests -- a fresh temp directory for real files (per test
+ * with useTmpDir), a kernel with a process mapping a new file (mappedFile), byte patterns that differ
+ * page by page, and assertions for the kernel's two kinds of failure.
  */
 import { constants } from 'node:fs';
 import { access, chmod, mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { expect } from 'vitest';
+import { afterEach, beforeEach, expect } from 'vitest';
 import {
-  type Kernel,
+  Kernel,
   KernelError,
   type KernelErrorCode,
+  type KernelOptions,
   KernelPanic,
+  type MmapFileOptions,
   PAGE_SIZE,
   type Proc,
 } from '../src/index.js';
@@ -23,6 +26,62 @@ export function makeTmpDir(): Promise<string> {
 
 export async function removeTmpDir(dir: string | undefined): Promise<void> {
   if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+}
+
+/* TmpDir: the directory useTmpDir made for the running test */
+export interface TmpDir {
+  readonly dir: string;
+}
+
+/*
+ * useTmpDir: give every test of the enclosing file or describe a fresh temp directory, removed after it.
+ * => call where hooks may be registered (top level or in a describe), not inside a test
+ * => `dir` throws outside a test or its hooks
+ */
+export function useTmpDir(): TmpDir {
+  let dir: string | undefined;
+  beforeEach(async () => {
+    dir = await makeTmpDir();
+  });
+  afterEach(async () => {
+    await removeTmpDir(dir);
+    dir = undefined;
+  });
+  return {
+    get dir(): string {
+      if (dir === undefined) throw new Error('useTmpDir: no test is running');
+      return dir;
+    },
+  };
+}
+
+/* MappedFile: what mappedFile made -- the file, the kernel, its process, and where the file is mapped */
+export interface MappedFile {
+  file: string;
+  k: Kernel;
+  p: Proc;
+  va: number;
+}
+
+/*
+ * mappedFile: write a real file of `bytes` bytes (pattern(bytes, seed)) as dir/name, boot a kernel and
+ * map the file (with mmapFile options `opts`) into a new process.
+ * => the kernel has 16 pages of RAM and no swap unless `kernel` says otherwise
+ * => the caller exits p (and settles k), so that the kernel closes the file
+ */
+export async function mappedFile(
+  dir: string,
+  name: string,
+  bytes: number,
+  seed: number,
+  opts: MmapFileOptions = {},
+  kernel: KernelOptions = { physPages: 16, swapPages: 0 },
+): Promise<MappedFile> {
+  const file = await writeFileOf(dir, name, bytes, seed);
+  const k = new Kernel(kernel);
+  const p = k.createProcess();
+  const va = await p.mmapFile(file, opts);
+  return { file, k, p, va };
 }
 
 /* pattern: n bytes that depend on seed and position (so pages and offsets differ) */

@@ -3,9 +3,9 @@
  * file pages; every byte comes back right, whatever the mix of processes, forks and files.
  */
 import { readFile } from 'node:fs/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Kernel, PAGE_SIZE, type Proc, Prot } from '../src/index.js';
-import { frameAt, makeTmpDir, pattern, removeTmpDir, settle, writeFileOf } from './helpers.js';
+import { frameAt, pattern, settle, useTmpDir, writeFileOf } from './helpers.js';
 
 const RW = Prot.READ | Prot.WRITE;
 
@@ -88,18 +88,12 @@ describe('memory pressure', () => {
   });
 
   describe('with files', () => {
-    let dir: string;
-    beforeEach(async () => {
-      dir = await makeTmpDir();
-    });
-    afterEach(async () => {
-      await removeTmpDir(dir);
-    });
+    const tmp = useTmpDir();
 
     it('files, private and shared anonymous memory all at once, concurrently, come back right', async () => {
       const fpages = 20;
-      const roFile = await writeFileOf(dir, 'ro', fpages * PAGE_SIZE, 7);
-      const rwFile = await writeFileOf(dir, 'rw', fpages * PAGE_SIZE, 8);
+      const roFile = await writeFileOf(tmp.dir, 'ro', fpages * PAGE_SIZE, 7);
+      const rwFile = await writeFileOf(tmp.dir, 'rw', fpages * PAGE_SIZE, 8);
       const k = new Kernel({ physPages: 32, swapPages: 128 });
       const p = k.createProcess();
       const q = k.createProcess();

@@ -3,7 +3,7 @@
  * on a vnode read or a swap transfer, and the fault handler must revalidate and still be right.
  */
 import { readFile } from 'node:fs/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type IoEvent, Kernel, PAGE_SIZE, PG_CLEAN, Prot } from '../src/index.js';
 import { amapAdd } from '../src/uvm_amap.js';
 import { uvmAnonAlloc } from '../src/uvm_anon.js';
@@ -12,22 +12,16 @@ import {
   deferred,
   expectError,
   frameAt,
-  makeTmpDir,
+  mappedFile,
   pattern,
-  removeTmpDir,
   settle,
+  useTmpDir,
   writeFileOf,
 } from './helpers.js';
 
 const RW = Prot.READ | Prot.WRITE;
 
-let dir: string;
-beforeEach(async () => {
-  dir = await makeTmpDir();
-});
-afterEach(async () => {
-  await removeTmpDir(dir);
-});
+const tmp = useTmpDir();
 
 /* onceOn: an io hook that runs `fn` the first time an event of `kind` happens */
 function onceOn(kind: IoEvent['kind'], fn: (ev: IoEvent) => Promise<void> | void) {
@@ -45,7 +39,7 @@ async function ticks(n: number): Promise<void> {
 
 describe('the map changes while a vnode read sleeps', () => {
   it('munmap of another region: the fault looks up again and returns the file bytes', async () => {
-    const file = await writeFileOf(dir, 'a', 4 * PAGE_SIZE, 1);
+    const file = await writeFileOf(tmp.dir, 'a', 4 * PAGE_SIZE, 1);
     const k = new Kernel({ physPages: 16, swapPages: 0 });
     const p = k.createProcess();
     const other = p.mmap(2 * PAGE_SIZE);
@@ -73,10 +67,7 @@ describe('the map changes while a vnode read sleeps', () => {
   });
 
   it('mprotect of another page of the same mapping (a clip): still the right bytes', async () => {
-    const file = await writeFileOf(dir, 'b', 4 * PAGE_SIZE, 2);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file, { prot: RW, shared: true });
+    const { file, k, p, va } = await mappedFile(tmp.dir, 'b', 4 * PAGE_SIZE, 2, { prot: RW, shared: true });
     k.setIoHook(
       onceOn('vnode-read', () => {
         p.mprotect(va + 3 * PAGE_SIZE, PAGE_SIZE, Prot.READ);
@@ -96,10 +87,7 @@ describe('the map changes while a vnode read sleeps', () => {
   });
 
   it('mprotect of the page being read to NONE: the retried fault says EFAULT, the page stays cached', async () => {
-    const file = await writeFileOf(dir, 'c', 2 * PAGE_SIZE, 3);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file);
+    const { k, p, va } = await mappedFile(tmp.dir, 'c', 2 * PAGE_SIZE, 3);
     k.setIoHook(
       onceOn('vnode-read', () => {
         p.mprotect(va, PAGE_SIZE, Prot.NONE);
@@ -121,10 +109,7 @@ describe('the map changes while a vnode read sleeps', () => {
   });
 
   it('a write whose mapping becomes read-only meanwhile fails with EFAULT and changes no byte', async () => {
-    const file = await writeFileOf(dir, 'd', PAGE_SIZE, 4);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file, { prot: RW, shared: true });
+    const { file, k, p, va } = await mappedFile(tmp.dir, 'd', PAGE_SIZE, 4, { prot: RW, shared: true });
     k.setIoHook(
       onceOn('vnode-read', () => {
         p.mprotect(va, PAGE_SIZE, Prot.READ);
@@ -143,10 +128,7 @@ describe('the map changes while a vnode read sleeps', () => {
 
 describe('the page being read loses its mapping meanwhile', () => {
   it('munmap of the vnode mapping during its read: EFAULT, and the dying vnode frees the page', async () => {
-    const file = await writeFileOf(dir, 'e', 2 * PAGE_SIZE, 5);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file);
+    const { k, p, va } = await mappedFile(tmp.dir, 'e', 2 * PAGE_SIZE, 5);
     k.setIoHook(
       onceOn('vnode-read', () => {
         p.munmap(va, 2 * PAGE_SIZE);
@@ -160,7 +142,7 @@ describe('the page being read loses its mapping meanwhile', () => {
   });
 
   it('exit during the read of a file another process still maps: EFAULT, the page stays for the other', async () => {
-    const file = await writeFileOf(dir, 'f', PAGE_SIZE, 6);
+    const file = await writeFileOf(tmp.dir, 'f', PAGE_SIZE, 6);
     const k = new Kernel({ physPages: 16, swapPages: 0 });
     const p = k.createProcess();
     const q = k.createProcess();
@@ -245,10 +227,7 @@ describe('the page being read loses its mapping meanwhile', () => {
 
 describe('an amap slot is filled while a fault sleeps', () => {
   it('by a concurrent write to the same page of a private file mapping', async () => {
-    const file = await writeFileOf(dir, 'g', 2 * PAGE_SIZE, 7);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file, { prot: RW });
+    const { file, k, p, va } = await mappedFile(tmp.dir, 'g', 2 * PAGE_SIZE, 7, { prot: RW });
     const gate = deferred();
     let held = false;
     k.setIoHook(
@@ -281,10 +260,14 @@ describe('an amap slot is filled while a fault sleeps', () => {
 
   it('by many concurrent readers and writers of the same pages under memory pressure', async () => {
     const pages = 12;
-    const file = await writeFileOf(dir, 'h', pages * PAGE_SIZE, 8);
-    const k = new Kernel({ physPages: 12, swapPages: 64 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file, { prot: RW });
+    const { file, k, p, va } = await mappedFile(
+      tmp.dir,
+      'h',
+      pages * PAGE_SIZE,
+      8,
+      { prot: RW },
+      { physPages: 12, swapPages: 64 },
+    );
     let n = 0;
     k.setIoHook(async (ev) => {
       if (ev.kind === 'vnode-read' && n++ % 2 === 0) await ticks(1);
@@ -310,10 +293,7 @@ describe('an amap slot is filled while a fault sleeps', () => {
   });
 
   it('by another fault, behind the sleeping one’s back: the fault retries and maps the anon', async () => {
-    const file = await writeFileOf(dir, 'i', 2 * PAGE_SIZE, 9);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file, { prot: RW });
+    const { k, p, va } = await mappedFile(tmp.dir, 'i', 2 * PAGE_SIZE, 9, { prot: RW });
     /* give the entry its amap first (a write to page 1), so filling slot 0 changes no map version */
     await p.write(va + PAGE_SIZE, Buffer.from('1'));
     const e = p.map.entries[0];
@@ -345,10 +325,7 @@ describe('an amap slot is filled while a fault sleeps', () => {
 
 describe('a file mapped again while its old vnode is still writing back', () => {
   it('sees the bytes written through the old mapping', async () => {
-    const file = await writeFileOf(dir, 'j', PAGE_SIZE, 10);
-    const k = new Kernel({ physPages: 16, swapPages: 0 });
-    const p = k.createProcess();
-    const va = await p.mmapFile(file, { prot: RW, shared: true });
+    const { file, k, p, va } = await mappedFile(tmp.dir, 'j', PAGE_SIZE, 10, { prot: RW, shared: true });
     await p.write(va, Buffer.from('written before unmap'));
     const gate = deferred();
     k.setIoHook(

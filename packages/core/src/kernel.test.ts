@@ -20,6 +20,8 @@ import {
   PG_BUSY,
   Prot,
   type TraceEvent,
+  uvmLoan,
+  uvmUnloanPages,
 } from './index.js';
 import type { Proc } from './proc.js';
 
@@ -258,6 +260,35 @@ describe('Kernel.onTrace', () => {
     for (let i = 0; i < 24; i++) await p.read(va + i * PAGE_SIZE, 1);
     expect(k.stats().pageins).toBeGreaterThan(1);
     expect(events).toHaveLength(n);
+  });
+
+  it('refuses a listener that is not a function (EINVAL)', () => {
+    const k = new Kernel({ physPages: 16 });
+    for (const bad of [null, undefined, 42, 'fn', {}])
+      expectErrorSync(() => k.onTrace(bad as never), 'EINVAL');
+    expect(k.uvm.tracers).toHaveLength(0);
+  });
+
+  it('removes a listener that throws, warns, and finishes the work it interrupted', async () => {
+    const k = new Kernel({ physPages: 32 });
+    const p = k.createProcess();
+    const va = p.mmap(3 * PAGE_SIZE);
+    await p.write(va, pattern(3 * PAGE_SIZE, 1));
+    const pages = await uvmLoan(p.map, va, 3 * PAGE_SIZE, 'kernel');
+    const good: string[] = [];
+    k.onTrace(() => {
+      throw new Error('observer bug');
+    });
+    k.onTrace((ev) => good.push(ev.kind));
+    const warned = new Promise<Error>((r) => process.once('warning', r));
+    uvmUnloanPages(pages);
+    expect((await warned).message).toMatch(/trace listener threw \(observer bug\) and was removed/);
+    expect(good).toEqual(['unloan', 'unloan', 'unloan']);
+    expect(k.uvm.tracers).toHaveLength(1);
+    expect(k.stats()).toMatchObject({ loanedPages: 0, wiredPages: 0 });
+    await p.write(va, pattern(PAGE_SIZE, 2));
+    p.exit();
+    k.checkInvariants();
   });
 });
 

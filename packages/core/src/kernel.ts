@@ -3,12 +3,12 @@
  * and reports on itself (stats, checkInvariants, the event trace).
  */
 import { KernelError, panic } from './errors.js';
-import { checkAddress, checkLength, checkProt, PAGE_SHIFT, PAGE_SIZE, Prot } from './param.js';
+import { checkAddress, checkLength, checkProt, hex, PAGE_SHIFT, PAGE_SIZE, Prot } from './param.js';
 import { MAX_PHYS_PAGES } from './physmem.js';
 import { Proc, type ProcHost } from './proc.js';
 import { type IoEvent, type TraceEvent, Uvm } from './uvm.js';
 import { checkInvariants } from './uvm_invariants.js';
-import { KernelVa } from './uvm_km.js';
+import { KERNEL_VA_PAGES, KernelVa, VM_MIN_KERNEL_ADDRESS } from './uvm_km.js';
 import { checkPageArg, PG_BUSY, PQ_ACTIVE, PQ_INACTIVE, type VmPage } from './uvm_page.js';
 import { type FrameInfo, frameInfo, frameStates } from './uvm_pageinfo.js';
 import { PageDaemon } from './uvm_pdaemon.js';
@@ -83,7 +83,11 @@ export class Kernel implements ProcHost {
     return this.createProcess();
   }
 
+  /* procExited: Proc.exit's report to its kernel (not for users: call proc.exit()) */
   procExited(p: Proc): void {
+    if (!(p instanceof Proc) || !p.exited) {
+      throw new KernelError('EINVAL', 'procExited: not an exited process (call proc.exit())');
+    }
     this.procs.delete(p.pid);
   }
 
@@ -94,15 +98,18 @@ export class Kernel implements ProcHost {
 
   /*
    * kenter / kremove: map pages read-only or read-write into kernel space at a va from kva.alloc
-   * => va page-aligned, prot valid, pages vm_pages, npages >= 0 (EINVAL)
+   * => va a page-aligned kernel address with room for the pages, prot valid, pages vm_pages of this
+   *    kernel, npages >= 0 (EINVAL)
    * => a loaned page (or the zero page) mapped writable is a panic: loans are read-only
    */
   kenter(va: number, pages: readonly VmPage[], prot: number = Prot.READ): void {
-    checkAddress('kenter', va, true);
     checkProt('kenter', prot);
     if (!Array.isArray(pages)) throw new KernelError('EINVAL', 'kenter: pages must be an array');
+    checkKernelRange('kenter', va, pages.length);
     for (const pg of pages) {
       checkPageArg('kenter', pg);
+      if (pg.uvm !== this.uvm)
+        throw new KernelError('EINVAL', `kenter: page ${pg.frame} is another kernel's`);
       if (prot & Prot.WRITE && (pg.loanCount > 0 || pg.uobject === this.uvm.zeroObject)) {
         panic(`pmap_kenter_pa: loaned page ${pg.frame} mapped writable`);
       }
@@ -113,8 +120,8 @@ export class Kernel implements ProcHost {
   }
 
   kremove(va: number, npages: number): void {
-    checkAddress('kremove', va, true);
     checkLength('kremove', npages, 0);
+    checkKernelRange('kremove', va, npages);
     this.uvm.mmu.kernelPmap.kremove(va / PAGE_SIZE, npages);
   }
 
@@ -150,8 +157,15 @@ export class Kernel implements ProcHost {
     }
   }
 
-  /* trace: subscribe to loan/unloan/loanbreak/orphan/adopt/pageout/pagein events; returns unsubscribe */
+  /*
+   * onTrace: subscribe to loan/unloan/loanbreak/orphan/adopt/pageout/pagein events, delivered
+   * synchronously as they happen; returns the unsubscribe function (idempotent)
+   * => listener a function (EINVAL); one that throws is removed, with a process warning
+   * => with no listener, the kernel pays one length check per event
+   */
   onTrace(listener: (ev: TraceEvent) => void): () => void {
+    if (typeof listener !== 'function')
+      throw new KernelError('EINVAL', 'onTrace: listener must be a function');
     this.uvm.tracers.push(listener);
     return () => {
       const i = this.uvm.tracers.indexOf(listener);
@@ -161,6 +175,8 @@ export class Kernel implements ProcHost {
 
   /* setIoHook: run `hook` in the middle of every pager and swap I/O (for injecting races in tests) */
   setIoHook(hook: ((ev: IoEvent) => Promise<void> | void) | null): void {
+    if (hook !== null && typeof hook !== 'function')
+      throw new KernelError('EINVAL', 'setIoHook: hook must be a function or null');
     this.uvm.ioHook = hook;
   }
 
@@ -240,5 +256,14 @@ export class Kernel implements ProcHost {
       this.uvm,
       [...this.procs.values()].map((p) => p.map),
     );
+  }
+}
+
+/* checkKernelRange: EINVAL unless [va, va + npages pages) is page-aligned kernel address space */
+function checkKernelRange(fn: string, va: number, npages: number): void {
+  checkAddress(fn, va, true);
+  const end = VM_MIN_KERNEL_ADDRESS + KERNEL_VA_PAGES * PAGE_SIZE;
+  if (va < VM_MIN_KERNEL_ADDRESS || va + npages * PAGE_SIZE > end) {
+    throw new KernelError('EINVAL', `${fn}: ${String(npages)} pages at ${hex(va)} are not kernel addresses`);
   }
 }

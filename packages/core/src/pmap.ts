@@ -16,7 +16,7 @@
  * and a kernel write to it is a fatal fault, not a copy-on-write.
  */
 import { panic } from './errors.js';
-import { hex, PAGE_SHIFT, Prot } from './param.js';
+import { hex, PAGE_SIZE, Prot } from './param.js';
 import type { PhysMem } from './physmem.js';
 
 /* bits[] layout: low three bits are R/W/X, then referenced, modified. */
@@ -241,7 +241,7 @@ export class Pmap {
   kenter(vpn: number, frame: number, prot: number): void {
     if (!this.isKernel) panic('pmap_kenter_pa: not the kernel pmap');
     if (vpn >= this.frames.length) this.grow(vpn);
-    if (this.frames[vpn] !== 0) panic(`pmap_kenter_pa: kernel va ${hex(vpn << PAGE_SHIFT)} already mapped`);
+    if (this.frames[vpn] !== 0) panic(`pmap_kenter_pa: kernel va ${hex(vpn * PAGE_SIZE)} already mapped`);
     this.frames[vpn] = frame + 1;
     this.bits[vpn] = prot;
     this.resident++;

@@ -216,8 +216,7 @@ export class Proc {
     sink: (ramOffset: number, done: number, len: number) => void,
   ): Promise<void> | undefined {
     this.alive('copyin');
-    checkAddress('copyin', va, false);
-    checkLength('copyin', n, 0, VM_MAX_ADDRESS);
+    if (typeof sink !== 'function') throw new KernelError('EINVAL', 'copyin: sink must be a function');
     this.checkRange('copyin', va, n, Prot.READ);
     return this.transfer(va, n, Prot.READ, sink);
   }
@@ -308,9 +307,12 @@ export class Proc {
 
   /*
    * checkRange: may this process make `access` (Prot bits) to every byte of [va, va + n)?
-   * => throws EFAULT (naming `fn`) at the first byte unmapped or forbidden; touches no page
+   * => throws EINVAL (naming `fn`) for a bad address or length, EFAULT at the first byte unmapped or
+   *    forbidden; touches no page
    */
   checkRange(fn: string, va: number, n: number, access: number): void {
+    checkAddress(fn, va, false);
+    checkLength(fn, n, 0, VM_MAX_ADDRESS);
     let a = va;
     while (a < va + n) {
       const e = this.map.lookup(a);

@@ -165,10 +165,28 @@ export class Uvm {
     return this.pdaemon.wait(reason);
   }
 
+  /*
+   * trace: hand an event to every listener (kernel.onTrace), in the middle of the kernel's work
+   * => a listener that throws is removed and its error reported as a process warning: a broken
+   *    observer must not leave a loan or a fault half done
+   */
   trace(kind: TraceKind, pg: VmPage, detail?: string): void {
     if (this.tracers.length === 0) return;
     const ev: TraceEvent = { kind, frame: pg.frame, time: performance.now(), detail };
-    for (const t of this.tracers) t(ev);
+    for (const t of [...this.tracers]) {
+      try {
+        t(ev);
+      } catch (err) {
+        this.dropTracer(t, err);
+      }
+    }
+  }
+
+  private dropTracer(t: (ev: TraceEvent) => void, err: unknown): void {
+    const i = this.tracers.indexOf(t);
+    if (i >= 0) this.tracers.splice(i, 1);
+    const why = err instanceof Error ? err.message : String(err);
+    process.emitWarning(`a kernel trace listener threw (${why}) and was removed`, 'LoanoutTraceWarning');
   }
 
   /* background: track a promise that kernel.sync() must wait for (errors are kept, not thrown) */

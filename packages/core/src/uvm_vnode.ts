@@ -163,6 +163,11 @@ async function openBest(path: string): Promise<{ fh: FileHandle; writable: boole
 }
 
 function fsError(fn: string, path: string, err: NodeJS.ErrnoException): KernelError {
-  const code = err.code === 'ENOENT' ? 'ENOENT' : err.code === 'EACCES' ? 'EACCES' : 'EIO';
+  const code =
+    err.code === 'ENOENT' || err.code === 'EACCES'
+      ? err.code
+      : err.code === 'ERR_INVALID_ARG_VALUE' || err.code === 'ERR_INVALID_ARG_TYPE'
+        ? 'EINVAL'
+        : 'EIO';
   return new KernelError(code, `${fn}: ${path}: ${err.message}`, { cause: err });
 }

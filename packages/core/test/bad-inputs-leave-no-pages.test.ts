@@ -148,10 +148,28 @@ const syncCases: [string, KernelErrorCode, Call][] = [
   ['kenter at an unaligned address', 'EINVAL', ({ k }) => k.kenter(0x8000_0010, [k.uvm.pages[0]])],
   ['kenter with bad protection', 'EINVAL', ({ k }) => k.kenter(0x8000_0000, [k.uvm.pages[0]], -1)],
   ['kenter of something not a page', 'EINVAL', ({ k }) => k.kenter(0x8000_0000, [{} as VmPage])],
+  ['kenter far above kernel space', 'EINVAL', ({ k }) => k.kenter(PAGE_SIZE * 2 ** 40, [k.uvm.pages[0]])],
+  ['kenter below kernel space', 'EINVAL', ({ k }) => k.kenter(0x1000_0000, [k.uvm.pages[0]])],
+  [
+    "kenter of another kernel's page",
+    'EINVAL',
+    ({ k }) => k.kenter(0x8000_0000, [new Kernel({ physPages: 4 }).uvm.pages[0]]),
+  ],
+  ['kremove running past kernel space', 'EINVAL', ({ k }) => k.kremove(0x8000_0000, 2 ** 30)],
   ['kremove at an unaligned address', 'EINVAL', ({ k }) => k.kremove(0x8000_0010, 1)],
   ['kremove of a negative count', 'EINVAL', ({ k }) => k.kremove(0x8000_0000, -1)],
   ['kread of a negative length', 'EINVAL', ({ k }) => k.kread(0x8000_0000, -1)],
   ['kwrite of a string', 'EINVAL', ({ k }) => k.kwrite(0x8000_0000, 'x' as unknown as Uint8Array)],
+  ['setIoHook of a string', 'EINVAL', ({ k }) => k.setIoHook('hook' as never)],
+  ['procExited of a live process', 'EINVAL', ({ k, p }) => k.procExited(p)],
+  ['procExited of nothing', 'EINVAL', ({ k }) => k.procExited(undefined as never)],
+  ['checkRange at a NaN address', 'EINVAL', ({ p }) => p.checkRange('f', Number.NaN, 10, Prot.READ)],
+  ['checkRange of a negative length', 'EINVAL', ({ p, rw }) => p.checkRange('f', rw, -1, Prot.READ)],
+  [
+    'copyinPhys with a sink that is not a function',
+    'EINVAL',
+    ({ p, rw }) => p.copyinPhys(rw, 8, 'x' as never),
+  ],
 ];
 
 const asyncCases: [string, KernelErrorCode, (w: World) => Promise<unknown>][] = [
@@ -185,6 +203,7 @@ const asyncCases: [string, KernelErrorCode, (w: World) => Promise<unknown>][] = 
   ['mmapFile with bad protection', 'EINVAL', ({ p }) => p.mmapFile(file, { prot: -1 })],
   ['mmapFile with null options', 'EINVAL', ({ p }) => p.mmapFile(file, null as unknown as MmapFileOptions)],
   ['mmapFile of an empty path', 'EINVAL', ({ p }) => p.mmapFile('')],
+  ['mmapFile of a path with a NUL byte', 'EINVAL', ({ p }) => p.mmapFile(`${file}\0x`)],
   [
     'mmapFile shared writable of a read-only file',
     'EACCES',

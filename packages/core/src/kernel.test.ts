@@ -293,6 +293,29 @@ describe('Kernel.onTrace', () => {
 });
 
 describe('Kernel.setIoHook', () => {
+  it('still lets the event loop run during every I/O when the hook returns at once', async () => {
+    /* a hook that returns at once used to make swap I/O microtask-only: under pressure a page could be
+       swapped out and faulted back in forever without a timer or a file read ever running */
+    const k = new Kernel({ physPages: 8, swapPages: 32 });
+    const p = k.createProcess();
+    const va = p.mmap(16 * PAGE_SIZE);
+    let ios = 0;
+    let immediateRan = false;
+    let ranBeforeSecondIo: boolean | null = null;
+    k.setIoHook(() => {
+      if (++ios === 2) ranBeforeSecondIo = immediateRan;
+    });
+    setImmediate(() => {
+      immediateRan = true;
+    });
+    await p.write(va, pattern(16 * PAGE_SIZE, 3));
+    expect(ios).toBeGreaterThanOrEqual(2);
+    expect(ranBeforeSecondIo).toBe(true);
+    expect((await p.read(va, 16 * PAGE_SIZE)).equals(pattern(16 * PAGE_SIZE, 3))).toBe(true);
+    p.exit();
+    await settle(k);
+  });
+
   it('sees swap I/O, and the I/O waits for the hook', async () => {
     const k = new Kernel({ physPages: 16, swapPages: 32 });
     const seen: IoEvent[] = [];

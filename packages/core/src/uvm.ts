@@ -143,13 +143,14 @@ export class Uvm {
   }
 
   /*
-   * io: the middle of an I/O; runs the test hook, if any, and yields to the event loop as a real
-   * device would (a macrotask, not just a microtask: swap traffic that only ever yielded microtasks
-   * could thrash under pressure without letting file reads or timers run)
+   * io: the middle of an I/O; runs the test hook, if any, then yields to the event loop as a real
+   * device would -- always, hook or not: swap traffic that only ever yielded microtasks could thrash
+   * under pressure (a page swapped out, faulted back in, swapped out again...) without ever letting
+   * the file reads that would end the thrashing, or any timer, run
    */
   async io(ev: IoEvent): Promise<void> {
     if (this.ioHook !== null) await this.ioHook(ev);
-    else await new Promise<void>((resolve) => setImmediate(resolve));
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
   pdaemonWake(): void {

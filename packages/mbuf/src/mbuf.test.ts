@@ -243,6 +243,121 @@ describe('mCat', () => {
   });
 });
 
+describe('mCat refuses what would corrupt a chain, before changing anything', () => {
+  it('a chain inside another chain (a shared tail): EINVAL; both chains free cleanly after', async () => {
+    const { k, p, va } = await setup();
+    const a = await mbufCopyin(p, va, 10);
+    const b = await mbufCopyin(p, va, 3 * MCLBYTES);
+    const before = counters(k);
+    await expectError(() => mCat(a, b.next!), 'EINVAL');
+    await expectError(() => mCat(a, b.next!.next!), 'EINVAL');
+    expect(mLength(a)).toBe(10);
+    expect(a.pkthdrLen).toBe(10);
+    expect(a.next).toBe(null);
+    expect(counters(k)).toEqual(before);
+    mFreem(a);
+    mFreem(b);
+    expect(counters(k).clustersInUse).toBe(0);
+    k.checkInvariants();
+  });
+
+  it('a chain already appended to another: EINVAL (it would be freed twice)', async () => {
+    const { k, p, va } = await setup();
+    const a = await mbufCopyin(p, va, 10);
+    const b = await mbufLoan(p, va, 10);
+    const c = await mbufCopyin(p, va, 10);
+    mCat(a, b);
+    await expectError(() => mCat(c, b), 'EINVAL');
+    expect(mLength(c)).toBe(10);
+    mFreem(a);
+    mFreem(c);
+    expect(counters(k).loanedPages).toBe(0);
+    expect(counters(k).clustersInUse).toBe(0);
+    k.checkInvariants();
+  });
+
+  it("another kernel's chain: EINVAL", async () => {
+    const { k, p, va } = await setup();
+    const other = await setup();
+    const a = await mbufCopyin(p, va, 10);
+    const b = await mbufCopyin(other.p, other.va, 10);
+    await expectError(() => mCat(a, b), 'EINVAL');
+    await expectError(() => mCat(b, a), 'EINVAL');
+    expect(mLength(a)).toBe(10);
+    expect(b.flags & M_PKTHDR).toBe(M_PKTHDR);
+    mFreem(a);
+    mFreem(b);
+    k.checkInvariants();
+    other.k.checkInvariants();
+  });
+
+  it('a freed chain, or one holding a freed mbuf, on either side: a panic, and nothing is linked', async () => {
+    const { k, p, va } = await setup();
+    const a = await mbufCopyin(p, va, 10);
+    const gone = await mbufCopyin(p, va, 10);
+    mFreem(gone);
+    expectPanic(() => mCat(a, gone), /used after free/);
+    expectPanic(() => mCat(gone, a), /used after free/);
+    const holed = await mbufCopyin(p, va, 2 * MCLBYTES);
+    const tail = holed.next!;
+    mFree(tail);
+    expectPanic(() => mCat(a, holed), /freed mbuf/);
+    expectPanic(() => mCat(holed, a), /freed mbuf/);
+    expect(a.next).toBe(null);
+    expect(holed.next).toBe(tail);
+    expect(mLength(a)).toBe(10);
+    holed.next = null;
+    mFreem(holed);
+    mFreem(a);
+    expect(counters(k).clustersInUse).toBe(0);
+    k.checkInvariants();
+  });
+});
+
+describe('a chain holding an mbuf freed on its own', () => {
+  it('every walk of it panics, and mFreem frees nothing (the misuse is reported, not half done)', async () => {
+    const { k, p, va } = await setup();
+    const c = await mbufCopyin(p, va, 3 * MCLBYTES);
+    const [, second, third] = mbufs(c);
+    mFree(second);
+    expect(third.linked).toBe(false);
+    const before = counters(k);
+    expect(before.clustersInUse).toBe(2);
+    expectPanic(() => mLength(c), /freed mbuf/);
+    expectPanic(() => mBuffers(c), /freed mbuf/);
+    expectPanic(() => mCopydata(c, 0, 1), /freed mbuf/);
+    expectPanic(() => mCopyback(c, 0, Buffer.alloc(1)), /freed mbuf/);
+    expectPanic(() => mAdj(c, 1), /freed mbuf/);
+    expectPanic(() => mAdj(c, -1), /freed mbuf/);
+    expectPanic(() => mFreem(c), /m_freem: .*freed mbuf/);
+    expect(c.freed).toBe(false);
+    expect(counters(k)).toEqual(before);
+    k.checkInvariants();
+    /* the mbuf after the freed one heads a chain of its own; the head, unlinked, frees alone */
+    expect(mLength(third)).toBe(MCLBYTES);
+    c.next = null;
+    mFreem(c);
+    mFreem(third);
+    expect(counters(k).clustersInUse).toBe(0);
+    k.checkInvariants();
+  });
+
+  it('after mFree of the head, the rest of the chain can be appended and freed as a chain', async () => {
+    const { k, p, va, bytes } = await setup();
+    const c = await mbufCopyin(p, va, 2 * MCLBYTES);
+    const rest = c.next!;
+    mFree(c);
+    const a = await mbufCopyin(p, va, 10);
+    mCat(a, rest);
+    expect(
+      chainBytes(a).equals(Buffer.concat([bytes.subarray(0, 10), bytes.subarray(MCLBYTES, 2 * MCLBYTES)])),
+    ).toBe(true);
+    mFreem(a);
+    expect(counters(k).clustersInUse).toBe(0);
+    k.checkInvariants();
+  });
+});
+
 describe('mFree / mFreem', () => {
   it('an mbuf of a loaned chain keeps the pages until the last mbuf of the chain is freed', async () => {
     const { k, p } = await setup(1);

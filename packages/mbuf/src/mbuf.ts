@@ -13,6 +13,13 @@
  *
  * Freeing an mbuf drops its reference to its storage; the last reference frees it (a cluster goes back
  * to its pool; loaned pages are unmapped, unloaned, and their address space given back).
+ *
+ * Misuse is caught at the cost of a flag per mbuf. A freed mbuf keeps `freed`, so every walk of a chain
+ * (mLength, mBuffers, mCopydata, mCopyback, mAdj, mCat, mFreem) panics at one that an mFree took out
+ * from under its chain -- mFreem checks the whole chain before it frees anything, so the misuse is
+ * reported, not half done. An mbuf that another's `next` points to is `linked`, so mCat refuses to
+ * append it (two chains sharing a tail would free it twice); the chain builders and mCat link through
+ * mLink, and mFree unlinks the mbuf after the one it frees.
  */
 import { type Kernel, KernelError, KernelPanic } from '@loanout/core';
 
@@ -46,6 +53,8 @@ export class Mbuf {
   readonly ext: MbufExt;
   readonly kernel: Kernel;
   freed = false;
+  /* another mbuf's `next` points here (set by the chain builders and mCat): not the head of a chain */
+  linked = false;
 
   constructor(kernel: Kernel, flags: number, view: Buffer, kva: number, ext: MbufExt) {
     this.kernel = kernel;
@@ -61,52 +70,90 @@ export class Mbuf {
   }
 }
 
-function checkChain(fn: string, m: unknown): asserts m is Mbuf {
+/* mLink: put n after m in a chain (the chain builders' and mCat's only way to link) */
+export function mLink(m: Mbuf, n: Mbuf): void {
+  m.next = n;
+  n.linked = true;
+}
+
+function checkMbuf(fn: string, m: unknown): asserts m is Mbuf {
   if (!(m instanceof Mbuf)) throw new KernelError('EINVAL', `${fn}: not an mbuf chain`);
-  if (m.freed) throw new KernelPanic(`${fn}: mbuf used after free`);
+}
+
+/*
+ * chainLength: the data bytes of a chain whose every mbuf is live
+ * => panics at a freed mbuf anywhere in it (the head, or one freed alone with mFree while the chain
+ *    still pointed at it): a use after free
+ */
+function chainLength(fn: string, m: Mbuf): number {
+  let n = 0;
+  for (let x: Mbuf | null = m; x !== null; x = x.next) {
+    if (x.freed) usedAfterFree(fn, x === m);
+    n += x.len;
+  }
+  return n;
+}
+
+function usedAfterFree(fn: string, head: boolean): never {
+  throw new KernelPanic(
+    head ? `${fn}: mbuf used after free` : `${fn}: the chain holds a freed mbuf (used after free)`,
+  );
 }
 
 /*
  * mFreem: free a whole chain (m_freem).
- * => panics on a chain already freed (double free)
+ * => panics on a chain already freed (double free), or one holding an mbuf freed on its own; the
+ *    chain is checked first, so then nothing is freed
  */
 export function mFreem(m: Mbuf): void {
-  if (!(m instanceof Mbuf)) throw new KernelError('EINVAL', 'm_freem: not an mbuf chain');
+  checkMbuf('m_freem', m);
+  if (m.freed) throw new KernelPanic('m_freem: mbuf freed twice');
+  chainLength('m_freem', m);
   for (let n: Mbuf | null = m; n !== null; ) {
     const next: Mbuf | null = n.next;
-    mFree(n);
+    freeOne(n);
     n = next;
   }
 }
 
 /*
- * mFree: free one mbuf (m_free); its storage goes when its last reference does
+ * mFree: free one mbuf (m_free); its storage goes when its last reference does. The mbuf after it,
+ * if any, becomes the head of a chain of its own.
  * => panics on an mbuf already freed
  */
 export function mFree(m: Mbuf): void {
-  if (!(m instanceof Mbuf)) throw new KernelError('EINVAL', 'm_free: not an mbuf');
+  checkMbuf('m_free', m);
   if (m.freed) throw new KernelPanic('m_free: mbuf freed twice');
+  freeOne(m);
+}
+
+function freeOne(m: Mbuf): void {
   m.freed = true;
+  if (m.next !== null) m.next.linked = false;
   m.next = null;
   if (--m.ext.refs === 0) m.ext.release();
 }
 
-/* mLength: the number of data bytes in a chain (m_length) */
+/*
+ * mLength: the number of data bytes in a chain (m_length)
+ * => panics if the chain holds a freed mbuf
+ */
 export function mLength(m: Mbuf): number {
-  checkChain('m_length', m);
-  let n = 0;
-  for (let x: Mbuf | null = m; x !== null; x = x.next) n += x.len;
-  return n;
+  checkMbuf('m_length', m);
+  return chainLength('m_length', m);
 }
 
 /*
  * mBuffers: the chain's data as zero-copy Buffer views of RAM, in order (for node:net writes).
- * => no copy and no allocation beyond the array
+ * => no copy and no allocation beyond the array; panics if the chain holds a freed mbuf
  */
 export function mBuffers(m: Mbuf): Buffer[] {
-  checkChain('m_buffers', m);
+  checkMbuf('m_buffers', m);
   const out: Buffer[] = [];
-  for (let x: Mbuf | null = m; x !== null; x = x.next) if (x.len > 0) out.push(x.view);
+  for (let x: Mbuf | null = m; x !== null; x = x.next) {
+    if (x.freed) usedAfterFree('m_buffers', x === m);
+    if (x.len > 0) out.push(x.view);
+  }
   return out;
 }
 
@@ -115,7 +162,7 @@ export function mBuffers(m: Mbuf): Buffer[] {
  * => EINVAL if [off, off + n) is not inside the chain
  */
 export function mCopydata(m: Mbuf, off: number, n: number): Buffer {
-  checkChain('m_copydata', m);
+  checkMbuf('m_copydata', m);
   checkSpan('m_copydata', m, off, n);
   const out = Buffer.allocUnsafe(n);
   let done = 0;
@@ -132,7 +179,7 @@ export function mCopydata(m: Mbuf, off: number, n: number): Buffer {
  * => EINVAL if the bytes aren't a Uint8Array or don't fit inside the chain
  */
 export function mCopyback(m: Mbuf, off: number, bytes: Uint8Array): void {
-  checkChain('m_copyback', m);
+  checkMbuf('m_copyback', m);
   if (!(bytes instanceof Uint8Array))
     throw new KernelError('EINVAL', 'm_copyback: bytes must be a Uint8Array');
   checkSpan('m_copyback', m, off, bytes.length);
@@ -148,8 +195,9 @@ export function mCopyback(m: Mbuf, off: number, bytes: Uint8Array): void {
  * => mbufs left empty stay in the chain with len 0; the packet header length follows
  */
 export function mAdj(m: Mbuf, n: number): void {
-  checkChain('m_adj', m);
-  if (!Number.isSafeInteger(n) || Math.abs(n) > mLength(m))
+  checkMbuf('m_adj', m);
+  const total = chainLength('m_adj', m);
+  if (!Number.isSafeInteger(n) || Math.abs(n) > total)
     throw new KernelError('EINVAL', `m_adj: bad count ${n}`);
   let left = Math.abs(n);
   if (n > 0) {
@@ -179,27 +227,37 @@ function trimTail(x: Mbuf, k: number): number {
 
 /*
  * mCat: append chain n to chain m (m_cat); the packet header of m grows
- * => EINVAL if the chains share an mbuf (the result would be a loop)
+ * => EINVAL if n is not the head of a chain of its own (it is inside another chain: the two would
+ *    share a tail, freed twice), if the chains share an mbuf (the result would be a loop; m and n the
+ *    same chain, too), or if they belong to different kernels; panics if either holds a freed mbuf;
+ *    all checked before anything changes
  */
 export function mCat(m: Mbuf, n: Mbuf): void {
-  checkChain('m_cat', m);
-  checkChain('m_cat', n);
-  let last = m;
-  for (;;) {
-    if (last === n) throw new KernelError('EINVAL', 'm_cat: the chains overlap');
-    if (last.next === null) break;
-    last = last.next;
-  }
-  for (let x: Mbuf | null = n; x !== null; x = x.next) {
-    if (x === m) throw new KernelError('EINVAL', 'm_cat: the chains overlap');
-  }
-  last.next = n;
-  if (m.flags & M_PKTHDR) m.pkthdrLen += mLength(n);
+  checkMbuf('m_cat', m);
+  checkMbuf('m_cat', n);
+  if (n.kernel !== m.kernel) throw new KernelError('EINVAL', 'm_cat: the chains belong to different kernels');
+  if (n.linked) throw new KernelError('EINVAL', 'm_cat: the second chain is inside another chain');
+  const last = lastApart(m, n);
+  lastApart(n, m);
+  const len = chainLength('m_cat', n);
+  mLink(last, n);
+  if (m.flags & M_PKTHDR) m.pkthdrLen += len;
   n.flags &= ~M_PKTHDR;
 }
 
+/* lastApart: the last mbuf of live chain m, which must not contain `other` (EINVAL) */
+function lastApart(m: Mbuf, other: Mbuf): Mbuf {
+  for (let x = m; ; x = x.next) {
+    if (x.freed) usedAfterFree('m_cat', x === m);
+    if (x === other) throw new KernelError('EINVAL', 'm_cat: the chains overlap');
+    if (x.next === null) return x;
+  }
+}
+
+/* checkSpan: [off, off + n) inside the chain (EINVAL); panics if the chain holds a freed mbuf */
 function checkSpan(fn: string, m: Mbuf, off: number, n: number): void {
-  if (!Number.isSafeInteger(off) || !Number.isSafeInteger(n) || off < 0 || n < 0 || off + n > mLength(m)) {
+  const total = chainLength(fn, m);
+  if (!Number.isSafeInteger(off) || !Number.isSafeInteger(n) || off < 0 || n < 0 || off + n > total) {
     throw new KernelError('EINVAL', `${fn}: [${off}, +${n}) is not inside the chain`);
   }
 }

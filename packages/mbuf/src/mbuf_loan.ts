@@ -21,6 +21,7 @@ import {
   uvmUnloanPages,
   type VmPage,
 } from '@loanout/core';
+import { checkSignal } from './kern_condvar.js';
 import {
   M_EXT,
   M_EXT_CLUSTER,
@@ -31,11 +32,12 @@ import {
   MCLBYTES,
   MCLSHIFT,
   mFreem,
+  mLink,
 } from './mbuf.js';
 import { type MbufSystem, mbufSystem } from './mbuf_system.js';
 
 export interface MbufLoanOptions {
-  /* give up waiting for kernel address space or clusters (EINTR) */
+  /* give up waiting for kernel address space or clusters (EINTR); already aborted: EINTR at once */
   signal?: AbortSignal;
 }
 
@@ -44,15 +46,16 @@ export interface MbufLoanOptions {
  * => any va and len; the whole pages under them are loaned, the chain covers just the bytes
  * => waits while the loan would exceed the kernel address-space budget
  * => throws EINVAL (bad arguments or options, larger than the whole budget), ESRCH (the process has
- *    exited, or exits while we wait), EFAULT (unmapped or unreadable), EINTR (aborted while waiting);
- *    then nothing is left loaned, wired or mapped
+ *    exited, or exits while we wait), EFAULT (unmapped or unreadable), EINTR (opts.signal aborted the
+ *    wait for the budget, or had already aborted: then EINTR at once, once the process, va and len
+ *    are checked, even if nothing would wait); then nothing is left loaned, wired or mapped
  * => when nothing needs to sleep (budget free, pages resident) the chain is built at once: the only
  *    await is the caller's
  */
 export function mbufLoan(proc: Proc, va: number, len: number, opts: MbufLoanOptions = {}): Promise<Mbuf> {
   try {
     checkUserBuffer('mbuf_loan', proc, va, len);
-    checkLoanOptions(opts);
+    checkLoanOptions('mbuf_loan', opts);
     const sys = mbufSystem(proc.kernel);
     const start = va - (va % PAGE_SIZE);
     const npages = Math.ceil((va + len - start) / PAGE_SIZE);
@@ -99,11 +102,10 @@ function loanMapped(sys: MbufSystem, pages: VmPage[], va: number, len: number, s
   return buildLoanChain(sys, pages, kva, va - start, len);
 }
 
-function checkLoanOptions(opts: MbufLoanOptions): void {
-  if (opts === null || typeof opts !== 'object') throw new KernelError('EINVAL', 'mbuf_loan: bad options');
-  if (opts.signal !== undefined && !(opts.signal instanceof AbortSignal)) {
-    throw new KernelError('EINVAL', 'mbuf_loan: signal must be an AbortSignal');
-  }
+/* checkLoanOptions: an object (EINVAL) whose signal, if any, is an AbortSignal (EINVAL) not aborted (EINTR) */
+function checkLoanOptions(fn: string, opts: MbufLoanOptions): void {
+  if (opts === null || typeof opts !== 'object') throw new KernelError('EINVAL', `${fn}: bad options`);
+  checkSignal(fn, opts.signal);
 }
 
 /*
@@ -164,7 +166,7 @@ function buildLoanChain(sys: MbufSystem, pages: VmPage[], kva: number, off: numb
     const m = new Mbuf(sys.kernel, M_EXT | M_EXT_PAGES | M_EXT_ROMAP, view, kva + lo, ext);
     ext.refs++;
     if (tail === null) head = m;
-    else tail.next = m;
+    else mLink(tail, m);
     tail = m;
     i = j + 1;
   }
@@ -193,14 +195,17 @@ class ClusterExt {
  * mbufCopyin: a chain holding a copy of the user's bytes [va, va + len) in 2 KiB clusters (uiomove).
  * => any va and len; takes all its clusters at once, waiting in line (holding none) while the pool is
  *    at its limit
- * => throws EINVAL (bad arguments, more than the whole cluster pool), ESRCH (exited), EFAULT
- *    (unmapped or unreadable), ENOMEM, EINTR (opts.signal aborted the wait); then no cluster is kept
+ * => throws EINVAL (bad arguments or options, more than the whole cluster pool), ESRCH (exited),
+ *    EFAULT (unmapped or unreadable), ENOMEM (no page for the pool to grow by: the pool then gives its
+ *    idle pages back), EINTR (opts.signal aborted the wait for clusters, or had already aborted: then
+ *    EINTR at once, once the process, va and len are checked, even if nothing would wait); then no
+ *    cluster is kept
  * => when nothing needs to sleep (clusters free, pages mapped) the copy is done at once
  */
 export function mbufCopyin(proc: Proc, va: number, len: number, opts: MbufLoanOptions = {}): Promise<Mbuf> {
   try {
     checkUserBuffer('mbuf_copyin', proc, va, len);
-    checkLoanOptions(opts);
+    checkLoanOptions('mbuf_copyin', opts);
     const sys = mbufSystem(proc.kernel);
     const n = Math.ceil(len / MCLBYTES);
     if (n > sys.clusters.capacity) {
@@ -264,7 +269,7 @@ function buildClusterChain(sys: MbufSystem, addrs: number[], len: number): Mbuf 
       new ClusterExt(sys, addrs[i]),
     );
     if (tail === null) head = m;
-    else tail.next = m;
+    else mLink(tail, m);
     tail = m;
   }
   head!.flags |= M_PKTHDR;

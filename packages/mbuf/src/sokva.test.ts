@@ -112,6 +112,34 @@ describe('KvaBudget', () => {
     expect(b.usedPages).toBe(2);
   });
 
+  it('an already aborted signal gives EINTR at once even when the pages fit, and reserves nothing', async () => {
+    const b = new KvaBudget(4);
+    const reason = new Error('gave up');
+    const err = await b.reserve(1, AbortSignal.abort(reason)).catch((e) => e);
+    expect(err.code).toBe('EINTR');
+    expect(err.cause).toBe(reason);
+    expect(b.usedPages).toBe(0);
+    expect(b.waits).toBe(0);
+  });
+
+  it('a signal that is not an AbortSignal is EINVAL before anything is queued: later releases work', async () => {
+    const b = new KvaBudget(2);
+    for (const bad of ['nope', {}, 42, null, { aborted: false, addEventListener() {} }]) {
+      await expectError(b.reserve(1, bad as never), 'EINVAL');
+    }
+    expect(b.usedPages).toBe(0);
+    await b.reserve(2);
+    for (const bad of ['nope', {}, null]) await expectError(b.reserve(1, bad as never), 'EINVAL');
+    expect(b.waiting).toBe(0);
+    expect(b.waits).toBe(0);
+    const next = b.reserve(1);
+    b.release(2);
+    await next;
+    expect(b.usedPages).toBe(1);
+    b.release(1);
+    expect(b.usedPages).toBe(0);
+  });
+
   it('an abort after the waiter was let in changes nothing (it keeps its pages)', async () => {
     const b = new KvaBudget(2);
     await b.reserve(2);

@@ -5,22 +5,22 @@
  * Every loaned mbuf chain maps its pages into kernel space until it is freed. Without a cap, a peer
  * that stops reading would let senders pin all of RAM. A loan that would go over the budget waits,
  * first come first served, until frees bring usage down; it holds nothing while it waits (it reserves
- * before it loans), so waiting can't deadlock. An AbortSignal gives up the wait (EINTR).
+ * before it loans), so waiting can't deadlock. An AbortSignal gives up the wait (EINTR); a bad signal is
+ * refused before anything is queued, so a release never meets one (kern_condvar.ts).
  */
 import { KernelError, KernelPanic } from '@loanout/core';
-
-interface Waiter {
-  npages: number;
-  resolve: () => void;
-  /* stop listening for an abort once the waiter is let in */
-  forget: () => void;
-}
+import { checkSignal, WaitLine } from './kern_condvar.js';
 
 export class KvaBudget {
   readonly limitPages: number;
   usedPages = 0;
   waits = 0;
-  private readonly waiters: Waiter[] = [];
+  private readonly line = new WaitLine(
+    (n) => this.usedPages + n <= this.limitPages,
+    (n) => {
+      this.usedPages += n;
+    },
+  );
 
   /* => limitPages >= 1 (EINVAL) */
   constructor(limitPages: number) {
@@ -31,7 +31,7 @@ export class KvaBudget {
   }
 
   get waiting(): number {
-    return this.waiters.length;
+    return this.line.length;
   }
 
   /*
@@ -40,43 +40,33 @@ export class KvaBudget {
    */
   tryReserve(npages: number): boolean {
     checkCount('sokvaalloc', npages);
-    if (this.waiters.length > 0 || this.usedPages + npages > this.limitPages) return false;
+    if (this.line.length > 0 || this.usedPages + npages > this.limitPages) return false;
     this.usedPages += npages;
     return true;
   }
 
   /*
    * reserve: take npages, waiting in line for frees if they don't fit now (sokvaalloc)
-   * => throws EINVAL if npages is not a positive integer or exceeds the whole budget, EINTR if
-   *    `signal` aborts the wait
+   * => throws EINVAL if npages is not a positive integer or exceeds the whole budget, or signal is
+   *    neither undefined nor an AbortSignal; EINTR if signal has already aborted (at once, even when
+   *    the pages fit) or aborts the wait; then nothing is reserved or left waiting
    */
   reserve(npages: number, signal?: AbortSignal): Promise<void> {
-    if (!Number.isSafeInteger(npages) || npages < 1) {
-      return Promise.reject(new KernelError('EINVAL', `sokvaalloc: bad page count ${String(npages)}`));
-    }
-    if (npages > this.limitPages) {
-      return Promise.reject(
-        new KernelError(
+    try {
+      checkCount('sokvaalloc', npages);
+      if (npages > this.limitPages) {
+        throw new KernelError(
           'EINVAL',
           `sokvaalloc: ${npages} pages exceed the ${this.limitPages}-page loan budget`,
-        ),
-      );
+        );
+      }
+      checkSignal('sokvaalloc', signal);
+    } catch (err) {
+      return Promise.reject(err);
     }
     if (this.tryReserve(npages)) return Promise.resolve();
-    if (signal?.aborted) return Promise.reject(new KernelError('EINTR', 'sokvaalloc: aborted'));
     this.waits++;
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = () => {
-        const i = this.waiters.indexOf(w);
-        if (i < 0) return;
-        this.waiters.splice(i, 1);
-        reject(new KernelError('EINTR', 'sokvaalloc: aborted while waiting for kernel address space'));
-        this.pump();
-      };
-      const w: Waiter = { npages, resolve, forget: () => signal?.removeEventListener('abort', onAbort) };
-      this.waiters.push(w);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+    return this.line.sleep('sokvaalloc', 'kernel address space', npages, signal);
   }
 
   /*
@@ -88,16 +78,7 @@ export class KvaBudget {
       throw new KernelPanic(`sokvafree: releasing ${String(npages)} pages of ${this.usedPages} reserved`);
     }
     this.usedPages -= npages;
-    this.pump();
-  }
-
-  private pump(): void {
-    while (this.waiters.length > 0 && this.usedPages + this.waiters[0].npages <= this.limitPages) {
-      const w = this.waiters.shift()!;
-      this.usedPages += w.npages;
-      w.forget();
-      w.resolve();
-    }
+    this.line.pump();
   }
 }
 

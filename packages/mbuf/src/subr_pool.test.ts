@@ -16,6 +16,12 @@ describe('Pool construction', () => {
     for (const max of [0, -1, 2.5, Number.NaN]) {
       await expectError(() => new Pool(k, 'p', MCLBYTES, max), 'EINVAL');
     }
+    for (const bad of [null, undefined, {}, { uvm: { pages: [] } }, 'kernel']) {
+      await expectError(() => new Pool(bad as never, 'p', MCLBYTES, 1), 'EINVAL');
+    }
+    for (const bad of [undefined, null, 7, {}]) {
+      await expectError(() => new Pool(k, bad as never, MCLBYTES, 1), 'EINVAL');
+    }
     const pool = new Pool(k, 'mclpl', MCLBYTES, 3);
     expect(pool.perPage).toBe(2);
     expect(pool.capacity).toBe(6);
@@ -79,6 +85,34 @@ describe('Pool.get / put', () => {
     expect(pool.inUse).toBe(1);
   });
 
+  it('view and kvaOf of something that is not an item of this pool are EINVAL', async () => {
+    const k = boot();
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 2);
+    const a = await pool.get();
+    const other = new Pool(k, 'other', MCLBYTES, 1);
+    const b = await other.get();
+    for (const bad of [12345, a + 1, b, -MCLBYTES, 10 * PAGE_SIZE * 1000, Number.NaN, '0', undefined]) {
+      await expectError(() => pool.view(bad as never), 'EINVAL');
+      await expectError(() => pool.kvaOf(bad as never), 'EINVAL');
+    }
+    expect(pool.view(a).length).toBe(MCLBYTES);
+    k.checkInvariants();
+  });
+
+  it('view and kvaOf of an item that is not out panic (a use after put); once drained it is EINVAL', async () => {
+    const k = boot();
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 2);
+    const [a, b] = await pool.getMany(2);
+    pool.put(a);
+    expectPanic(() => pool.view(a), /used after put/);
+    expectPanic(() => pool.kvaOf(a), /used after put/);
+    pool.put(b);
+    pool.drain();
+    await expectError(() => pool.view(a), 'EINVAL');
+    await expectError(() => pool.kvaOf(b), 'EINVAL');
+    expect(pool.inUse).toBe(0);
+  });
+
   it('a double put panics and does not hand the item out twice', async () => {
     const k = boot();
     const pool = new Pool(k, 'mclpl', MCLBYTES, 1);
@@ -118,7 +152,18 @@ describe('Pool.getMany', () => {
   it('refuses a count that could never be had at once (EINVAL) instead of waiting forever', async () => {
     const k = boot();
     const pool = new Pool(k, 'mclpl', MCLBYTES, 2);
-    for (const bad of [5, 0, -1, 1.5, Number.NaN]) await expectError(pool.getMany(bad), 'EINVAL');
+    for (const bad of [5, 0, -1, 1.5, Number.NaN, '1']) {
+      await expectError(pool.getMany(bad as never), 'EINVAL');
+      await expectError(() => pool.getManySync(bad as never), 'EINVAL');
+    }
+    const two = await pool.getMany(2);
+    pool.put(two[0]);
+    pool.put(two[1]);
+    for (const bad of [5, 0, -1, 1.5, Number.NaN, '1']) {
+      await expectError(() => pool.getManySync(bad as never), 'EINVAL');
+    }
+    expect((pool.getManySync(4) ?? []).length).toBe(0);
+    pool.drain();
     expect(pool.inUse).toBe(0);
     expect(pool.npages).toBe(0);
   });
@@ -178,6 +223,67 @@ describe('Pool.getMany', () => {
   });
 });
 
+describe('Pool gives its pages back when memory runs out', () => {
+  it('a getMany that fails with ENOMEM gives back the pages it grew by: wired and free are as before', async () => {
+    const k = boot(8);
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 32);
+    await expectError(pool.getMany(20), 'ENOMEM');
+    expect(pool.npages).toBe(0);
+    expect(k.stats().wiredPages).toBe(0);
+    expect(k.stats().freePages).toBe(8);
+    expect(k.stats().kernelVaPages).toBe(0);
+    k.checkInvariants();
+  });
+
+  it('and the pages that were idle before it; pages with an item out stay', async () => {
+    const k = boot(8);
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 32);
+    const held = await pool.getMany(6);
+    pool.put(held[0]);
+    pool.put(held[1]);
+    expect(pool.npages).toBe(3);
+    await expectError(pool.getMany(20), 'ENOMEM');
+    expect(pool.npages).toBe(2);
+    expect(pool.inUse).toBe(4);
+    expect(k.stats().wiredPages).toBe(2);
+    for (const x of held.slice(2)) expect(pool.view(x).length).toBe(MCLBYTES);
+    k.checkInvariants();
+  });
+
+  it('a taker waiting in line behind one that fails with ENOMEM still gets its items', async () => {
+    const k = boot(4);
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 6);
+    const held = await pool.getMany(2);
+    const failing = pool.getMany(10);
+    const behind = pool.getMany(2);
+    await expectError(failing, 'ENOMEM');
+    expect((await behind).length).toBe(2);
+    for (const x of held) pool.put(x);
+    k.checkInvariants();
+  });
+
+  it('a put while memory is short gives idle pages back; with memory to spare they stay', async () => {
+    const k = boot(16);
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 8);
+    const got = await pool.getMany(4);
+    pool.put(got[0]);
+    pool.put(got[1]);
+    expect(pool.npages).toBe(2);
+    const p = k.createProcess();
+    const va = p.mmap(16 * PAGE_SIZE);
+    const short = k.stats().freePages - k.uvm.freeTarget + 1;
+    await p.write(va, Buffer.alloc(short * PAGE_SIZE, 1));
+    expect(k.stats().freePages).toBeLessThan(k.uvm.freeTarget);
+    pool.put(got[2]);
+    expect(pool.npages).toBe(1);
+    expect(k.stats().freePages).toBe(k.uvm.freeTarget);
+    pool.put(got[3]);
+    expect(pool.npages).toBe(1);
+    expect(k.stats().wiredPages).toBe(1);
+    k.checkInvariants();
+  });
+});
+
 describe('Pool.drain', () => {
   it('gives back only pages with no item out, unmapped and freed', async () => {
     const k = boot();
@@ -213,6 +319,33 @@ describe('Pool.drain', () => {
 });
 
 describe('Pool.getMany with an AbortSignal', () => {
+  it('an already aborted signal is EINTR at once even when items are free: nothing taken, no growth', async () => {
+    const k = boot();
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 2);
+    await expectError(pool.getMany(1, AbortSignal.abort()), 'EINTR');
+    expect(pool.npages).toBe(0);
+    const [a] = await pool.getMany(1);
+    pool.put(a);
+    await expectError(pool.getMany(1, AbortSignal.abort()), 'EINTR');
+    expect(pool.inUse).toBe(0);
+  });
+
+  it('a signal that is not an AbortSignal is EINVAL before it queues: later puts keep the counts right', async () => {
+    const k = boot();
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 1);
+    for (const bad of ['nope', {}, 42, null]) await expectError(pool.getMany(1, bad as never), 'EINVAL');
+    const [a, b] = await pool.getMany(2);
+    for (const bad of ['nope', {}, null]) await expectError(pool.getMany(1, bad as never), 'EINVAL');
+    const next = pool.getMany(1);
+    pool.put(a);
+    expect(await next).toEqual([a]);
+    pool.put(b);
+    pool.put(a);
+    expect(pool.inUse).toBe(0);
+    expect((await pool.getMany(2)).length).toBe(2);
+    k.checkInvariants();
+  });
+
   it('an abort while waiting in line gives EINTR, takes nothing, and lets the next taker in', async () => {
     const k = boot();
     const pool = new Pool(k, 'mclpl', MCLBYTES, 2);

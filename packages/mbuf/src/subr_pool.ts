@@ -13,9 +13,19 @@
  * pool while waiting for the other (hold-and-wait), and a request larger than the pool is refused at
  * once rather than left waiting forever. Items promised to a waiter that has its turn are counted as
  * taken (`committed`), so nobody else gets them first.
+ *
+ * The pool keeps the pages it grew by, so the next chain needn't allocate -- but never at the cost of
+ * user memory. A request that can't grow for want of a page (ENOMEM) gives back every page with no item
+ * out before it fails, and so does a put while memory is short (below the pagedaemon's target): that is
+ * NetBSD's pagedaemon calling pool_drain, done by the pool itself because our pagedaemon knows no pools.
+ * (A pool gone idle before memory ran short keeps its pages until one of those, or drain().)
+ *
+ * Anyone may call these with any number, so an address that is not one of our items is EINVAL; an item
+ * of ours that is not out, handed to put/view/kvaOf, can only come from a holder that already gave it
+ * back -- a kernel bug, so a KernelPanic, like freeing an mbuf twice.
  */
 import {
-  type Kernel,
+  Kernel,
   KernelError,
   KernelPanic,
   PAGE_SIZE,
@@ -24,6 +34,14 @@ import {
   uvmKmFreePage,
   type VmPage,
 } from '@loanout/core';
+import { checkSignal, WaitLine } from './kern_condvar.js';
+
+/* one page of the pool: its vm_page, its kernel va, and how many of its items are free */
+interface PoolPage {
+  pg: VmPage;
+  kva: number;
+  free: number;
+}
 
 export class Pool {
   readonly name: string;
@@ -33,23 +51,32 @@ export class Pool {
   private readonly kernel: Kernel;
   /* free items by physical address */
   private readonly freeItems: number[] = [];
-  /* the pool's pages by frame: [page, kernel va] */
-  private readonly pages = new Map<number, { pg: VmPage; kva: number; free: number }>();
+  /* the pool's pages by frame */
+  private readonly pages = new Map<number, PoolPage>();
   /* cached views by item index (physical address / itemSize) */
-  private readonly views: Buffer[] = [];
+  private readonly views: (Buffer | undefined)[] = [];
   /* 1 for an item handed out, by item index (catches a double put) */
   private readonly out: Uint8Array;
   /* takers waiting for their count to fit under the cap, first come first served */
-  private readonly waiters: { n: number; resolve: () => void }[] = [];
+  private readonly line = new WaitLine(
+    (n) => this.committed + n <= this.capacity,
+    (n) => {
+      this.committed += n;
+    },
+  );
   private growing: Promise<void> | null = null;
   inUse = 0;
   /* items handed out plus items promised to takers still collecting them; <= capacity */
   private committed = 0;
+  /* pages with no item out (what drain() would give back) */
+  private idle = 0;
 
   /*
-   * => itemSize divides PAGE_SIZE; maxPages >= 1 (EINVAL otherwise)
+   * => kernel a Kernel, name a string, itemSize divides PAGE_SIZE, maxPages >= 1 (EINVAL otherwise)
    */
   constructor(kernel: Kernel, name: string, itemSize: number, maxPages: number) {
+    if (!(kernel instanceof Kernel)) throw new KernelError('EINVAL', 'pool_init: not a kernel');
+    if (typeof name !== 'string') throw new KernelError('EINVAL', 'pool_init: the name must be a string');
     if (!Number.isInteger(itemSize) || itemSize < 1 || PAGE_SIZE % itemSize !== 0) {
       throw new KernelError('EINVAL', `pool_init: ${name}: item size ${itemSize} must divide ${PAGE_SIZE}`);
     }
@@ -78,7 +105,7 @@ export class Pool {
    * others wait ahead (pool_get PR_NOWAIT)
    */
   getSync(): number {
-    if (this.waiters.length > 0 || this.committed >= this.capacity || this.freeItems.length === 0) return -1;
+    if (this.line.length > 0 || this.committed >= this.capacity || this.freeItems.length === 0) return -1;
     this.committed++;
     return this.take();
   }
@@ -86,10 +113,11 @@ export class Pool {
   /*
    * getManySync: n items at once if they are free now with nobody waiting ahead (no growing, no
    * waiting), else null and nothing taken -- getMany's fast path
+   * => EINVAL if n is not an integer in 1..capacity
    */
   getManySync(n: number): number[] | null {
-    if (this.waiters.length > 0 || this.committed + n > this.capacity || this.freeItems.length < n)
-      return null;
+    this.checkCount(n);
+    if (this.line.length > 0 || this.committed + n > this.capacity || this.freeItems.length < n) return null;
     this.committed += n;
     const addrs: number[] = new Array(n);
     for (let i = 0; i < n; i++) addrs[i] = this.take();
@@ -99,7 +127,7 @@ export class Pool {
   /*
    * get: an item, growing the pool by a page or waiting in line for a put() at the limit
    * (pool_get PR_WAITOK)
-   * => throws ENOMEM when the VM system has no page to give
+   * => throws ENOMEM when the VM system has no page to give (then the pool's idle pages go back)
    */
   async get(): Promise<number> {
     const addr = this.getSync();
@@ -110,18 +138,17 @@ export class Pool {
   /*
    * getMany: n items, all or none, as one request: waits in line, holding nothing, until n fit under
    * the cap, then takes them, growing the pool as needed.
-   * => throws EINVAL if n is not an integer in 1..capacity (more could never be had at once), ENOMEM
-   *    when the VM system has no page to give, EINTR if `signal` aborts the wait; then nothing is kept
+   * => throws EINVAL if n is not an integer in 1..capacity (more could never be had at once) or signal
+   *    is neither undefined nor an AbortSignal; EINTR if signal has already aborted (at once) or aborts
+   *    the wait; ENOMEM when the VM system has no page to give -- then the pool also gives back every
+   *    page with no item out (pool_reclaim), so a failed request leaves no memory tied up; after any
+   *    error nothing is kept and nothing is left waiting
    */
   async getMany(n: number, signal?: AbortSignal): Promise<number[]> {
-    if (!Number.isSafeInteger(n) || n < 1 || n > this.capacity) {
-      throw new KernelError(
-        'EINVAL',
-        `pool_get: ${this.name}: ${String(n)} items (capacity ${this.capacity})`,
-      );
-    }
-    if (this.waiters.length === 0 && this.committed + n <= this.capacity) this.committed += n;
-    else await this.waitTurn(n, signal);
+    this.checkCount(n);
+    checkSignal(`pool_get: ${this.name}`, signal);
+    if (this.line.length === 0 && this.committed + n <= this.capacity) this.committed += n;
+    else await this.line.sleep(`pool_get: ${this.name}`, 'items', n, signal);
     const addrs: number[] = [];
     try {
       while (addrs.length < n) {
@@ -131,50 +158,30 @@ export class Pool {
     } catch (err) {
       this.committed -= n - addrs.length;
       for (const a of addrs) this.put(a);
-      this.pump();
+      this.drain();
+      this.line.pump();
       throw err;
     }
     return addrs;
   }
-  /* waitTurn: wait in line until n items are committed to us; EINTR if `signal` aborts first */
-  private waitTurn(n: number, signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted) return Promise.reject(new KernelError('EINTR', `pool_get: ${this.name}: aborted`));
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = () => {
-        const i = this.waiters.indexOf(w);
-        if (i < 0) return;
-        this.waiters.splice(i, 1);
-        reject(new KernelError('EINTR', `pool_get: ${this.name}: aborted while waiting for items`));
-        this.pump();
-      };
-      const w = {
-        n,
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        },
-      };
-      this.waiters.push(w);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+
+  private checkCount(n: number): void {
+    if (!Number.isSafeInteger(n) || n < 1 || n > this.capacity) {
+      throw new KernelError(
+        'EINVAL',
+        `pool_get: ${this.name}: ${String(n)} items (capacity ${this.capacity})`,
+      );
+    }
   }
 
   /* take: pop a free item for a taker whose count is already committed */
   private take(): number {
     const addr = this.freeItems.pop()!;
-    this.pages.get(Math.floor(addr / PAGE_SIZE))!.free--;
+    const page = this.pages.get(Math.floor(addr / PAGE_SIZE))!;
+    if (page.free-- === this.perPage) this.idle--;
     this.out[addr / this.itemSize] = 1;
     this.inUse++;
     return addr;
-  }
-
-  /* pump: let waiters in, in order, while their counts fit */
-  private pump(): void {
-    while (this.waiters.length > 0 && this.committed + this.waiters[0].n <= this.capacity) {
-      const w = this.waiters.shift()!;
-      this.committed += w.n;
-      w.resolve();
-    }
   }
 
   private grow(): Promise<void> {
@@ -197,6 +204,7 @@ export class Pool {
     }
     this.kernel.kenter(kva, [pg], Prot.READ | Prot.WRITE);
     this.pages.set(pg.frame, { pg, kva, free: this.perPage });
+    this.idle++;
     const base = pg.frame * PAGE_SIZE;
     for (let i = this.perPage - 1; i >= 0; i--) {
       const addr = base + i * this.itemSize;
@@ -206,51 +214,99 @@ export class Pool {
   }
 
   /*
-   * put: give an item back (pool_put); lets waiters in
+   * put: give an item back (pool_put); lets waiters in. When memory is short (fewer free pages than
+   * the pagedaemon's target) and no taker is collecting items, the pool's idle pages go back to the VM
+   * system rather than sit idle (the pagedaemon's pool_drain, done here: our pagedaemon knows no pools)
    * => EINVAL if addr is not an item of this pool; panics if the item is not out (double put)
    */
   put(addr: number): void {
-    const page = Number.isSafeInteger(addr) ? this.pages.get(Math.floor(addr / PAGE_SIZE)) : undefined;
-    if (page === undefined || addr % this.itemSize !== 0) {
-      throw new KernelError('EINVAL', `pool_put: ${this.name}: ${addr} is not an item of this pool`);
-    }
+    const page = this.itemPage('pool_put', addr);
     if (this.out[addr / this.itemSize] !== 1)
       throw new KernelPanic(`pool_put: ${this.name}: item ${addr} put twice`);
     this.out[addr / this.itemSize] = 0;
-    page.free++;
+    if (++page.free === this.perPage) this.idle++;
     this.inUse--;
     this.committed--;
     this.freeItems.push(addr);
-    this.pump();
+    this.line.pump();
+    if (this.idle > 0 && this.committed === this.inUse && this.memoryShort()) this.drain();
   }
 
-  /* view: the item's bytes, a cached view of RAM */
+  private memoryShort(): boolean {
+    const uvm = this.kernel.uvm;
+    return uvm.free.length < uvm.freeTarget;
+  }
+
+  /*
+   * view: the bytes of an item that is out, a cached view of RAM
+   * => EINVAL if addr is not an item of this pool; panics if the item is not out (a use after put)
+   */
   view(addr: number): Buffer {
-    return this.views[addr / this.itemSize];
+    this.outItemPage('pool_view', addr);
+    return this.views[addr / this.itemSize]!;
   }
 
-  /* kvaOf: the kernel virtual address of an item */
+  /*
+   * kvaOf: the kernel virtual address of an item that is out
+   * => EINVAL if addr is not an item of this pool; panics if the item is not out (a use after put)
+   */
   kvaOf(addr: number): number {
-    const page = this.pages.get(Math.floor(addr / PAGE_SIZE))!;
-    return page.kva + (addr % PAGE_SIZE);
+    return this.outItemPage('pool_kva', addr).kva + (addr % PAGE_SIZE);
   }
 
-  /* drain: give pages with no item in use back to the VM system (pool_reclaim) */
+  /* itemPage: the page of one of our items; EINVAL for anything else (any number may come in) */
+  private itemPage(fn: string, addr: number): PoolPage {
+    const page =
+      Number.isSafeInteger(addr) && addr % this.itemSize === 0
+        ? this.pages.get(Math.floor(addr / PAGE_SIZE))
+        : undefined;
+    if (page === undefined) {
+      throw new KernelError('EINVAL', `${fn}: ${this.name}: ${String(addr)} is not an item of this pool`);
+    }
+    return page;
+  }
+
+  /* outItemPage: itemPage, for an item handed out: only its holder has it, so a free one is a bug */
+  private outItemPage(fn: string, addr: number): PoolPage {
+    const page = this.itemPage(fn, addr);
+    if (this.out[addr / this.itemSize] !== 1) {
+      throw new KernelPanic(`${fn}: ${this.name}: item ${addr} is not out (used after put)`);
+    }
+    return page;
+  }
+
+  /*
+   * drain: give every page with no item out back to the VM system (pool_reclaim)
+   * => returns the number of pages given back
+   */
   drain(): number {
+    if (this.idle === 0) return 0;
     let freed = 0;
     for (const [frame, page] of this.pages) {
       if (page.free !== this.perPage) continue;
-      const base = frame * PAGE_SIZE;
-      for (let i = this.freeItems.length - 1; i >= 0; i--) {
-        const a = this.freeItems[i];
-        if (a >= base && a < base + PAGE_SIZE) this.freeItems.splice(i, 1);
-      }
-      this.kernel.kremove(page.kva, 1);
-      this.kernel.kva.free(page.kva, 1);
-      uvmKmFreePage(page.pg);
-      this.pages.delete(frame);
+      this.releasePage(frame, page);
       freed++;
     }
+    if (freed > 0) this.forgetFreeItemsOfReleasedPages();
     return freed;
+  }
+
+  /* releasePage: unmap and free one idle page; its items are dropped from freeItems afterwards */
+  private releasePage(frame: number, page: PoolPage): void {
+    const first = (frame * PAGE_SIZE) / this.itemSize;
+    this.views.fill(undefined, first, first + this.perPage);
+    this.kernel.kremove(page.kva, 1);
+    this.kernel.kva.free(page.kva, 1);
+    uvmKmFreePage(page.pg);
+    this.pages.delete(frame);
+    this.idle--;
+  }
+
+  private forgetFreeItemsOfReleasedPages(): void {
+    let kept = 0;
+    for (const a of this.freeItems) {
+      if (this.pages.has(Math.floor(a / PAGE_SIZE))) this.freeItems[kept++] = a;
+    }
+    this.freeItems.length = kept;
   }
 }

@@ -106,13 +106,18 @@ describe('the KVA budget', () => {
     mFreem(first);
   });
 
-  it('a signal aborted before the call only matters if the loan has to wait', async () => {
+  it('a signal aborted before the call is EINTR at once, whether or not the loan would wait', async () => {
     const { k, p, va } = await setup(2);
-    const m = await mbufLoan(p, va, 10, { signal: AbortSignal.abort() });
     const before = counters(k);
-    await expectError(mbufLoan(p, va, 2 * PAGE_SIZE, { signal: AbortSignal.abort() }), 'EINTR');
+    await expectError(mbufLoan(p, va, 10, { signal: AbortSignal.abort() }), 'EINTR');
     expect(counters(k)).toEqual(before);
+    const m = await mbufLoan(p, va, 10);
+    const holding = counters(k);
+    await expectError(mbufLoan(p, va, 2 * PAGE_SIZE, { signal: AbortSignal.abort() }), 'EINTR');
+    expect(counters(k)).toEqual(holding);
+    expect(mbufStats(k).kvaWaiting).toBe(0);
     mFreem(m);
+    k.checkInvariants();
   });
 
   it('never deadlocks: many loans at once, each up to the whole budget, all complete as chains are freed', async () => {

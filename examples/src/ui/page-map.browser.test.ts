@@ -142,8 +142,10 @@ describe.skipIf(!haveChromium)('the live page map in a browser', () => {
       await page.waitForFunction(() =>
         document.getElementById('frame')!.textContent!.includes('"loanCount": 0'),
       );
-      const legend = await page.$eval('#legend span[data-state="3"] b', (b) => b.textContent);
-      expect(legend).toBe('0');
+      /* the legend follows on the next update (the pinned frame's details may come first) */
+      await page.waitForFunction(
+        () => document.querySelector('#legend span[data-state="3"] b')?.textContent === '0',
+      );
     } finally {
       await page.close();
       await map.close();

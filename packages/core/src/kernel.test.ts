@@ -2,6 +2,7 @@ import { type FileHandle, readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import {
   deferred,
+  expectError,
   expectErrorSync,
   expectPanic,
   frameAt,
@@ -20,8 +21,11 @@ import {
   PG_BUSY,
   Prot,
   type TraceEvent,
+  uvmKmAllocPage,
+  uvmKmFreePage,
   uvmLoan,
   uvmUnloanPages,
+  type VmPage,
 } from './index.js';
 import type { Proc } from './proc.js';
 
@@ -289,6 +293,58 @@ describe('Kernel.onTrace', () => {
     await p.write(va, pattern(PAGE_SIZE, 2));
     p.exit();
     k.checkInvariants();
+  });
+});
+
+describe('Kernel.addReclaimHook', () => {
+  it('the pagedaemon asks the hook for pages back before it runs out of memory', async () => {
+    const k = new Kernel({ physPages: 16, swapPages: 0 });
+    const cache: VmPage[] = [];
+    for (let i = 0; i < 8; i++) cache.push(await uvmKmAllocPage(k.uvm));
+    let asked = 0;
+    const remove = k.addReclaimHook(() => {
+      asked++;
+      const n = cache.length;
+      for (const pg of cache.splice(0)) uvmKmFreePage(pg);
+      return n;
+    });
+    /* 12 pages of user memory: only possible if the hook gives its 8 back */
+    const p = k.createProcess();
+    const va = p.mmap(12 * PAGE_SIZE);
+    await p.write(va, pattern(12 * PAGE_SIZE, 5));
+    expect(asked).toBeGreaterThanOrEqual(1);
+    expect(cache).toHaveLength(0);
+    remove();
+    remove();
+    expect(k.uvm.reclaimHooks).toHaveLength(0);
+    p.exit();
+    await settle(k);
+  });
+
+  it('without the hook the same memory is ENOMEM; a bad hook is EINVAL', async () => {
+    const k = new Kernel({ physPages: 16, swapPages: 0 });
+    for (let i = 0; i < 8; i++) await uvmKmAllocPage(k.uvm);
+    const p = k.createProcess();
+    const va = p.mmap(12 * PAGE_SIZE);
+    await expectError(p.write(va, pattern(12 * PAGE_SIZE, 5)), 'ENOMEM');
+    for (const bad of [null, 42, 'hook', {}]) expectErrorSync(() => k.addReclaimHook(bad as never), 'EINVAL');
+    p.exit();
+  });
+
+  it('a hook that throws is removed with a warning, and the pagedaemon goes on', async () => {
+    const k = new Kernel({ physPages: 16, swapPages: 16 });
+    k.addReclaimHook(() => {
+      throw new Error('cache bug');
+    });
+    const warned = new Promise<Error>((r) => process.once('warning', r));
+    const p = k.createProcess();
+    const va = p.mmap(24 * PAGE_SIZE);
+    await p.write(va, pattern(24 * PAGE_SIZE, 6));
+    expect((await warned).message).toMatch(/reclaim hook threw \(cache bug\) and was removed/);
+    expect(k.uvm.reclaimHooks).toHaveLength(0);
+    expect((await p.read(va, 24 * PAGE_SIZE)).equals(pattern(24 * PAGE_SIZE, 6))).toBe(true);
+    p.exit();
+    await settle(k);
   });
 });
 

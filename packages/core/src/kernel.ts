@@ -173,6 +173,23 @@ export class Kernel implements ProcHost {
     };
   }
 
+  /*
+   * addReclaimHook: let the pagedaemon ask a cache of kernel pages (a pool) for its idle pages back
+   * when memory is short (as NetBSD's uvm_pageout drains every pool); returns the remove function
+   * (idempotent)
+   * => hook a function returning the pages it freed (EINVAL otherwise); one that throws is removed,
+   *    with a process warning
+   */
+  addReclaimHook(hook: () => number): () => void {
+    if (typeof hook !== 'function')
+      throw new KernelError('EINVAL', 'addReclaimHook: hook must be a function');
+    this.uvm.reclaimHooks.push(hook);
+    return () => {
+      const i = this.uvm.reclaimHooks.indexOf(hook);
+      if (i >= 0) this.uvm.reclaimHooks.splice(i, 1);
+    };
+  }
+
   /* setIoHook: run `hook` in the middle of every pager and swap I/O (for injecting races in tests) */
   setIoHook(hook: ((ev: IoEvent) => Promise<void> | void) | null): void {
     if (hook !== null && typeof hook !== 'function')

@@ -105,6 +105,8 @@ export class Uvm {
   ioHook: ((ev: IoEvent) => Promise<void> | void) | null = null;
   /* event trace listeners; empty means tracing costs one length check */
   readonly tracers: ((ev: TraceEvent) => void)[] = [];
+  /* kernel subsystems' caches (pools) the pagedaemon asks for idle pages back (kernel.addReclaimHook) */
+  readonly reclaimHooks: (() => number)[] = [];
   /* sleepers on BUSY pages */
   private readonly sleepers = new Map<VmPage, (() => void)[]>();
   /* background work (write-back of dying vnodes) that kernel.sync() awaits */
@@ -184,10 +186,24 @@ export class Uvm {
   }
 
   private dropTracer(t: (ev: TraceEvent) => void, err: unknown): void {
-    const i = this.tracers.indexOf(t);
-    if (i >= 0) this.tracers.splice(i, 1);
-    const why = err instanceof Error ? err.message : String(err);
-    process.emitWarning(`a kernel trace listener threw (${why}) and was removed`, 'LoanoutTraceWarning');
+    dropHook(this.tracers, t, 'trace listener', err);
+  }
+
+  /*
+   * reclaim: ask every reclaim hook for its idle pages back (the pagedaemon, when memory is short)
+   * => returns the pages they freed; a hook that throws is removed with a process warning
+   */
+  reclaim(): number {
+    let freed = 0;
+    for (const hook of [...this.reclaimHooks]) {
+      try {
+        const n = hook();
+        if (Number.isSafeInteger(n) && n > 0) freed += n;
+      } catch (err) {
+        dropHook(this.reclaimHooks, hook, 'reclaim hook', err);
+      }
+    }
+    return freed;
   }
 
   /* background: track a promise that kernel.sync() must wait for (errors are kept, not thrown) */
@@ -204,4 +220,12 @@ export class Uvm {
   async drain(): Promise<void> {
     while (this.pending.size > 0) await Promise.all([...this.pending]);
   }
+}
+
+/* dropHook: take a callback that threw out of its list, and say so as a process warning */
+function dropHook<T>(list: T[], hook: T, what: string, err: unknown): void {
+  const i = list.indexOf(hook);
+  if (i >= 0) list.splice(i, 1);
+  const why = err instanceof Error ? err.message : String(err);
+  process.emitWarning(`a kernel ${what} threw (${why}) and was removed`, 'LoanoutHookWarning');
 }

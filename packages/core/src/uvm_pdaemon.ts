@@ -11,6 +11,10 @@
  *                   the anon (loan-break event 2); it can be paged out as the anon's on a later pass
  *   wired pages     passed over (every page loaned to the kernel is wired)
  *
+ * Before scanning, a pass asks the kernel's own caches for their idle pages back (the reclaim hooks:
+ * the mbuf cluster pool keeps the pages it grew by). NetBSD's uvm_pageout drains every pool
+ * (pool_drain) after its scan; here it comes first, so no user page goes to swap while pool pages idle.
+ *
  * A pass that frees nothing when nothing is free means memory is exhausted: uvm_wait callers get ENOMEM.
  */
 import { KernelError } from './errors.js';
@@ -81,7 +85,7 @@ export class PageDaemon {
   private async pass(): Promise<number> {
     const uvm = this.uvm;
     uvm.exp.pdaemonRuns++;
-    let freed = 0;
+    let freed = uvm.free.length < uvm.freeTarget ? uvm.reclaim() : 0;
     for (let round = 0; round < 3 && uvm.free.length < uvm.freeTarget; round++) {
       this.sweepWired();
       this.balance();

@@ -45,6 +45,8 @@ export class MbufSystem {
     checkBytes('maxClusterBytes', clusterBytes);
     this.kva = new KvaBudget(Math.floor(budget / PAGE_SIZE));
     this.clusters = new Pool(kernel, 'mclpl', MCLBYTES, Math.floor(clusterBytes / PAGE_SIZE));
+    /* the pagedaemon may take the pool's idle pages back when memory runs short */
+    kernel.addReclaimHook(() => this.clusters.reclaim());
   }
 
   stats(): MbufStats {

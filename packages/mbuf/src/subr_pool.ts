@@ -15,10 +15,10 @@
  * taken (`committed`), so nobody else gets them first.
  *
  * The pool keeps the pages it grew by, so the next chain needn't allocate -- but never at the cost of
- * user memory. A request that can't grow for want of a page (ENOMEM) gives back every page with no item
- * out before it fails, and so does a put while memory is short (below the pagedaemon's target): that is
- * NetBSD's pagedaemon calling pool_drain, done by the pool itself because our pagedaemon knows no pools.
- * (A pool gone idle before memory ran short keeps its pages until one of those, or drain().)
+ * user memory. The pagedaemon asks for idle pages back when memory runs short (reclaim(), a kernel
+ * reclaim hook: NetBSD's pagedaemon calling pool_drain); a request that can't grow for want of a page
+ * (ENOMEM) gives back every page with no item out before it fails; and so does a put while memory is
+ * short (below the pagedaemon's target).
  *
  * Anyone may call these with any number, so an address that is not one of our items is EINVAL; an item
  * of ours that is not out, handed to put/view/kvaOf, can only come from a holder that already gave it
@@ -216,7 +216,7 @@ export class Pool {
   /*
    * put: give an item back (pool_put); lets waiters in. When memory is short (fewer free pages than
    * the pagedaemon's target) and no taker is collecting items, the pool's idle pages go back to the VM
-   * system rather than sit idle (the pagedaemon's pool_drain, done here: our pagedaemon knows no pools)
+   * system rather than sit idle
    * => EINVAL if addr is not an item of this pool; panics if the item is not out (double put)
    */
   put(addr: number): void {
@@ -273,6 +273,16 @@ export class Pool {
       throw new KernelPanic(`${fn}: ${this.name}: item ${addr} is not out (used after put)`);
     }
     return page;
+  }
+
+  /*
+   * reclaim: the pagedaemon's request for pages back (registered with kernel.addReclaimHook by the
+   * mbuf system): drain, unless a taker is collecting items now (the pages it just grew by are idle
+   * only until it takes their items)
+   * => returns the number of pages given back
+   */
+  reclaim(): number {
+    return this.committed === this.inUse ? this.drain() : 0;
   }
 
   /*

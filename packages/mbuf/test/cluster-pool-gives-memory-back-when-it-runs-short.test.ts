@@ -1,8 +1,9 @@
 /*
  * The cluster pool keeps the wired pages it grew by, so later copies don't have to allocate -- but not
  * at the cost of user memory. A copy that fails for want of memory (ENOMEM) gives back the pages it
- * made the pool grow by (and any other idle page), and clusters freed while memory is short give their
- * pages back rather than keep them idle; either way a user fault that follows finds memory.
+ * made the pool grow by (and any other idle page), clusters freed while memory is short give their
+ * pages back rather than keep them idle, and the pagedaemon takes back the idle pages of a pool that
+ * grew while memory was plentiful; either way a user fault that follows finds memory.
  */
 import { Kernel, PAGE_SIZE } from '@loanout/core';
 import { describe, expect, it } from 'vitest';
@@ -65,6 +66,24 @@ describe('the cluster pool gives memory back when it runs short', () => {
     expect(after.free).toBeGreaterThanOrEqual(k.uvm.freeTarget);
     k.checkInvariants();
     await userMemory(p, k.uvm.freeTarget, 86);
+    k.checkInvariants();
+  });
+
+  it('the pagedaemon takes back the idle pages of a pool that grew while memory was plentiful', async () => {
+    const { k, q, qva } = await crowded(8);
+    await q.write(qva, pattern(16 * PAGE_SIZE, 88));
+    mFreem(await mbufCopyin(q, qva, 16 * PAGE_SIZE));
+    expect(memory(k).poolPages).toBe(16);
+    /* the rest of memory, and then the pool's 16 pages too, for user pages (no swap): only the
+       pagedaemon's reclaim hook can find them */
+    const p = k.createProcess();
+    await userMemory(p, k.stats().freePages + 16, 89);
+    expect(memory(k).poolPages).toBe(0);
+    expect(k.stats().freePages).toBe(0);
+    k.checkInvariants();
+    /* and the pool still works once memory is back */
+    p.exit();
+    mFreem(await mbufCopyin(q, qva, 2 * PAGE_SIZE));
     k.checkInvariants();
   });
 

@@ -300,9 +300,26 @@ export class Proc {
   ): Promise<void> {
     while (done < n) {
       const a = va + done;
-      await uvmFault(this.map, a - (a % PAGE_SIZE), access);
+      try {
+        await uvmFault(this.map, a - (a % PAGE_SIZE), access);
+      } catch (err) {
+        throw this.exitedMeanwhile(err);
+      }
+      if (this.exited) throw this.exitedMeanwhile(null);
       done = this.transferMapped(va, n, access, move, done);
     }
+  }
+
+  /*
+   * exitedMeanwhile: the error for a call that slept (a fault, a page-in) while the process exited:
+   * ESRCH, as for a call made after exit -- not the EFAULT the torn-down map would give
+   * => returns err itself if the process is alive
+   */
+  exitedMeanwhile(err: unknown): unknown {
+    if (!this.exited) return err;
+    return new KernelError('ESRCH', `process ${this.pid} exited while the call slept`, {
+      cause: err ?? undefined,
+    });
   }
 
   /*

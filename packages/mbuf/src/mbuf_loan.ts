@@ -83,7 +83,7 @@ function loanReserved(sys: MbufSystem, proc: Proc, va: number, len: number, star
       (got) => loanMapped(sys, got, va, len, start),
       (err) => {
         sys.kva.release(npages);
-        throw err;
+        throw proc.exitedMeanwhile(err);
       },
     );
   }

@@ -26,6 +26,29 @@ afterEach(async () => {
 });
 
 describe('file-backed memory', () => {
+  it('a loan that waits for the file while its process exits fails with ESRCH and leaves nothing', async () => {
+    const k = new Kernel({ physPages: 64, swapPages: 0 });
+    const p = k.createProcess();
+    const va = await p.mmapFile(await writeFileOf(dir!, 'exit.bin', pattern(2 * PAGE_SIZE, 43)));
+    let release = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let reading = false;
+    k.setIoHook(async (ev) => {
+      if (ev.kind !== 'vnode-read') return;
+      reading = true;
+      await gate;
+    });
+    const loan = mbufLoan(p, va, 2 * PAGE_SIZE);
+    while (!reading) await new Promise((r) => setImmediate(r));
+    p.exit();
+    release();
+    await expectError(loan, 'ESRCH');
+    await k.idle();
+    expect(counters(k)).toMatchObject({ loanedPages: 0, wiredPages: 0, kvaPagesInUse: 0 });
+    k.checkInvariants();
+  });
   it('a loan of a mapped file is O->K: the pages are read in, wired, and are the vnode object pages', async () => {
     const k = new Kernel({ physPages: 128, swapPages: 0 });
     const p = k.createProcess();

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import {
-  deferred,
   expectError,
   expectErrorSync,
   mappedFile,
@@ -220,24 +219,6 @@ describe('munmap and mprotect arguments', () => {
 
 describe('mmapFile arguments', () => {
   const tmp = useTmpDir();
-
-  it('a read that sleeps on the file while its process exits fails with ESRCH, not EFAULT', async () => {
-    const { k, p, va } = await mappedFile(tmp.dir, 'x', 2 * PAGE_SIZE, 4, {}, { physPages: 8, swapPages: 0 });
-    const gate = deferred();
-    let reading = false;
-    k.setIoHook(async (ev) => {
-      if (ev.kind !== 'vnode-read') return;
-      reading = true;
-      await gate.promise;
-    });
-    const read = p.read(va, 2 * PAGE_SIZE);
-    while (!reading) await new Promise((r) => setImmediate(r));
-    p.exit();
-    gate.resolve();
-    await expectError(read, 'ESRCH');
-    await settle(k);
-    expect(k.stats()).toMatchObject({ freePages: 8, processes: 0 });
-  });
 
   it('defaults to a private read-only mapping of the whole file', async () => {
     const { k, p, va } = await mappedFile(

@@ -141,7 +141,7 @@ describe('the page being read loses its mapping meanwhile', () => {
     expect(k.stats()).toMatchObject({ freePages: 16, busyPages: 0 });
   });
 
-  it('exit during the read of a file another process still maps: EFAULT, the page stays for the other', async () => {
+  it('exit during the read of a file another process still maps: ESRCH, the page stays for the other', async () => {
     const file = await writeFileOf(tmp.dir, 'f', PAGE_SIZE, 6);
     const k = new Kernel({ physPages: 16, swapPages: 0 });
     const p = k.createProcess();
@@ -153,7 +153,7 @@ describe('the page being read loses its mapping meanwhile', () => {
         p.exit();
       }),
     );
-    await expectError(p.read(va, 10), 'EFAULT');
+    await expectError(p.read(va, 10), 'ESRCH');
     k.checkInvariants();
     expect(q.map.entries[0].object?.resident).toBe(1);
     expect((await q.read(vb, PAGE_SIZE)).equals(pattern(PAGE_SIZE, 6))).toBe(true);

@@ -29,7 +29,7 @@ const server = await createEchoServer({
 
 const threshold = mode === 'auto' ? ` (auto loans from ${await sosendAutoThreshold()} bytes)` : '';
 console.log(`loanout echo server on ${server.host}:${server.port}, mode ${mode}${threshold}; Ctrl-C to stop`);
-const ui = values.ui ? await startPageMap(server.kernel) : null;
+const ui = values.ui ? await startPageMap(server.kernel, { title: 'pnpm echo' }) : null;
 if (ui !== null) console.log(`live page map: ${ui.url}`);
 
 process.once('SIGINT', async () => {

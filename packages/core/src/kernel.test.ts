@@ -241,6 +241,18 @@ describe('Kernel.checkInvariants', () => {
   });
 });
 
+/* loanoutWarning: the next process warning the kernel emits about a hook or listener it removed */
+function loanoutWarning(): Promise<Error> {
+  return new Promise((resolve) => {
+    const on = (w: Error) => {
+      if (w.name !== 'LoanoutHookWarning') return;
+      process.off('warning', on);
+      resolve(w);
+    };
+    process.on('warning', on);
+  });
+}
+
 describe('Kernel.onTrace', () => {
   it('reports page-outs and page-ins until unsubscribed', async () => {
     const k = new Kernel({ physPages: 16, swapPages: 32 });
@@ -266,6 +278,18 @@ describe('Kernel.onTrace', () => {
     expect(events).toHaveLength(n);
   });
 
+  it('each unsubscribe takes out its own registration, once, even of a listener added twice', () => {
+    const k = new Kernel({ physPages: 16 });
+    const fn = () => {};
+    const offA = k.onTrace(fn);
+    const offB = k.onTrace(fn);
+    offA();
+    offA();
+    expect(k.uvm.tracers).toEqual([fn]);
+    offB();
+    expect(k.uvm.tracers).toHaveLength(0);
+  });
+
   it('refuses a listener that is not a function (EINVAL)', () => {
     const k = new Kernel({ physPages: 16 });
     for (const bad of [null, undefined, 42, 'fn', {}])
@@ -284,7 +308,7 @@ describe('Kernel.onTrace', () => {
       throw new Error('observer bug');
     });
     k.onTrace((ev) => good.push(ev.kind));
-    const warned = new Promise<Error>((r) => process.once('warning', r));
+    const warned = loanoutWarning();
     uvmUnloanPages(pages);
     expect((await warned).message).toMatch(/trace listener threw \(observer bug\) and was removed/);
     expect(good).toEqual(['unloan', 'unloan', 'unloan']);
@@ -336,7 +360,7 @@ describe('Kernel.addReclaimHook', () => {
     k.addReclaimHook(() => {
       throw new Error('cache bug');
     });
-    const warned = new Promise<Error>((r) => process.once('warning', r));
+    const warned = loanoutWarning();
     const p = k.createProcess();
     const va = p.mmap(24 * PAGE_SIZE);
     await p.write(va, pattern(24 * PAGE_SIZE, 6));

@@ -167,10 +167,7 @@ export class Kernel implements ProcHost {
     if (typeof listener !== 'function')
       throw new KernelError('EINVAL', 'onTrace: listener must be a function');
     this.uvm.tracers.push(listener);
-    return () => {
-      const i = this.uvm.tracers.indexOf(listener);
-      if (i >= 0) this.uvm.tracers.splice(i, 1);
-    };
+    return removeOnce(this.uvm.tracers, listener);
   }
 
   /*
@@ -184,10 +181,7 @@ export class Kernel implements ProcHost {
     if (typeof hook !== 'function')
       throw new KernelError('EINVAL', 'addReclaimHook: hook must be a function');
     this.uvm.reclaimHooks.push(hook);
-    return () => {
-      const i = this.uvm.reclaimHooks.indexOf(hook);
-      if (i >= 0) this.uvm.reclaimHooks.splice(i, 1);
-    };
+    return removeOnce(this.uvm.reclaimHooks, hook);
   }
 
   /* setIoHook: run `hook` in the middle of every pager and swap I/O (for injecting races in tests) */
@@ -283,4 +277,15 @@ function checkKernelRange(fn: string, va: number, npages: number): void {
   if (va < VM_MIN_KERNEL_ADDRESS || va + npages * PAGE_SIZE > end) {
     throw new KernelError('EINVAL', `${fn}: ${String(npages)} pages at ${hex(va)} are not kernel addresses`);
   }
+}
+
+/* removeOnce: a function that takes this one registration of fn out of list, the first time it is called */
+function removeOnce<T>(list: T[], fn: T): () => void {
+  let registered = true;
+  return () => {
+    if (!registered) return;
+    registered = false;
+    const i = list.indexOf(fn);
+    if (i >= 0) list.splice(i, 1);
+  };
 }

@@ -13,7 +13,8 @@
  *
  * Before scanning, a pass asks the kernel's own caches for their idle pages back (the reclaim hooks:
  * the mbuf cluster pool keeps the pages it grew by). NetBSD's uvm_pageout drains every pool
- * (pool_drain) after its scan; here it comes first, so no user page goes to swap while pool pages idle.
+ * (pool_drain) after its scan; here it comes first, so user pages do not go to swap while a pool's
+ * idle pages could be had instead (a pool may keep pages back while one of its takers is growing it).
  *
  * A pass that frees nothing when nothing is free means memory is exhausted: uvm_wait callers get ENOMEM.
  */

@@ -16,9 +16,10 @@
  *
  * The pool keeps the pages it grew by, so the next chain needn't allocate -- but never at the cost of
  * user memory. The pagedaemon asks for idle pages back when memory runs short (reclaim(), a kernel
- * reclaim hook: NetBSD's pagedaemon calling pool_drain); a request that can't grow for want of a page
- * (ENOMEM) gives back every page with no item out before it fails; and so does a put while memory is
- * short (below the pagedaemon's target).
+ * reclaim hook: NetBSD's pagedaemon calling pool_drain), and a request that can't grow for want of a
+ * page (ENOMEM) gives back every page with no item out before it fails. While a taker is collecting
+ * items (growing the pool), reclaim gives nothing: the pages it just grew by are idle only until it
+ * takes their items.
  *
  * Anyone may call these with any number, so an address that is not one of our items is EINVAL; an item
  * of ours that is not out, handed to put/view/kvaOf, can only come from a holder that already gave it
@@ -214,9 +215,8 @@ export class Pool {
   }
 
   /*
-   * put: give an item back (pool_put); lets waiters in. When memory is short (fewer free pages than
-   * the pagedaemon's target) and no taker is collecting items, the pool's idle pages go back to the VM
-   * system rather than sit idle
+   * put: give an item back (pool_put); lets waiters in. The page stays in the pool, idle or not, until
+   * the pagedaemon asks for it (reclaim): a put costs the same whatever memory is like
    * => EINVAL if addr is not an item of this pool; panics if the item is not out (double put)
    */
   put(addr: number): void {
@@ -229,12 +229,6 @@ export class Pool {
     this.committed--;
     this.freeItems.push(addr);
     this.line.pump();
-    if (this.idle > 0 && this.committed === this.inUse && this.memoryShort()) this.drain();
-  }
-
-  private memoryShort(): boolean {
-    const uvm = this.kernel.uvm;
-    return uvm.free.length < uvm.freeTarget;
   }
 
   /*

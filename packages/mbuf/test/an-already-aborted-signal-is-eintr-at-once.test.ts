@@ -3,7 +3,8 @@
  * with the abort -- here EINTR -- even when the call would not have had to wait. So mbufLoan and
  * mbufCopyin with an aborted signal take nothing (no budget, no loan, no cluster, no pool growth),
  * whether the budget and the pool have room or not. Bad arguments are still EINVAL (checked first),
- * and a signal that is not an AbortSignal is EINVAL, naming the function called.
+ * and a signal that is not an AbortSignal is EINVAL, naming the function called; the size limits come
+ * after the signal (an oversized request with an aborted signal is EINTR).
  */
 import { Kernel, PAGE_SIZE, type Proc } from '@loanout/core';
 import { describe, expect, it } from 'vitest';
@@ -69,6 +70,15 @@ describe.each(calls)('%s with a signal that has already aborted', (_name, fn, ca
     const err = await call(p, va, 1, { signal: 'abort' as never }).catch((e) => e);
     expect(err.code).toBe('EINVAL');
     expect(err.message).toMatch(new RegExp(`^${fn}: signal`));
+    expect(everything(k)).toEqual(before);
+  });
+
+  it('the size limits come after the signal: more than the whole budget or pool, aborted, is EINTR', async () => {
+    const { k, p, va } = await setup();
+    const before = everything(k);
+    /* the budget and the pool are 4 pages each: 8 pages could never be had */
+    await expectError(call(p, va, 8 * PAGE_SIZE), 'EINVAL');
+    await expectError(call(p, va, 8 * PAGE_SIZE, { signal: AbortSignal.abort() }), 'EINTR');
     expect(everything(k)).toEqual(before);
   });
 });

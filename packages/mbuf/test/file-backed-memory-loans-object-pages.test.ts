@@ -99,6 +99,7 @@ describe('file-backed memory', () => {
     mFreem(b);
     mFreem(tail);
     k.checkInvariants();
+    await done(k);
   });
 
   it('a mapping at a file offset loans the pages from that offset', async () => {
@@ -112,6 +113,7 @@ describe('file-backed memory', () => {
     await expectError(mbufLoan(p, va + PAGE_SIZE, 2 * PAGE_SIZE), 'EFAULT');
     mFreem(m);
     expect(counters(k).loanedPages).toBe(0);
+    await done(k);
   });
 
   it('two processes mapping one file loan the same pages; the file is never written', async () => {
@@ -147,5 +149,14 @@ describe('file-backed memory', () => {
     expect(chainBytes(m).equals(content.subarray(3))).toBe(true);
     expect(k.stats().loanedPages).toBe(0);
     mFreem(m);
+    await done(k);
   });
 });
+
+/* done: exit every process and wait until its files are written back and closed (none left to GC) */
+async function done(k: Kernel): Promise<void> {
+  for (const proc of k.processes) proc.exit();
+  await k.idle();
+  expect(k.uvm.vnodes.size).toBe(0);
+  k.checkInvariants();
+}

@@ -176,6 +176,7 @@ export class Socket {
    * => throws a SendError once it has begun: EFAULT / ESRCH (memory unmapped or process gone while
    *    the send waited for room; the socket stays open), EPIPE (socket closed, also while waiting for
    *    room or loan budget), ECONNRESET (connection failed); err.bytesSent bytes went out before it
+   *    (0 if the first chunk failed: a send queued behind another, whose socket then closed)
    */
   async send(proc: Proc, va: number, len: number, opts: SendOptions = {}): Promise<SendResult> {
     const mode = this.checkSendArgs(proc, va, len, opts);

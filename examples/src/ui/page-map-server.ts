@@ -71,7 +71,8 @@ export async function startPageMap(kernel: Kernel, opts: PageMapOptions = {}): P
   const { intervalMs, port, title } = checkOptions(kernel, opts);
   const trace = new TraceWindow();
   const unsubscribe = kernel.onTrace((ev) => trace.push(ev));
-  const streams = new Set<http.ServerResponse>();
+  /* open event streams, each with the trace events it missed while it lagged */
+  const streams = new Map<http.ServerResponse, number>();
   const states = new Uint8Array(kernel.uvm.pages.length);
   const server = http.createServer((req, res) => void route(kernel, title, req, res, streams));
   const timer = setInterval(() => broadcast(kernel, streams, states, trace.take()), intervalMs);
@@ -89,7 +90,7 @@ export async function startPageMap(kernel: Kernel, opts: PageMapOptions = {}): P
     close: async () => {
       clearInterval(timer);
       unsubscribe();
-      for (const res of streams) res.end();
+      for (const res of streams.keys()) res.end();
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
@@ -121,7 +122,7 @@ async function route(
   title: string,
   req: http.IncomingMessage,
   res: http.ServerResponse,
-  streams: Set<http.ServerResponse>,
+  streams: Map<http.ServerResponse, number>,
 ) {
   const url = new URL(req.url ?? '/', 'http://127.0.0.1');
   const file = STATIC[url.pathname];
@@ -149,7 +150,7 @@ function openStream(
   kernel: Kernel,
   title: string,
   res: http.ServerResponse,
-  streams: Set<http.ServerResponse>,
+  streams: Map<http.ServerResponse, number>,
 ): void {
   res.writeHead(200, {
     'content-type': 'text/event-stream',
@@ -159,14 +160,14 @@ function openStream(
   res.write(
     `event: legend\ndata: ${JSON.stringify({ title, states: FRAME_STATE_NAMES, frames: kernel.uvm.pages.length })}\n\n`,
   );
-  streams.add(res);
+  streams.set(res, 0);
   res.on('close', () => streams.delete(res));
 }
 
 /* broadcast: one update to every open stream that is keeping up */
 function broadcast(
   kernel: Kernel,
-  streams: Set<http.ServerResponse>,
+  streams: Map<http.ServerResponse, number>,
   states: Uint8Array,
   trace: { trace: TraceEvent[]; dropped: number },
 ): void {
@@ -179,5 +180,13 @@ function broadcast(
     ...trace,
   };
   const msg = `data: ${JSON.stringify(update)}\n\n`;
-  for (const res of streams) if (res.writableLength < STREAM_BACKLOG_MAX) res.write(msg);
+  for (const [res, missed] of streams) {
+    if (res.writableLength >= STREAM_BACKLOG_MAX) {
+      /* a browser this far behind skips the update; its trace events are counted as dropped */
+      streams.set(res, missed + trace.trace.length + trace.dropped);
+    } else if (missed > 0) {
+      streams.set(res, 0);
+      res.write(`data: ${JSON.stringify({ ...update, dropped: update.dropped + missed })}\n\n`);
+    } else res.write(msg);
+  }
 }

@@ -38,6 +38,16 @@ describe('pnpm cow', () => {
     expect(r.afterDone.orphansFreed - r.before.orphansFreed).toBe(256);
   });
 
+  it('a step that throws fails the demo only after the socket, the loans and the process are gone', async () => {
+    const k = new Kernel({ physPages: 1024, swapPages: 0 });
+    const step = (s: CowStep) => {
+      if (s === 'sent') throw new Error('viewer went away');
+    };
+    await expect(runCowDemo({ pages: 64, kernel: k, step })).rejects.toThrow('viewer went away');
+    expect(k.stats()).toMatchObject({ loanedPages: 0, wiredPages: 0, processes: 0 });
+    k.checkInvariants();
+  });
+
   it('runs on a kernel it is given, and refuses a bad page count (EINVAL) or more pages than fit (ENOMEM)', async () => {
     const k = new Kernel({ physPages: 256, swapPages: 0 });
     const r = await runCowDemo({ pages: 16, kernel: k });

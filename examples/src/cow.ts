@@ -10,7 +10,8 @@
  *
  * --ui serves the live page map and, once a browser has it open, walks through the steps slowly
  * (--step-ms each): the loaned pages turn red, then purple (orphans: the writer has new pages, the
- * network still holds the old ones), then free.
+ * network still holds the old ones), then free. Keep --pages well above what the host's socket buffers
+ * hold (a few MiB): data the host has taken is unloaned at once, and leaves no loan to break.
  */
 import { createHash } from 'node:crypto';
 import net from 'node:net';

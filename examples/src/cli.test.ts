@@ -1,8 +1,8 @@
 /*
  * The examples' command lines, run as the README runs them (tsx with the source condition, in a child
- * process): `pnpm cow --ui` waits for a viewer, walks its steps and keeps the page up until Ctrl-C;
- * `pnpm echo --ui` serves the page map and reports on Ctrl-C; `pnpm sendfile --ui --once` serves one
- * connection and exits by itself.
+ * process): `pnpm demo` tours the loans; `pnpm cow --ui` waits for a viewer, walks its steps and keeps
+ * the page up until Ctrl-C; `pnpm echo --ui` serves the page map and reports on Ctrl-C; `pnpm sendfile
+ * --ui --once` serves one connection and exits by itself.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -87,6 +87,13 @@ describe('the examples from the command line', () => {
     viewer.req.destroy();
     run.child.kill('SIGINT');
     expect(await exited(run.child)).toBe(0);
+  }, 40_000);
+
+  it('pnpm demo tours every kind of loan and ends with every page free', async () => {
+    const run = example('demo.ts', []);
+    expect(await exited(run.child)).toBe(0);
+    for (const kind of ['A->K', 'O->K', 'O->A', 'zero page']) expect(run.out).toContain(kind);
+    expect(run.out).toMatch(/free pages 256\/256/);
   }, 40_000);
 
   it('pnpm echo --ui serves the page map and reports what it did on Ctrl-C', async () => {

@@ -18,7 +18,7 @@ import net from 'node:net';
 import { Kernel, KernelError, type KernelStats, PAGE_SIZE } from '@loanout/core';
 import { sockConnect } from '@loanout/sockets';
 import { fail, parseArgs, parseCount } from './cli.js';
-import { startPageMap } from './ui/page-map-server.js';
+import { walkthrough } from './ui/walkthrough.js';
 
 export interface CowResult {
   sentHash: string;
@@ -154,18 +154,11 @@ async function main(): Promise<void> {
   const pages = parseCount('pages', values.pages, 2048);
   const stepMs = parseCount('step-ms', values['step-ms'], 3000);
   const kernel = new Kernel({ physPages: 3 * pages + 1024 });
-  const ui = values.ui ? await startPageMap(kernel, { title: 'pnpm cow' }) : null;
-  if (ui !== null) {
-    console.log(`live page map: ${ui.url}\nwaiting for it to be opened in a browser...`);
-    while (ui.viewers() === 0) await sleep(100);
-    await sleep(1000);
-  }
+  const walk = await walkthrough(kernel, 'pnpm cow', values.ui === true, stepMs);
   let before: KernelStats | null = null;
-  const step = async (name: CowStep, stats: KernelStats) => {
-    if (ui === null) return;
+  const step = (name: CowStep, stats: KernelStats) => {
     before ??= stats;
-    console.log(`- ${say(name, stats, before)}`);
-    await sleep(stepMs);
+    return walk.step(say(name, stats, before));
   };
   const r = await runCowDemo({ pages, kernel, step }).catch((err: Error) => fail(err.message));
   const row = (name: string, s: KernelStats) =>
@@ -178,14 +171,7 @@ async function main(): Promise<void> {
     `hash of what the peer got:     ${r.receivedHash}  ${r.receivedHash === r.sentHash ? '(the original: the wire kept the old bytes)' : '(DIFFERENT!)'}`,
   );
   console.log(`hash of the sender's buffer:   ${r.overwrittenHash}  (the new bytes, in fresh pages)`);
-  if (ui !== null) {
-    console.log('\nthe page map stays up; Ctrl-C to quit');
-    process.once('SIGINT', () => void ui.close().then(() => process.exit(0)));
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+  walk.finish();
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) await main();

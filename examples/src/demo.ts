@@ -1,28 +1,156 @@
 /*
- * demo.ts: a two-minute tour of page loanout in the toy kernel.
+ * demo.ts: `pnpm demo` -- a tour of page loanout, one kind of loan at a time.
  *
- * A process writes a message into its memory, the kernel borrows the page (A->K loan: wired, every
- * mapping read-only), the process writes again -- which faults and breaks the loan -- and the
- * kernel's borrowed page still holds the original bytes. Run: pnpm demo
+ *   pnpm demo [--ui] [--step-ms 4000]
+ *
+ * A process lends the kernel its anonymous pages (A->K) and writes to one, which breaks that loan and
+ * leaves the kernel holding an orphan; it maps a real file and lends its pages to the kernel (O->K)
+ * and to anons (O->A), then unmaps the file while the anons still borrow them (orphans again); and it
+ * lends memory it never touched, which all borrows the one zero page. With --ui each step is shown on
+ * the live page map: red on loan to the kernel, yellow on loan to anons, purple orphans, black the
+ * zero page.
  */
-import { Kernel, PAGE_SIZE, Prot, uvmLoan, uvmUnloanPages } from '@loanout/core';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  type Anon,
+  Kernel,
+  PAGE_SIZE,
+  uvmLoan,
+  uvmUnloanAnons,
+  uvmUnloanPages,
+  type VmPage,
+} from '@loanout/core';
+import { fail, parseArgs, parseCount } from './cli.js';
+import { walkthrough } from './ui/walkthrough.js';
 
-const k = new Kernel({ physPages: 256 });
-const p = k.createProcess();
-const va = p.mmap(PAGE_SIZE, { prot: Prot.READ | Prot.WRITE });
+export type TourStep =
+  | 'a->k'
+  | 'loan broken'
+  | 'unloaned'
+  | 'o->k'
+  | 'o->a'
+  | 'file unmapped'
+  | 'zero-fill'
+  | 'done';
 
-await p.write(va, Buffer.from('original bytes'));
-const [page] = await uvmLoan(p.map, va, PAGE_SIZE, 'kernel');
-console.log(`loaned frame ${page.frame}: loanCount=${page.loanCount} wireCount=${page.wireCount}`);
+export interface TourOptions {
+  /* the kernel to tour (default 256 pages) */
+  kernel?: Kernel;
+  /* told each step and what to look for; awaited, so a caller can pause */
+  step?: (step: TourStep, what: string) => Promise<void> | void;
+}
 
-await p.write(va, Buffer.from('NEW BYTES!!!!!'));
-console.log(`user now reads:        "${(await p.read(va, 14)).toString()}"`);
-console.log(`kernel's loan still:   "${page.bytes().subarray(0, 14).toString()}"`);
+const N = 4;
+const BYTES = N * PAGE_SIZE;
 
-uvmUnloanPages([page]);
-p.exit();
-k.checkInvariants();
-const s = k.stats();
-console.log(
-  `loans=${s.loans} loanBreaks=${s.loanBreaks} orphansFreed=${s.orphansFreed} freePages=${s.freePages}/${s.physPages}`,
-);
+/*
+ * runLoanTour: every kind of loan, in the kernel's memory, one step at a time
+ * => returns the kernel's counters at the end; every page is free again and the invariants hold
+ */
+export async function runLoanTour(opts: TourOptions = {}) {
+  const k = opts.kernel ?? new Kernel({ physPages: 256 });
+  const step = async (s: TourStep, what: string) => {
+    k.checkInvariants();
+    await opts.step?.(s, what);
+  };
+  const dir = await mkdtemp(join(tmpdir(), 'loanout-tour-'));
+  const p = k.createProcess();
+  try {
+    await anonToKernel(k, p, step);
+    await objectLoans(k, p, dir, step);
+    await zeroFill(p, step);
+    p.exit();
+    await k.idle();
+    await step('done', `every loan has ended: all ${k.stats().physPages} frames are free again`);
+    return k.stats();
+  } finally {
+    if (!p.exited) p.exit();
+    await k.idle();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+type Step = (s: TourStep, what: string) => Promise<void>;
+type Proc = ReturnType<Kernel['createProcess']>;
+
+async function anonToKernel(k: Kernel, p: Proc, step: Step): Promise<void> {
+  const va = p.mmap(BYTES);
+  await p.write(va, Buffer.alloc(BYTES, 'anon '));
+  const pages = await uvmLoan(p.map, va, BYTES, 'kernel');
+  await step(
+    'a->k',
+    `A->K: ${N} anon pages lent to the kernel, wired, the process's mappings made read-only (red)`,
+  );
+  await p.write(va, Buffer.from('a write'));
+  const first = pages[0];
+  await step(
+    'loan broken',
+    `the process wrote to page 0: the fault broke that loan and gave it a copy (blue); frame ${first.frame}, ` +
+      `still on loan, now belongs to no one (purple: an orphan)`,
+  );
+  uvmUnloanPages(pages);
+  await step(
+    'unloaned',
+    `the kernel gave the pages back: the orphan was freed, the other ${N - 1} are the process's again`,
+  );
+  p.munmap(va, BYTES);
+}
+
+async function objectLoans(k: Kernel, p: Proc, dir: string, step: Step): Promise<void> {
+  const file = join(dir, 'tour.bin');
+  await writeFile(file, Buffer.alloc(BYTES, 'file '));
+  const va = await p.mmapFile(file);
+  const toKernel: VmPage[] = await uvmLoan(p.map, va, BYTES, 'kernel');
+  await step(
+    'o->k',
+    `O->K: the file's ${N} pages, read in from the file, lent to the kernel as they sit in the page cache (red)`,
+  );
+  uvmUnloanPages(toKernel);
+  const toAnons: Anon[] = await uvmLoan(p.map, va, BYTES, 'anon');
+  await step(
+    'o->a',
+    `O->A: the same ${N} pages lent to ${toAnons.length} anons; the file still owns them (yellow)`,
+  );
+  p.munmap(va, BYTES);
+  await k.idle();
+  await step(
+    'file unmapped',
+    `the file's mapping is gone, and its object with it; the anons still hold the ${N} pages: orphans (purple)`,
+  );
+  uvmUnloanAnons(toAnons);
+}
+
+async function zeroFill(p: Proc, step: Step): Promise<void> {
+  const va = p.mmap(BYTES);
+  const pages = await uvmLoan(p.map, va, BYTES, 'kernel');
+  const zero = pages[0];
+  await step(
+    'zero-fill',
+    `memory never touched: the ${N} loans all borrow the one zero page, frame ${zero.frame} (black, loanCount ${zero.loanCount})`,
+  );
+  uvmUnloanPages(pages);
+  p.munmap(va, BYTES);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { ui: { type: 'boolean' }, 'step-ms': { type: 'string' } } });
+  const kernel = new Kernel({ physPages: 256 });
+  const walk = await walkthrough(
+    kernel,
+    'pnpm demo',
+    values.ui === true,
+    parseCount('step-ms', values['step-ms'], 4000),
+  );
+  const s = await runLoanTour({ kernel, step: (_s, what) => walk.step(what) }).catch((err: Error) =>
+    fail(err.message),
+  );
+  console.log(
+    `\nloans ${s.loans} (O->K ${s.loansObj}, A->K ${s.loansAnon}, O->A ${s.loansOA}, zero-fill ${s.loansZero}), ` +
+      `loan breaks ${s.loanBreaks}, orphans freed ${s.orphansFreed}, free pages ${s.freePages}/${s.physPages}`,
+  );
+  walk.finish();
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) await main();

@@ -7,10 +7,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Kernel } from '@loanout/core';
+import { FrameState, Kernel } from '@loanout/core';
 import { createEchoServer } from '@loanout/sockets';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type CowStep, runCowDemo } from './cow.js';
+import { runLoanTour, type TourStep } from './demo.js';
 import { runEchoClient } from './echo-client.js';
 import { serveFile } from './sendfile.js';
 
@@ -60,6 +61,32 @@ describe('pnpm cow', () => {
     await expect(runCowDemo({ pages: 300, kernel: k })).rejects.toMatchObject({ code: 'ENOMEM' });
     expect(k.stats().freePages).toBe(k.stats().physPages);
     k.checkInvariants();
+  });
+});
+
+describe('pnpm demo', () => {
+  it('tours every kind of loan, and each step shows on the page map as it says', async () => {
+    const k = new Kernel({ physPages: 64, swapPages: 0 });
+    const seen: Record<string, Record<string, number>> = {};
+    const step = (s: TourStep) => {
+      const counts: Record<string, number> = {};
+      for (const code of k.frameStates()) {
+        const name = Object.keys(FrameState).find((n) => FrameState[n as keyof typeof FrameState] === code)!;
+        if (name !== 'FREE') counts[name] = (counts[name] ?? 0) + 1;
+      }
+      seen[s] = counts;
+    };
+    const end = await runLoanTour({ kernel: k, step });
+    expect(seen['a->k']).toEqual({ LOANED_TO_KERNEL: 4 });
+    expect(seen['loan broken']).toEqual({ LOANED_TO_KERNEL: 3, ORPHAN: 1, ANON: 1 });
+    expect(seen.unloaned).toEqual({ ANON: 4 });
+    expect(seen['o->k']).toEqual({ LOANED_TO_KERNEL: 4 });
+    expect(seen['o->a']).toEqual({ LOANED_TO_ANON: 4 });
+    expect(seen['file unmapped']).toEqual({ ORPHAN: 4 });
+    expect(seen['zero-fill']).toEqual({ ZERO: 1 });
+    expect(seen.done).toEqual({});
+    expect(end).toMatchObject({ loansAnon: 4, loansObj: 4, loansOA: 4, loansZero: 4, loanBreaks: 1 });
+    expect(end.freePages).toBe(64);
   });
 });
 

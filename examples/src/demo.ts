@@ -17,6 +17,7 @@ import {
   type Anon,
   Kernel,
   PAGE_SIZE,
+  type Proc,
   uvmLoan,
   uvmUnloanAnons,
   uvmUnloanPages,
@@ -58,7 +59,7 @@ export async function runLoanTour(opts: TourOptions = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'loanout-tour-'));
   const p = k.createProcess();
   try {
-    await anonToKernel(k, p, step);
+    await anonToKernel(p, step);
     await objectLoans(k, p, dir, step);
     await zeroFill(p, step);
     p.exit();
@@ -73,9 +74,8 @@ export async function runLoanTour(opts: TourOptions = {}) {
 }
 
 type Step = (s: TourStep, what: string) => Promise<void>;
-type Proc = ReturnType<Kernel['createProcess']>;
 
-async function anonToKernel(k: Kernel, p: Proc, step: Step): Promise<void> {
+async function anonToKernel(p: Proc, step: Step): Promise<void> {
   const va = p.mmap(BYTES);
   await p.write(va, Buffer.alloc(BYTES, 'anon '));
   const pages = await uvmLoan(p.map, va, BYTES, 'kernel');

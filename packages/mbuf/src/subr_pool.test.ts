@@ -224,6 +224,28 @@ describe('Pool.getMany', () => {
 });
 
 describe('Pool gives its pages back when memory runs out', () => {
+  it('a page the pool cannot map (kernel address space used up) goes back at once: ENOMEM, nothing kept', async () => {
+    const k = boot(16);
+    const pool = new Pool(k, 'mclpl', MCLBYTES, 8);
+    /* take every page of kernel va there is */
+    let taken = 0;
+    for (let n = 1 << 17; n >= 1; n >>= 1) {
+      for (;;) {
+        try {
+          k.kva.alloc(n);
+          taken += n;
+        } catch {
+          break;
+        }
+      }
+    }
+    expect(taken).toBeGreaterThan(0);
+    await expectError(pool.getMany(2), 'ENOMEM');
+    expect(pool.npages).toBe(0);
+    expect(k.stats()).toMatchObject({ wiredPages: 0, freePages: 16 });
+    k.checkInvariants();
+  });
+
   it('a getMany that fails with ENOMEM gives back the pages it grew by: wired and free are as before', async () => {
     const k = boot(8);
     const pool = new Pool(k, 'mclpl', MCLBYTES, 32);

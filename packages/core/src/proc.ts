@@ -168,7 +168,8 @@ export class Proc {
 
   /*
    * read: copy n bytes out of the process's memory (copyin), through the MMU.
-   * => throws EFAULT if any byte is unmapped or unreadable (nothing is read), EINVAL for bad arguments
+   * => throws EFAULT if any byte is unmapped or unreadable (nothing is read), EINVAL for bad arguments,
+   *    ESRCH if the process has exited (or exits while the read sleeps on a fault)
    */
   async read(va: number, n: number): Promise<Buffer> {
     this.alive('read');
@@ -238,7 +239,8 @@ export class Proc {
   /*
    * write: copy bytes into the process's memory (copyout), through the MMU.
    * => write faults copy-on-write, zero-fill, or break loans as needed
-   * => throws EFAULT if any byte is unmapped or not writable (nothing is written), EINVAL
+   * => throws EFAULT if any byte is unmapped or not writable (nothing is written), EINVAL, ESRCH (the
+   *    process has exited, or exits while the write sleeps on a fault)
    */
   async write(va: number, bytes: Uint8Array): Promise<void> {
     this.alive('write');

@@ -98,6 +98,28 @@ describe('sockConnect (connect)', () => {
 });
 
 describe('sockListen (listen + accept)', () => {
+  it('resets a connection whose receive area the kernel cannot give, counts it, and goes on', async () => {
+    const k = scope.kernel({ physPages: 64, swapPages: 0 });
+    const p = k.createProcess();
+    await userMemory(p, 40 * PAGE_SIZE);
+    let handed = 0;
+    /* 32 contiguous pages per receive area: none to be had while the process holds 40 of 64 */
+    const lst = await sockListen(k, { port: 0 }, () => {
+      handed++;
+    });
+    const client = await plainConnect(lst.port);
+    await new Promise<void>((r) => (client.destroyed ? r() : client.once('close', () => r())));
+    await until(() => lst.dropped === 1, 'the connection is dropped');
+    expect(handed).toBe(0);
+    expect(lst.connections).toBe(0);
+    p.exit();
+    const ok = await plainConnect(lst.port);
+    await until(() => handed === 1, 'the next connection, with memory back, is served');
+    expect(lst.dropped).toBe(1);
+    ok.destroy();
+    await lst.close();
+  });
+
   it('hands each accepted connection to the handler as a socket that receives and sends', async () => {
     const k = scope.kernel();
     const served: Socket[] = [];

@@ -31,6 +31,8 @@ export interface Listener {
   readonly port: number;
   /* open connections */
   readonly connections: number;
+  /* connections reset at accept: no kernel memory for their receive area, or the listener closing */
+  readonly dropped: number;
   /* stop listening, close every accepted connection, and wait until all are released */
   close(): Promise<void>;
 }
@@ -93,7 +95,7 @@ export async function listenChecked(
 ): Promise<Listener> {
   const live = new Set<Socket>();
   /* a connection still setting up when close() runs must not slip in after it */
-  const state = { closing: false };
+  const state = { closing: false, dropped: 0 };
   const accept = (raw: net.Socket) => void acceptOne(kernel, cfg, raw, live, state, onConnection);
   const server = await listenTcp(cfg.host, cfg.port, accept);
   server.maxConnections = cfg.maxConnections;
@@ -103,6 +105,9 @@ export async function listenChecked(
     port: addr.port,
     get connections() {
       return live.size;
+    },
+    get dropped() {
+      return state.dropped;
     },
     close: async () => {
       state.closing = true;
@@ -118,17 +123,19 @@ async function acceptOne(
   cfg: SocketConfig,
   raw: net.Socket,
   live: Set<Socket>,
-  state: { closing: boolean },
+  state: { closing: boolean; dropped: number },
   onConnection: (so: Socket) => void | Promise<void>,
 ): Promise<void> {
   let rcv: RecvBuffer;
   try {
     rcv = await recvArea(kernel, cfg);
   } catch {
+    state.dropped++;
     raw.destroy();
     return;
   }
   if (raw.destroyed || state.closing) {
+    state.dropped++;
     rcv.release();
     raw.destroy();
     return;

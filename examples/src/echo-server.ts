@@ -38,7 +38,7 @@ process.once('SIGINT', async () => {
   await ui?.close();
   await server.close();
   console.log(
-    `\nconnections ${s.connections}, echoed ${mb(s.bytesEchoed)}: loaned ${mb(s.loanedBytes)} in ${s.loanChains} chains, ` +
+    `\nconnections ${s.connections}${s.dropped > 0 ? ` (and ${s.dropped} dropped: no memory for them)` : ''}, echoed ${mb(s.bytesEchoed)}: loaned ${mb(s.loanedBytes)} in ${s.loanChains} chains, ` +
       `copied ${mb(s.copiedBytes)} in ${s.copyChains} chains; kernel loans ${k.loans}, loan breaks ${k.loanBreaks}, ` +
       `cow faults ${k.cowFaults}`,
   );

@@ -48,6 +48,7 @@ describe('createEchoServer', () => {
         activeConnections: 0,
         bytesEchoed: 3 * MiB + 17,
         errors: 0,
+        dropped: 0,
       });
       if (mode === 'copy') expect(st).toMatchObject({ loanedBytes: 0, copiedBytes: 3 * MiB + 17 });
       if (mode === 'loan') expect(st).toMatchObject({ loanedBytes: 3 * MiB + 17, copiedBytes: 0 });

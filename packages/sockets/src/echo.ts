@@ -42,6 +42,8 @@ export interface EchoStats {
   loanChains: number;
   copyChains: number;
   errors: number;
+  /* connections reset at accept for want of kernel memory (Listener.dropped) */
+  dropped: number;
 }
 
 export interface EchoServer {
@@ -94,7 +96,7 @@ export async function createEchoServer(opts: EchoServerOptions = {}): Promise<Ec
     port: listener.port,
     mode: ring.mode,
     kernel,
-    stats: () => echoStats(kernel, counts),
+    stats: () => echoStats(kernel, counts, listener.dropped),
     close: () => listener.close(),
   };
 }
@@ -120,7 +122,7 @@ function ringConfig(opts: EchoServerOptions): Ring {
   return ring;
 }
 
-function echoStats(kernel: Kernel, counts: Counts): EchoStats {
+function echoStats(kernel: Kernel, counts: Counts, dropped: number): EchoStats {
   const m = mbufStats(kernel);
   return {
     connections: counts.connections,
@@ -131,6 +133,7 @@ function echoStats(kernel: Kernel, counts: Counts): EchoStats {
     loanChains: m.loanChains,
     copyChains: m.copyChains,
     errors: counts.errors,
+    dropped,
   };
 }
 

@@ -173,8 +173,6 @@ export class Proc {
    */
   async read(va: number, n: number): Promise<Buffer> {
     this.alive('read');
-    checkAddress('read', va, false);
-    checkLength('read', n, 0, VM_MAX_ADDRESS);
     this.checkRange('read', va, n, Prot.READ);
     const out = Buffer.allocUnsafe(n);
     await this.copyinChecked(va, out, 0, n);
@@ -252,7 +250,6 @@ export class Proc {
     });
   }
 
-  /* transfer: walk [va, va + n) page by page through the MMU, faulting as needed */
   /*
    * transfer: walk [va, va + n) page by page through the MMU, handing each piece to `move`
    * => returns undefined when every page was mapped for the access (nothing slept); else a Promise
@@ -409,10 +406,7 @@ function newEntry(
  */
 export function checkUserBuffer(fn: string, proc: Proc, va: number, len: number): void {
   if (!(proc instanceof Proc)) throw new KernelError('EINVAL', `${fn}: not a process`);
-  if (!Number.isSafeInteger(va) || va < 0)
-    throw new KernelError('EINVAL', `${fn}: bad address ${String(va)}`);
-  if (!Number.isSafeInteger(len) || len < 1 || va + len > VM_MAX_ADDRESS) {
-    throw new KernelError('EINVAL', `${fn}: bad length ${String(len)}`);
-  }
+  checkAddress(fn, va, false);
+  checkLength(fn, len, 1, VM_MAX_ADDRESS - va);
   if (proc.exited) throw new KernelError('ESRCH', `${fn}: process ${proc.pid} has exited`);
 }

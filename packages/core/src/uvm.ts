@@ -176,17 +176,7 @@ export class Uvm {
   trace(kind: TraceKind, pg: VmPage, detail?: string): void {
     if (this.tracers.length === 0) return;
     const ev: TraceEvent = { kind, frame: pg.frame, time: performance.now(), detail };
-    for (const t of [...this.tracers]) {
-      try {
-        t(ev);
-      } catch (err) {
-        this.dropTracer(t, err);
-      }
-    }
-  }
-
-  private dropTracer(t: (ev: TraceEvent) => void, err: unknown): void {
-    dropHook(this.tracers, t, 'trace listener', err);
+    callEach(this.tracers, 'trace listener', (t) => t(ev));
   }
 
   /*
@@ -195,14 +185,10 @@ export class Uvm {
    */
   reclaim(): number {
     let freed = 0;
-    for (const hook of [...this.reclaimHooks]) {
-      try {
-        const n = hook();
-        if (Number.isSafeInteger(n) && n > 0) freed += n;
-      } catch (err) {
-        dropHook(this.reclaimHooks, hook, 'reclaim hook', err);
-      }
-    }
+    callEach(this.reclaimHooks, 'reclaim hook', (hook) => {
+      const n = hook();
+      if (Number.isSafeInteger(n) && n > 0) freed += n;
+    });
     return freed;
   }
 
@@ -222,10 +208,19 @@ export class Uvm {
   }
 }
 
-/* dropHook: take a callback that threw out of its list, and say so as a process warning */
-function dropHook<T>(list: T[], hook: T, what: string, err: unknown): void {
-  const i = list.indexOf(hook);
-  if (i >= 0) list.splice(i, 1);
-  const why = err instanceof Error ? err.message : String(err);
-  process.emitWarning(`a kernel ${what} threw (${why}) and was removed`, 'LoanoutHookWarning');
+/*
+ * callEach: call(hook) for every hook in list (a copy of it: a hook may unsubscribe meanwhile)
+ * => a hook whose call throws is taken out of the list and reported as a process warning
+ */
+function callEach<T>(list: T[], what: string, call: (hook: T) => void): void {
+  for (const hook of [...list]) {
+    try {
+      call(hook);
+    } catch (err) {
+      const i = list.indexOf(hook);
+      if (i >= 0) list.splice(i, 1);
+      const why = err instanceof Error ? err.message : String(err);
+      process.emitWarning(`a kernel ${what} threw (${why}) and was removed`, 'LoanoutHookWarning');
+    }
+  }
 }

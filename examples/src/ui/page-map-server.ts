@@ -11,7 +11,7 @@
 import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { FRAME_STATE_NAMES, Kernel, KernelError, type TraceEvent } from '@loanout/core';
+import { checkKernel, FRAME_STATE_NAMES, type Kernel, KernelError, type TraceEvent } from '@loanout/core';
 import { mbufStats } from '@loanout/mbuf';
 
 export interface PageMapOptions {
@@ -97,7 +97,7 @@ export async function startPageMap(kernel: Kernel, opts: PageMapOptions = {}): P
 }
 
 function checkOptions(kernel: Kernel, opts: PageMapOptions): Required<PageMapOptions> {
-  if (!(kernel instanceof Kernel)) throw new KernelError('EINVAL', 'page map: not a kernel');
+  checkKernel('page map', kernel);
   if (opts === null || typeof opts !== 'object') throw new KernelError('EINVAL', 'page map: bad options');
   const { intervalMs = 250, port = 0, title = 'loanout' } = opts;
   if (!Number.isFinite(intervalMs) || intervalMs < 20)

@@ -5,7 +5,7 @@
 export type { KernelErrorCode } from './errors.js';
 export { KernelError, KernelPanic } from './errors.js';
 export type { KernelOptions, KernelStats } from './kernel.js';
-export { Kernel } from './kernel.js';
+export { checkKernel, Kernel } from './kernel.js';
 export type { Inheritance } from './param.js';
 export { Inherit, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, Prot, VM_MAX_ADDRESS, VM_MIN_ADDRESS } from './param.js';
 export { MAX_PHYS_PAGES, PhysMem } from './physmem.js';

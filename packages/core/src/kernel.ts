@@ -270,6 +270,11 @@ export class Kernel implements ProcHost {
   }
 }
 
+/* checkKernel: EINVAL naming fn unless kernel is a Kernel (for services built on one: pools, sockets) */
+export function checkKernel(fn: string, kernel: unknown): asserts kernel is Kernel {
+  if (!(kernel instanceof Kernel)) throw new KernelError('EINVAL', `${fn}: not a kernel`);
+}
+
 /* checkKernelRange: EINVAL unless [va, va + npages pages) is page-aligned kernel address space */
 function checkKernelRange(fn: string, va: number, npages: number): void {
   checkAddress(fn, va, true);

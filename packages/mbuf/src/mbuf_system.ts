@@ -2,7 +2,7 @@
  * mbuf_system.ts: the mbuf subsystem of one kernel: its cluster pool, its loan address-space budget,
  * and its counters (NetBSD's mbinit / mbstat). Made on first use with defaults, or by mbufInit().
  */
-import { Kernel, KernelError, PAGE_SIZE } from '@loanout/core';
+import { checkKernel, type Kernel, KernelError, PAGE_SIZE } from '@loanout/core';
 import { MCLBYTES } from './mbuf.js';
 import { KvaBudget } from './sokva.js';
 import { Pool } from './subr_pool.js';
@@ -79,7 +79,7 @@ const systems = new WeakMap<Kernel, MbufSystem>();
  *    bad options
  */
 export function mbufInit(kernel: Kernel, opts: MbufOptions = {}): MbufSystem {
-  if (!(kernel instanceof Kernel)) throw new KernelError('EINVAL', 'mbinit: not a kernel');
+  checkKernel('mbinit', kernel);
   if (opts === null || typeof opts !== 'object') throw new KernelError('EINVAL', 'mbinit: bad options');
   if (systems.has(kernel))
     throw new KernelError('EBUSY', 'mbinit: mbufs already initialised for this kernel');

@@ -26,7 +26,8 @@
  * back -- a kernel bug, so a KernelPanic, like freeing an mbuf twice.
  */
 import {
-  Kernel,
+  checkKernel,
+  type Kernel,
   KernelError,
   KernelPanic,
   PAGE_SIZE,
@@ -76,7 +77,7 @@ export class Pool {
    * => kernel a Kernel, name a string, itemSize divides PAGE_SIZE, maxPages >= 1 (EINVAL otherwise)
    */
   constructor(kernel: Kernel, name: string, itemSize: number, maxPages: number) {
-    if (!(kernel instanceof Kernel)) throw new KernelError('EINVAL', 'pool_init: not a kernel');
+    checkKernel('pool_init', kernel);
     if (typeof name !== 'string') throw new KernelError('EINVAL', 'pool_init: the name must be a string');
     if (!Number.isInteger(itemSize) || itemSize < 1 || PAGE_SIZE % itemSize !== 0) {
       throw new KernelError('EINVAL', `pool_init: ${name}: item size ${itemSize} must divide ${PAGE_SIZE}`);

@@ -10,9 +10,17 @@
  * therefore stops the server from reading its connection: memory per connection is bounded by the
  * ring, the receive area and the send buffer, and connections by maxConnections.
  */
-import { Kernel, KernelError, PAGE_SIZE, type Proc, VM_MAX_ADDRESS, VM_MIN_ADDRESS } from '@loanout/core';
+import {
+  checkKernel,
+  Kernel,
+  KernelError,
+  PAGE_SIZE,
+  type Proc,
+  VM_MAX_ADDRESS,
+  VM_MIN_ADDRESS,
+} from '@loanout/core';
 import { mbufStats } from '@loanout/mbuf';
-import { checkInteger, checkKernel, checkOptions, listenConfig } from './sockopt.js';
+import { checkInteger, checkOptions, listenConfig } from './sockopt.js';
 import type { SendMode, Socket, SocketOptions } from './uipc_socket.js';
 import { listenChecked } from './uipc_syscalls.js';
 

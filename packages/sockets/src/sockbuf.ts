@@ -13,6 +13,7 @@
  * to arm after the next read, and resumes when soreceive frees one.
  */
 import {
+  checkKernel,
   type Kernel,
   KernelPanic,
   PAGE_SIZE,
@@ -20,7 +21,7 @@ import {
   uvmKmFreePage,
   type VmPage,
 } from '@loanout/core';
-import { checkInteger, checkKernel, checkRecvArea } from './sockopt.js';
+import { checkInteger, checkRecvArea } from './sockopt.js';
 
 export class SendBuffer {
   readonly hiwat: number;

@@ -9,7 +9,7 @@
  * The checked values are a snapshot: a listener applies them to every connection it accepts, so
  * changing the caller's object afterwards changes nothing.
  */
-import { Kernel, KernelError, PAGE_SIZE } from '@loanout/core';
+import { KernelError, PAGE_SIZE } from '@loanout/core';
 import type { SocketOptions } from './uipc_socket.js';
 import type { ConnectOptions, ListenOptions } from './uipc_syscalls.js';
 
@@ -36,11 +36,6 @@ export interface ListenConfig extends SocketConfig {
   host: string;
   port: number;
   maxConnections: number;
-}
-
-/* checkKernel: EINVAL naming fn unless kernel is a Kernel */
-export function checkKernel(fn: string, kernel: unknown): asserts kernel is Kernel {
-  if (!(kernel instanceof Kernel)) throw new KernelError('EINVAL', `${fn}: not a Kernel`);
 }
 
 /*

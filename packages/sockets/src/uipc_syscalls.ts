@@ -6,10 +6,10 @@
  * option is checked (sockopt.ts) before a port is bound, a connection made or a page taken.
  */
 import type net from 'node:net';
-import { type Kernel, KernelError } from '@loanout/core';
+import { checkKernel, type Kernel, KernelError } from '@loanout/core';
 import { adoptAccepted, connectTcp, listenTcp } from './net_glue.js';
 import { RecvBuffer } from './sockbuf.js';
-import { checkKernel, connectConfig, type ListenConfig, listenConfig, type SocketConfig } from './sockopt.js';
+import { connectConfig, type ListenConfig, listenConfig, type SocketConfig } from './sockopt.js';
 import { Socket, type SocketOptions } from './uipc_socket.js';
 
 export interface ConnectOptions extends SocketOptions {

@@ -71,10 +71,11 @@ export async function runCowDemo(opts: CowOptions = {}): Promise<CowResult> {
       await r.done;
       out.afterDone = k.stats();
       await so.close();
-    } finally {
-      /* on an error: reset the connection, and wait until the socket has let go of everything */
+    } catch (err) {
+      /* reset the connection, and wait until the socket has let go of everything */
       so.destroy();
       await so.close({ linger: 0 }).catch(() => undefined);
+      throw err;
     }
     out.sentHash = sha256(original);
     out.receivedHash = sha256(await peer.received);

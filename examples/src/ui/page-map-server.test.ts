@@ -136,6 +136,8 @@ describe('the live page map', () => {
     expect(updates.flatMap((u) => u.trace).at(-1)).toMatchObject({ kind: 'unloan' });
     await map.close();
     p.exit();
+    k.checkInvariants();
+    expect(k.stats().freePages).toBe(k.stats().physPages);
   });
 
   it('reports every trace event once, across updates', async () => {
@@ -153,6 +155,8 @@ describe('the live page map', () => {
     expect(kinds.filter((x) => x === 'unloan')).toHaveLength(2);
     await map.close();
     p.exit();
+    k.checkInvariants();
+    expect(k.stats().freePages).toBe(k.stats().physPages);
   });
 
   it('serves its page and script from itself (no CDN), and refuses what it does not serve', async () => {

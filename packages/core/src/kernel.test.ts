@@ -352,7 +352,11 @@ describe('Kernel.addReclaimHook', () => {
     const va = p.mmap(12 * PAGE_SIZE);
     await expectError(p.write(va, pattern(12 * PAGE_SIZE, 5)), 'ENOMEM');
     for (const bad of [null, 42, 'hook', {}]) expectErrorSync(() => k.addReclaimHook(bad as never), 'EINVAL');
+    expect(k.uvm.reclaimHooks).toHaveLength(0);
     p.exit();
+    await settle(k);
+    /* the 8 kernel pages are still held; every other page is free again */
+    expect(k.stats()).toMatchObject({ freePages: 8, wiredPages: 8, processes: 0 });
   });
 
   it('a hook that throws is removed with a warning, and the pagedaemon goes on', async () => {

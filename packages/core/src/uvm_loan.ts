@@ -23,8 +23,9 @@
  *   - An owner that frees a loaned page doesn't free it; it disowns it, and the page becomes an
  *     *orphan*, alive for its borrowers; the last unloan frees it. An anon that borrowed a page from
  *     an object that let go of it *adopts* it (uvmAnonAdopt).
- *   - Loans are broken by: (1) a write fault, (2) the pagedaemon taking a clean inactive O->A page from
- *     its object (the anon keeps it), (3) the owner freeing the page (munmap, exit, truncate).
+ *   - Loans are broken by: (1) a write fault, (2) the pagedaemon taking an inactive O->A page from its
+ *     object (the anon keeps it; a dirty page is first written back through the object's pager, as
+ *     the seed-era pagedaemon did), (3) the owner freeing the page (munmap, exit, truncate).
  *
  * The loop, as in the seed: uvmLoan looks up the entry for `start` and calls uvmLoanEntry, which loans
  * page after page: anon layer first (uvmLoanAnon), then the object (uvmLoanUobj), then zero-fill for

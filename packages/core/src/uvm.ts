@@ -73,8 +73,9 @@ export class Uvm {
   readonly zeroObject: ZeroObject;
   /* owner of the kernel's own wired pages (mbuf clusters, pools): uvm_kernel_object */
   readonly kernelObject: KernelObject;
+  /* the vnode cache: one object per mapped file, by the file's identity ("device:inode") */
   readonly vnodes = new Map<string, VnodeObject>();
-  /* vnodes that lost their last reference and are still writing back, by path (uvn_attach waits) */
+  /* vnodes that lost their last reference and are still writing back, by identity (uvn_attach waits) */
   readonly dyingVnodes = new Map<string, Promise<void>>();
   readonly objects = new Set<UvmObject>();
   readonly exp: UvmExp = {

@@ -3,7 +3,7 @@
  * and reports on itself (stats, checkInvariants, the event trace).
  */
 import { KernelError, panic } from './errors.js';
-import { checkAddress, checkLength, checkProt, hex, PAGE_SHIFT, PAGE_SIZE, Prot } from './param.js';
+import { checkAddress, checkLength, checkProt, hex, option, PAGE_SHIFT, PAGE_SIZE, Prot } from './param.js';
 import { MAX_PHYS_PAGES } from './physmem.js';
 import { Proc, type ProcHost } from './proc.js';
 import { type IoEvent, type TraceEvent, Uvm } from './uvm.js';
@@ -62,11 +62,15 @@ export class Kernel implements ProcHost {
   constructor(opts: KernelOptions = {}) {
     if (opts === null || typeof opts !== 'object')
       throw new KernelError('EINVAL', 'Kernel: options must be an object');
-    const physPages = opts.physPages ?? 4096;
+    const physPages = option(opts.physPages, 4096);
     if (!Number.isSafeInteger(physPages) || physPages < 1 || physPages > MAX_PHYS_PAGES) {
       throw new KernelError('EINVAL', `Kernel: bad physPages ${String(physPages)} (1..${MAX_PHYS_PAGES})`);
     }
-    this.uvm = new Uvm({ physPages, swapPages: opts.swapPages ?? 8192 });
+    const swapPages = option(opts.swapPages, 8192);
+    if (!Number.isSafeInteger(swapPages) || swapPages < 0) {
+      throw new KernelError('EINVAL', `Kernel: bad swapPages ${String(swapPages)}`);
+    }
+    this.uvm = new Uvm({ physPages, swapPages });
     this.pagedaemon = new PageDaemon(this.uvm);
     this.uvm.pdaemon = this.pagedaemon;
     this.kva = new KernelVa(this.uvm.mmu.kernelPmap);

@@ -11,12 +11,14 @@ import { KernelError } from './errors.js';
 import type { Kernel } from './kernel.js';
 import {
   atop,
+  checkAccess,
   checkAddress,
   checkLength,
   checkProt,
   hex,
   Inherit,
   type Inheritance,
+  option,
   PAGE_MASK,
   PAGE_SHIFT,
   PAGE_SIZE,
@@ -90,11 +92,11 @@ export class Proc {
     this.alive('mmap');
     checkLength('mmap', length, 1, VM_MAX_ADDRESS);
     checkOptions('mmap', opts);
-    const prot = opts.prot ?? Prot.READ | Prot.WRITE;
+    const prot = option(opts.prot, Prot.READ | Prot.WRITE);
     checkProt('mmap', prot);
     const len = roundPage(length);
     const shared = opts.shared === true;
-    const inherit = checkInherit(opts.inherit ?? (shared ? Inherit.SHARE : Inherit.COPY));
+    const inherit = checkInherit(option(opts.inherit, shared ? Inherit.SHARE : Inherit.COPY));
     const start = uvmMapFindSpace(this.map, len);
     const object = shared ? new AObject(this.host.uvm, atop(len)) : null;
     uvmMapInsert(this.map, newEntry(start, len, prot, Prot.ALL, inherit, !shared, object, 0));
@@ -110,9 +112,9 @@ export class Proc {
     this.alive('mmapFile');
     if (typeof path !== 'string' || path === '') throw new KernelError('EINVAL', 'mmapFile: bad path');
     checkOptions('mmapFile', opts);
-    const prot = opts.prot ?? Prot.READ;
+    const prot = option(opts.prot, Prot.READ);
     checkProt('mmapFile', prot);
-    const offset = opts.offset ?? 0;
+    const offset = option(opts.offset, 0);
     checkAddress('mmapFile', offset, true);
     if (opts.length !== undefined) checkLength('mmapFile', opts.length, 1, VM_MAX_ADDRESS);
     const vn = await VnodeObject.attach(this.host.uvm, path);
@@ -126,7 +128,7 @@ export class Proc {
 
   private mapVnode(vn: VnodeObject, prot: number, offset: number, opts: MmapFileOptions): number {
     this.alive('mmapFile');
-    const length = opts.length ?? vn.size - offset;
+    const length = option(opts.length, vn.size - offset);
     if (length <= 0 || offset >= vn.size) {
       throw new KernelError(
         'EINVAL',
@@ -323,11 +325,12 @@ export class Proc {
 
   /*
    * checkRange: may this process make `access` (Prot bits) to every byte of [va, va + n)?
-   * => throws EINVAL (naming `fn`) for a bad address or length, EFAULT at the first byte unmapped or
+   * => throws EINVAL (naming `fn`) for a bad address, length or access, EFAULT at the first byte unmapped or
    *    forbidden; touches no page
    */
   checkRange(fn: string, va: number, n: number, access: number): void {
     checkAddress(fn, va, false);
+    checkAccess(fn, access);
     checkLength(fn, n, 0, VM_MAX_ADDRESS);
     let a = va;
     while (a < va + n) {

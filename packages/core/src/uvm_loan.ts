@@ -369,20 +369,50 @@ function uvmLoanDrop(li: LoanInfo): void {
   else uvmUnloanPages(taken as VmPage[]);
 }
 
-/*
+/**
  * uvmUnloanPages: end loans of pages to the kernel (uvm_unloanpage, with later NetBSD's adoption).
  * => each page: loanCount--, unwired; an anon that borrowed the page from an object that let go of it
  *    becomes its owner; a page nobody owns with no loans left is freed
- * => panics if a page isn't loaned (or isn't a page)
+ * => the whole call is checked before any page is touched: EINVAL (a KernelError) unless `pages` is an
+ *    array of vm_pages (a promise says "a forgotten await?"); a KernelPanic, as in NetBSD, if a page
+ *    isn't loaned to the kernel as many times as the array lists it (unloaned twice, or never loaned:
+ *    the caller's bookkeeping is broken) -- [a, b, a] with one loan of a panics and unloans nothing
  */
 export function uvmUnloanPages(pages: readonly VmPage[]): void {
-  for (let i = 0; i < pages.length; i++) {
-    const pg = pages[i];
-    if (!(pg instanceof VmPage)) panic(`uvm_unloanpage: ${String(pg)} isn't a vm_page`);
-    if (pg.loanCount < 1) panic(`uvm_unloanpage: page ${pg.frame} isn't loaned`);
-    if (pg.wireCount < 1) panic(`uvm_unloanpage: page ${pg.frame} isn't loaned to the kernel`);
-    unloanOne(pg);
+  checkLoanList('uvm_unloanpage', pages, VmPage, 'vm_page');
+  try {
+    for (let i = 0; i < pages.length; i++) {
+      const pg = pages[i];
+      if (pg.loanCount < 1) panic(`uvm_unloanpage: page ${pg.frame} isn't loaned`);
+      if (++pg.unloanMark > pg.wireCount || pg.unloanMark > pg.loanCount) {
+        panic(`uvm_unloanpage: page ${pg.frame} isn't loaned to the kernel ${pg.unloanMark} times`);
+      }
+    }
+  } finally {
+    for (let i = 0; i < pages.length; i++) pages[i].unloanMark = 0;
   }
+  for (let i = 0; i < pages.length; i++) unloanOne(pages[i]);
+}
+
+/**
+ * checkLoanList: EINVAL naming fn unless `list` is an array of `type` (the unloan functions' first check)
+ */
+function checkLoanList(fn: string, list: unknown, type: typeof VmPage | typeof Anon, what: string): void {
+  if (!Array.isArray(list)) {
+    const hint = list instanceof Promise ? ' (a promise: a forgotten await?)' : '';
+    throw new KernelError('EINVAL', `${fn}: not an array of ${what}s: ${describe(list)}${hint}`);
+  }
+  for (let i = 0; i < list.length; i++) {
+    if (!(list[i] instanceof type)) {
+      const hint = list[i] instanceof Promise ? ' (a promise: a forgotten await?)' : '';
+      throw new KernelError('EINVAL', `${fn}: element ${i} isn't a ${what}: ${describe(list[i])}${hint}`);
+    }
+  }
+}
+
+/* describe: a bad value, for an error message (String() of anything, symbols included) */
+function describe(v: unknown): string {
+  return typeof v === 'object' && v !== null ? Object.prototype.toString.call(v) : String(v);
 }
 
 function unloanOne(pg: VmPage): void {
@@ -405,18 +435,27 @@ function unloanOne(pg: VmPage): void {
   }
 }
 
-/*
+/**
  * uvmUnloanAnons: end loans to anons (uvm_unloananon): drop one reference per anon.
  * => the last reference frees the anon: an O->A page goes back to its object, a page of its own is
  *    freed (or orphaned if it is also on loan to the kernel)
- * => panics if an anon has no reference left (or isn't an anon)
+ * => the whole call is checked before any anon is touched: EINVAL unless `anons` is an array of anons
+ *    (a promise says "a forgotten await?"); a KernelPanic if an anon has fewer references than the
+ *    array lists it
  */
 export function uvmUnloanAnons(anons: readonly Anon[]): void {
+  checkLoanList('uvm_unloananon', anons, Anon, 'anon');
+  try {
+    for (let i = 0; i < anons.length; i++) {
+      const anon = anons[i];
+      if (++anon.unloanMark > anon.ref)
+        panic(`uvm_unloananon: anon has ${anon.ref} references, not ${anon.unloanMark}`);
+    }
+  } finally {
+    for (let i = 0; i < anons.length; i++) anons[i].unloanMark = 0;
+  }
   for (let i = 0; i < anons.length; i++) {
-    const anon = anons[i];
-    if (!(anon instanceof Anon)) panic(`uvm_unloananon: ${String(anon)} isn't an anon`);
-    if (anon.ref < 1) panic('uvm_unloananon: anon has no references');
-    anon.uvm.exp.unloans++;
-    uvmAnonUnref(anon);
+    anons[i].uvm.exp.unloans++;
+    uvmAnonUnref(anons[i]);
   }
 }

@@ -80,7 +80,10 @@ export class Pool {
     checkKernel('pool_init', kernel);
     if (typeof name !== 'string') throw new KernelError('EINVAL', 'pool_init: the name must be a string');
     if (!Number.isInteger(itemSize) || itemSize < 1 || PAGE_SIZE % itemSize !== 0) {
-      throw new KernelError('EINVAL', `pool_init: ${name}: item size ${itemSize} must divide ${PAGE_SIZE}`);
+      throw new KernelError(
+        'EINVAL',
+        `pool_init: ${name}: item size ${String(itemSize)} must divide ${PAGE_SIZE}`,
+      );
     }
     if (!Number.isSafeInteger(maxPages) || maxPages < 1) {
       throw new KernelError('EINVAL', `pool_init: ${name}: bad page limit ${String(maxPages)}`);

@@ -28,7 +28,8 @@ export type KernelErrorCode =
   | 'ENOTCONN'
   | 'ETIMEDOUT'
   | 'EADDRINUSE'
-  | 'EMFILE';
+  | 'EMFILE'
+  | 'ESHUTDOWN';
 
 export class KernelError extends Error {
   override readonly name = 'KernelError';

@@ -55,6 +55,8 @@ export class Kernel implements ProcHost {
   readonly kva: KernelVa;
   private readonly procs = new Map<number, Proc>();
   private nextPid = 1;
+  /* set by the first shutdown(): the shutdown under way or done */
+  private down: Promise<void> | null = null;
 
   /*
    * => physPages: integer 1..2^18 (EINVAL otherwise); swapPages: integer >= 0 (EINVAL otherwise)
@@ -76,8 +78,12 @@ export class Kernel implements ProcHost {
     this.kva = new KernelVa(this.uvm.mmu.kernelPmap);
   }
 
-  /* createProcess: a new process with an empty address space */
+  /**
+   * createProcess: a new process with an empty address space
+   * => throws ESHUTDOWN once the kernel is shut down
+   */
   createProcess(): Proc {
+    this.checkUp('createProcess');
     const p = new Proc(this, this.nextPid++);
     this.procs.set(p.pid, p);
     return p;
@@ -207,6 +213,37 @@ export class Kernel implements ProcHost {
     await this.uvm.drain();
   }
 
+  /**
+   * shutdown: stop the kernel: exit every process, write every mapped file back and close it, and
+   * wait for all background work (the pagedaemon, write-back). What is still on loan to the kernel
+   * stays so (an unloan still works); nothing else is left behind, and no file for the garbage
+   * collector to close.
+   * => idempotent: every call returns the same promise, settled when the first call's work is done
+   * => afterwards the kernel refuses new work with ESHUTDOWN (createProcess, checkKernel -- which
+   *    the services built on a kernel call first); its processes have exited (ESRCH)
+   */
+  shutdown(): Promise<void> {
+    if (this.down === null) this.down = this.stop();
+    return this.down;
+  }
+
+  /* isShutdown: has shutdown() been called? */
+  get isShutdown(): boolean {
+    return this.down !== null;
+  }
+
+  private async stop(): Promise<void> {
+    do {
+      for (const p of this.processes) p.exit();
+      await this.idle();
+    } while (this.procs.size > 0 || this.uvm.vnodes.size > 0 || this.uvm.dyingVnodes.size > 0);
+  }
+
+  /* checkUp: ESHUTDOWN naming fn once the kernel is shut down */
+  checkUp(fn: string): void {
+    if (this.down !== null) throw new KernelError('ESHUTDOWN', `${fn}: the kernel is shut down`);
+  }
+
   stats(): KernelStats {
     const uvm = this.uvm;
     let loaned = 0;
@@ -274,9 +311,13 @@ export class Kernel implements ProcHost {
   }
 }
 
-/* checkKernel: EINVAL naming fn unless kernel is a Kernel (for services built on one: pools, sockets) */
+/**
+ * checkKernel: the check of a kernel that services built on one (pools, sockets) make first
+ * => throws EINVAL naming fn unless kernel is a Kernel, ESHUTDOWN if it is shut down
+ */
 export function checkKernel(fn: string, kernel: unknown): asserts kernel is Kernel {
   if (!(kernel instanceof Kernel)) throw new KernelError('EINVAL', `${fn}: not a kernel`);
+  kernel.checkUp(fn);
 }
 
 /* checkKernelRange: EINVAL unless [va, va + npages pages) is page-aligned kernel address space */

@@ -19,7 +19,6 @@ import {
   Inherit,
   type Inheritance,
   option,
-  PAGE_MASK,
   PAGE_SHIFT,
   PAGE_SIZE,
   Prot,
@@ -284,7 +283,7 @@ export class Proc {
         if (!uvmFaultTry(this.map, a - (a % PAGE_SIZE), access)) return done;
         frame = pmap.translate(Math.floor(a / PAGE_SIZE), access);
       }
-      const off = a & PAGE_MASK;
+      const off = a % PAGE_SIZE;
       const len = Math.min(n - done, PAGE_SIZE - off);
       move((frame << PAGE_SHIFT) + off, done, len);
       done += len;

@@ -7,7 +7,7 @@
  * a read-only kernel mapping (a loaned page) is a fatal fault, never a copy.
  */
 import { KernelError, panic } from './errors.js';
-import { hex, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, Prot } from './param.js';
+import { hex, PAGE_SHIFT, PAGE_SIZE, Prot } from './param.js';
 import type { Pmap } from './pmap.js';
 import { Uvm } from './uvm.js';
 import {
@@ -99,7 +99,7 @@ export class KernelVa {
     const frame = this.pmap.translate(vpn, write ? Prot.WRITE : Prot.READ);
     if (frame >= 0) return frame;
     if (this.pmap.extract(vpn) < 0) panic(`kernel page fault: ${hex(va)} is not mapped`);
-    return panic(`kernel page fault: write to read-only (loaned?) page at ${hex(va & ~PAGE_MASK)}`);
+    return panic(`kernel page fault: write to read-only (loaned?) page at ${hex(va - (va % PAGE_SIZE))}`);
   }
 }
 

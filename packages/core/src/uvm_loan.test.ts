@@ -1017,6 +1017,27 @@ describe('8. owners that free loaned pages: orphans, and anons that adopt them',
     await expectAllFree(k);
   });
 
+  it('an A->K loan of a page an anon borrows from its object counts under loansOA, as NetBSD counts loan_oa', async () => {
+    const k = new Kernel({ physPages: 128 });
+    const { p, va } = await fileRegion(k, 1);
+    const [anon] = await uvmLoan(p.map, va, P, 'anon');
+    const q = k.createProcess();
+    const qva = q.mmap(P);
+    const e = entryAt(q, qva);
+    e.amap = amapAlloc(k.uvm, 1);
+    e.needsCopy = false;
+    amapAdd(e.amap, 0, anon, false);
+    anon.ref++;
+    const before = k.stats();
+    const pages = await uvmLoan(q.map, qva, P, 'kernel');
+    const after = k.stats();
+    expect(pages[0].uobject).toBe(entryAt(p, va).object);
+    expect([after.loansOA - before.loansOA, after.loansAnon - before.loansAnon]).toEqual([1, 0]);
+    uvmUnloanPages(pages);
+    uvmUnloanAnons([anon]);
+    await expectAllFree(k);
+  });
+
   it('an O->A page the object let go of is freed by the last anon unloan', async () => {
     const k = new Kernel({ physPages: 128 });
     const { p, va } = await fileRegion(k, 1);

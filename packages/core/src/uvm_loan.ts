@@ -10,7 +10,11 @@
  *   O->A  an object's page loaned to an anon: the anon borrows it; the object still owns it
  *
  * plus A->A (an anon loaned to another anon: just one more reference) and zero-fill loans of memory
- * never touched, which all share one read-only zero page (as later NetBSD does).
+ * never touched, which all share one read-only zero page. The seed has no zero page (each zero loan
+ * got a page of its own); later NetBSD shares one in uvm_loanzero_object, as we do -- but current
+ * NetBSD keeps that page forever and, wiring no loaned page at all, never wires it, while here it is
+ * made on the first zero loan, wired by each kernel loan like any loaned page (the seed's rule), and
+ * freed with its last loan.
  *
  * The rules:
  *   - pg.loanCount counts the loans. An O->A page has uobject and uanon but anonOwns (PQ_ANON) clear.
@@ -56,9 +60,13 @@ import {
 
 export type LoanTarget = 'kernel' | 'anon';
 
-/* what a page's loan attempt says: got it, or sleep first (slow path, then look up again) */
+/*
+ * what a page's loan attempt says: GOT it, or GO_SLOW -- the page needs a sleep (I/O, a BUSY page,
+ * memory), which the slow path takes before it looks up again. Unlike the seed's -1 / 0 / 1 (fatal
+ * error, relookup, got it), a fatal error is thrown, never returned.
+ */
 const GOT = 1;
-const SLEEP = -1;
+const GO_SLOW = 2;
 
 /* why the synchronous loop stopped: filled in by the page it stopped at */
 type Slow =
@@ -208,7 +216,11 @@ function uvmLoanEntry(li: LoanInfo, end: number): void {
     const anon = amap !== null ? amap.slots[entry.amapSlot + idx] : null;
     let rv: number;
     if (anon !== null) rv = uvmLoanAnon(li, anon);
-    else if (obj !== null) rv = uvmLoanUobj(li, obj, entry.objOffset + idx);
+    /* unlike the seed, which asks the pager for `va - entry->start` alone, because an entry that maps
+       an object from an offset (a file mapped at offset > 0) must loan the object's page there */ else if (
+      obj !== null
+    )
+      rv = uvmLoanUobj(li, obj, entry.objOffset + idx);
     else if (entry.copyOnWrite) rv = uvmLoanZero(li);
     else throw new KernelError('EFAULT', `uvm_loan: ${hex(li.va)} has no backing (null map entry)`);
     if (rv !== GOT) return;
@@ -218,7 +230,7 @@ function uvmLoanEntry(li: LoanInfo, end: number): void {
 /*
  * uvmLoanAnon: loan an anon's page (A->K) or the anon itself (A->A) (uvm_loananon).
  * => A->A: one more reference; the page is write-protected if the anon was its only user
- * => A->K: needs the page resident and not BUSY, else SLEEP (slow path: uvmfault_anonget)
+ * => A->K: needs the page resident and not BUSY, else GO_SLOW (slow path: uvmfault_anonget)
  */
 function uvmLoanAnon(li: LoanInfo, anon: Anon): number {
   const uvm = li.map.uvm;
@@ -233,11 +245,13 @@ function uvmLoanAnon(li: LoanInfo, anon: Anon): number {
   const pg = anon.page;
   if (pg === null || pg.flags & PG_BUSY) {
     li.slow = { kind: 'anon', anon };
-    return SLEEP;
+    return GO_SLOW;
   }
   if (pg.loanCount > 0) uvmAnonAdopt(anon);
   loanToKernel(li, pg);
-  uvm.exp.loansAnon++;
+  /* an anon's page still owned by its object (O->A) counts as current NetBSD's loan_oa */
+  if (pg.uobject !== null) uvm.exp.loansOA++;
+  else uvm.exp.loansAnon++;
   return GOT;
 }
 
@@ -253,14 +267,14 @@ function loanToKernel(li: LoanInfo, pg: VmPage): void {
 
 /*
  * uvmLoanUobj: loan an object's page (O->K, O->A) (uvm_loanuobj).
- * => the locked pgo_get first; if the page needs I/O or is BUSY, SLEEP (slow path)
+ * => the locked pgo_get first; if the page needs I/O or is BUSY, GO_SLOW (slow path)
  * => throws EFAULT for a page beyond the end of the object
  */
 function uvmLoanUobj(li: LoanInfo, obj: UvmObject, idx: number): number {
   const pg = obj.getLocked(idx);
   if (pg === UNLOCK) {
     li.slow = { kind: 'uobj', obj, idx };
-    return SLEEP;
+    return GO_SLOW;
   }
   return uvmLoanUobjPage(li, pg);
 }
@@ -303,7 +317,7 @@ function uvmLoanZero(li: LoanInfo): number {
   const pg = zobj.getLocked(0);
   if (pg === UNLOCK) {
     li.slow = { kind: 'zero', busy: zobj.pages[0] ?? null };
-    return SLEEP;
+    return GO_SLOW;
   }
   return uvmLoanUobjPage(li, pg);
 }
@@ -349,6 +363,9 @@ function stillThere(li: LoanInfo, anon: Anon): boolean {
 function uvmLoanRelock(li: LoanInfo, pg: VmPage, obj: UvmObject): boolean {
   const e = li.entry;
   const locked = li.map.version === li.version;
+  /* unlike the seed, which looks at the slot of ufi->orig_rvaddr (the first page of this lookup),
+     because the page we slept for is li.va: a later page's slot may have filled while the first's
+     stayed empty */
   const slotFilled = locked && e.amap !== null && e.amap.slots[e.amapSlot + atop(li.va - e.start)] !== null;
   if (locked && !(pg.flags & PG_RELEASED) && !slotFilled) return true;
   if (pg.flags & PG_RELEASED) {

@@ -400,8 +400,8 @@ describe('every public function refuses bad input with a KernelError and changes
       }
     }
     expect(failures).toEqual([]);
-    for (const p of w.k.processes) p.exit();
-    await w.k.idle();
+    await w.k.shutdown();
+    expect(w.k.uvm.vnodes.size).toBe(0);
   });
 });
 

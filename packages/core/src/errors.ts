@@ -24,6 +24,7 @@ export type KernelErrorCode =
   | 'ENOSPC'
   | 'EPIPE'
   | 'ECONNRESET'
+  | 'ECONNABORTED'
   | 'ECONNREFUSED'
   | 'ENOTCONN'
   | 'ETIMEDOUT'

@@ -69,6 +69,8 @@ export class Proc {
   readonly pid: number;
   readonly map: VmMap;
   private readonly host: ProcHost;
+  /* watchers of the address space (watch) */
+  private readonly watchers = new Set<() => void>();
   exited = false;
 
   /* the kernel this process runs on */
@@ -153,6 +155,7 @@ export class Proc {
     checkAddress('munmap', va, true);
     checkLength('munmap', length, 1, VM_MAX_ADDRESS);
     uvmUnmap(this.map, va, va + roundPage(length));
+    this.changed();
   }
 
   /*
@@ -165,6 +168,7 @@ export class Proc {
     checkLength('mprotect', length, 1, VM_MAX_ADDRESS);
     checkProt('mprotect', prot);
     uvmMapProtect(this.map, va, va + roundPage(length), prot);
+    this.changed();
   }
 
   /*
@@ -219,6 +223,24 @@ export class Proc {
     if (typeof sink !== 'function') throw new KernelError('EINVAL', 'copyin: sink must be a function');
     this.checkRange('copyin', va, n, Prot.READ);
     return this.transfer(va, n, Prot.READ, sink);
+  }
+
+  /**
+   * copyinPhysNow: copyinPhys for a caller that must not sleep: walks the range as copyinPhys does,
+   * resolving only faults that need no sleep
+   * => returns true when every byte has gone to the sink; false when some page would have to be
+   *    brought in (the sink has then seen only the bytes before it, and nothing more will come)
+   * => throws EFAULT if any byte is unmapped or unreadable (before sink sees anything), EINVAL, ESRCH
+   */
+  copyinPhysNow(
+    va: number,
+    n: number,
+    sink: (ramOffset: number, done: number, len: number) => void,
+  ): boolean {
+    this.alive('copyin');
+    if (typeof sink !== 'function') throw new KernelError('EINVAL', 'copyin: sink must be a function');
+    this.checkRange('copyin', va, n, Prot.READ);
+    return this.transferMapped(va, n, Prot.READ, sink, 0) === n;
   }
 
   private copyinChecked(va: number, dst: Uint8Array, offset: number, n: number): Promise<void> | undefined {
@@ -356,6 +378,38 @@ export class Proc {
     this.map.dead = true;
     this.exited = true;
     this.host.procExited(this);
+    this.changed();
+    this.watchers.clear();
+  }
+
+  /**
+   * watch: call `fn` after every change to this process's address space that can take memory away
+   * from a call in progress -- munmap, mprotect, exit (a knote on the process, EVFILT_PROC-style)
+   * => fn a function (EINVAL); returns the function that stops watching (idempotent)
+   * => fn runs synchronously inside munmap / mprotect / exit, after the change; it must not throw
+   *    (one that does is dropped, with a process warning) and should only wake whoever sleeps
+   * => for kernel services that sleep on behalf of a process (a socket send waiting for room, a
+   *    receive waiting for data): they wake, look again, and fail with ESRCH or EFAULT
+   */
+  watch(fn: () => void): () => void {
+    if (typeof fn !== 'function') throw new KernelError('EINVAL', 'watch: fn must be a function');
+    const entry = () => fn();
+    this.watchers.add(entry);
+    return () => {
+      this.watchers.delete(entry);
+    };
+  }
+
+  private changed(): void {
+    for (const w of [...this.watchers]) {
+      try {
+        w();
+      } catch (err) {
+        this.watchers.delete(w);
+        const why = err instanceof Error ? err.message : String(err);
+        process.emitWarning(`a process watcher threw (${why}) and was removed`, 'LoanoutHookWarning');
+      }
+    }
   }
 
   private alive(fn: string): void {

@@ -136,13 +136,19 @@ async function uvmFaultOnce(map: VmMap, va: number, access: number): Promise<boo
 
 /*
  * uvmfaultAnonget: make an anon's page resident (uvmfault_anonget).
+ * => map: the map the caller found the anon in (its version is checked after a sleep), or null for a
+ *    caller that holds a reference to the anon itself (a borrower: uvmLoanAnonPages)
  * => returns the page (not BUSY), or null when the caller must look up again (it slept and the map
  *    changed, or the anon went away)
  * => adopts a page the anon was loaned by an object that has since let go of it
  * => throws EIO (or the pager's KernelError) when the swap read fails; the anon keeps its slot
  */
-export async function uvmfaultAnonget(map: VmMap, anon: Anon, version: number): Promise<VmPage | null> {
-  const uvm = map.uvm;
+export async function uvmfaultAnonget(
+  map: VmMap | null,
+  anon: Anon,
+  version: number,
+): Promise<VmPage | null> {
+  const uvm = anon.uvm;
   const pg = anon.page;
   if (pg !== null) {
     if (pg.flags & PG_BUSY) {
@@ -177,7 +183,7 @@ export async function uvmfaultAnonget(map: VmMap, anon: Anon, version: number): 
   fresh.flags &= ~PG_CLEAN;
   uvmPageUnbusy(fresh);
   uvmPageActivate(fresh);
-  return map.version === version ? fresh : null;
+  return map === null || map.version === version ? fresh : null;
 }
 
 /*

@@ -131,6 +131,34 @@ export function uvmLoanTry(
   len: number,
   to: LoanTarget,
 ): VmPage[] | Anon[] | Promise<VmPage[] | Anon[]> {
+  const li = uvmLoanStart(map, start, len, to);
+  if (li.slow !== null) return uvmLoanSlowLoop(li, start + len);
+  return li.output as VmPage[] | Anon[];
+}
+
+/**
+ * uvmLoanNow: uvmLoan for a caller that must not sleep at all -- the loans now, or none.
+ * => returns the loans when every page could be loaned without sleeping; null when some page would
+ *    need I/O, a BUSY page or memory (then every loan taken so far has been dropped again)
+ * => throws (synchronously) what uvmLoan throws; then no loan remains
+ * => a borrower uses it to pin a range copy-on-write at the moment of a call (the socket layer's
+ *    send: the bytes it sends are the bytes at the call)
+ */
+export function uvmLoanNow(map: VmMap, start: number, len: number, to: 'kernel'): VmPage[] | null;
+export function uvmLoanNow(map: VmMap, start: number, len: number, to: 'anon'): Anon[] | null;
+export function uvmLoanNow(map: VmMap, start: number, len: number, to: LoanTarget): VmPage[] | Anon[] | null {
+  const li = uvmLoanStart(map, start, len, to);
+  if (li.slow === null) return li.output as VmPage[] | Anon[];
+  uvmLoanDrop(li);
+  return null;
+}
+
+/*
+ * uvmLoanStart: check the arguments and loan page after page until the range is done or a page needs
+ * the slow path (li.slow set; the loans before it are kept, for the caller to go on or drop)
+ * => on any error every loan taken is dropped before it is thrown
+ */
+function uvmLoanStart(map: VmMap, start: number, len: number, to: LoanTarget): LoanInfo {
   checkLoanArgs(map, start, len, to);
   const li: LoanInfo = {
     map,
@@ -144,16 +172,15 @@ export function uvmLoanTry(
   };
   const end = start + len;
   try {
-    while (li.va < end) {
+    while (li.va < end && li.slow === null) {
       uvmLoanLookup(li);
       uvmLoanEntry(li, end);
-      if (li.slow !== null) return uvmLoanSlowLoop(li, end);
     }
   } catch (err) {
     uvmLoanDrop(li);
     throw err;
   }
-  return li.output as VmPage[] | Anon[];
+  return li;
 }
 
 /*
@@ -257,11 +284,16 @@ function uvmLoanAnon(li: LoanInfo, anon: Anon): number {
 
 /* loanToKernel: the heart of an A->K or O->K loan. */
 function loanToKernel(li: LoanInfo, pg: VmPage): void {
+  li.output[li.n++] = pg;
+  loanPageToKernel(pg);
+}
+
+/* loanPageToKernel: make every mapping read-only, count the loan, wire the page */
+function loanPageToKernel(pg: VmPage): void {
   const uvm = pg.uvm;
   if (pg.loanCount === 0 && uvm.mmu.pv[pg.frame] !== null) uvm.mmu.pageProtect(pg.frame, Prot.READ);
   pg.loanCount++;
   uvmPageWire(pg);
-  li.output[li.n++] = pg;
   if (uvm.tracers.length > 0) uvm.trace('loan', pg, 'kernel');
 }
 
@@ -475,4 +507,59 @@ export function uvmUnloanAnons(anons: readonly Anon[]): void {
     anons[i].uvm.exp.unloans++;
     uvmAnonUnref(anons[i]);
   }
+}
+
+/**
+ * uvmLoanAnonPages: loan to the kernel (A->K) the pages of anons the caller holds -- the A->K half of
+ * uvm_loananon, for a borrower that pinned a range earlier by loaning it to anons (uvmLoan 'anon')
+ * and now wants the pinned pages wired for I/O (later NetBSD's uvm_loanpage loans pages a caller
+ * holds in the same way).
+ * => anons: Anons of this kernel, each with a reference the caller holds (ref >= 1); EINVAL
+ *    otherwise, checked before any loan is taken
+ * => returns the pages in order, each loaned (loanCount++) and wired, every mapping read-only; a
+ *    Promise only if some page had to be swapped in or was BUSY
+ * => throws EIO (the swap read failed), ENOMEM (no page to swap into); then no loan remains
+ */
+export function uvmLoanAnonPages(anons: readonly Anon[]): VmPage[] | Promise<VmPage[]> {
+  checkHeldAnons(anons);
+  const out: VmPage[] = new Array(anons.length);
+  for (let i = 0; i < anons.length; i++) {
+    if (!loanHeldAnon(anons[i], out, i)) return loanHeldAnonsSlow(anons, out, i);
+  }
+  return out;
+}
+
+function checkHeldAnons(anons: readonly Anon[]): void {
+  if (!Array.isArray(anons)) throw new KernelError('EINVAL', 'uvm_loananon: anons must be an array');
+  for (const anon of anons) {
+    if (!(anon instanceof Anon) || anon.ref < 1) {
+      throw new KernelError('EINVAL', `uvm_loananon: ${String(anon)} is not an anon the caller holds`);
+    }
+  }
+}
+
+/* loanHeldAnon: A->K-loan a held anon's page into out[i] if it is resident and not BUSY */
+function loanHeldAnon(anon: Anon, out: VmPage[], i: number): boolean {
+  const pg = anon.page;
+  if (pg === null || pg.flags & PG_BUSY) return false;
+  if (pg.loanCount > 0) uvmAnonAdopt(anon);
+  loanPageToKernel(pg);
+  out[i] = pg;
+  anon.uvm.exp.loansAnon++;
+  return true;
+}
+
+/* loanHeldAnonsSlow: the rest, bringing pages in from swap (or waiting out BUSY ones) as needed */
+async function loanHeldAnonsSlow(anons: readonly Anon[], out: VmPage[], from: number): Promise<VmPage[]> {
+  let i = from;
+  try {
+    while (i < anons.length) {
+      if (!loanHeldAnon(anons[i], out, i)) await uvmfaultAnonget(null, anons[i], 0);
+      else i++;
+    }
+  } catch (err) {
+    uvmUnloanPages(out.slice(0, i));
+    throw err;
+  }
+  return out;
 }

@@ -276,10 +276,14 @@ function uvmLoanAnon(li: LoanInfo, anon: Anon): number {
   }
   if (pg.loanCount > 0) uvmAnonAdopt(anon);
   loanToKernel(li, pg);
-  /* an anon's page still owned by its object (O->A) counts as current NetBSD's loan_oa */
-  if (pg.uobject !== null) uvm.exp.loansOA++;
-  else uvm.exp.loansAnon++;
+  countAnonPageLoan(pg);
   return GOT;
+}
+
+/* countAnonPageLoan: an A->K loan; an anon's page still owned by its object (O->A) counts as current NetBSD's loan_oa */
+function countAnonPageLoan(pg: VmPage): void {
+  if (pg.uobject !== null) pg.uvm.exp.loansOA++;
+  else pg.uvm.exp.loansAnon++;
 }
 
 /* loanToKernel: the heart of an A->K or O->K loan. */
@@ -545,7 +549,7 @@ function loanHeldAnon(anon: Anon, out: VmPage[], i: number): boolean {
   if (pg.loanCount > 0) uvmAnonAdopt(anon);
   loanPageToKernel(pg);
   out[i] = pg;
-  anon.uvm.exp.loansAnon++;
+  countAnonPageLoan(pg);
   return true;
 }
 

@@ -42,6 +42,9 @@ export interface KernelStats {
   loansZero: number;
   unloans: number;
   orphansFreed: number;
+  /* uvmPglistAlloc: runs of contiguous pages asked for, and how many of those found none free */
+  pglistAllocs: number;
+  pglistFailed: number;
   swapPages: number;
   swapUsed: number;
   anons: number;
@@ -284,6 +287,8 @@ export class Kernel implements ProcHost {
       loansZero: x.loansZero,
       unloans: x.unloans,
       orphansFreed: x.orphansFreed,
+      pglistAllocs: x.pglistAllocs,
+      pglistFailed: x.pglistFailed,
       swapPages: uvm.swap.nslots,
       swapUsed: uvm.swap.used,
       anons: uvm.anons,

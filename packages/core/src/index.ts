@@ -43,4 +43,6 @@ export { PageDaemon } from './uvm_pdaemon.js';
 export { PageFreeLists } from './uvm_pgfl.js';
 export type { PglistOptions } from './uvm_pglist.js';
 export { uvmPglistAlloc, uvmPglistFree } from './uvm_pglist.js';
+export type { TransferRefusal } from './uvm_transfer.js';
+export { TRANSFER_REFUSALS, uvmPageTransfer, uvmTransferCheck } from './uvm_transfer.js';
 export { VnodeObject } from './uvm_vnode.js';

@@ -34,6 +34,8 @@ export interface UvmExp {
   /* uvmPglistAlloc: runs of contiguous pages asked for, and how many of those found no run */
   pglistAllocs: number;
   pglistFailed: number;
+  /* pages moved into a process by uvmPageTransfer */
+  pagesTransferred: number;
 }
 
 /* An I/O about to complete: tests may hook it to change the world while the caller sleeps. */
@@ -45,7 +47,16 @@ export interface IoEvent {
   frame: number;
 }
 
-export type TraceKind = 'loan' | 'unloan' | 'loanbreak' | 'orphan' | 'adopt' | 'pageout' | 'pagein' | 'free';
+export type TraceKind =
+  | 'loan'
+  | 'unloan'
+  | 'loanbreak'
+  | 'orphan'
+  | 'adopt'
+  | 'pageout'
+  | 'pagein'
+  | 'free'
+  | 'transfer';
 
 export interface TraceEvent {
   kind: TraceKind;
@@ -93,6 +104,7 @@ export class Uvm {
     pdaemonWaits: 0,
     pglistAllocs: 0,
     pglistFailed: 0,
+    pagesTransferred: 0,
   };
   wiredPages = 0;
   anons = 0;

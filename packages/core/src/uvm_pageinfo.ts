@@ -5,7 +5,8 @@
  * frameStates() fills one byte per frame with a state code -- cheap enough to call a few times a
  * second on the whole of RAM -- and frameInfo() describes one frame in full: owner, offset, loan and
  * wire counts, every user mapping of it, and for a free frame the free block it is part of (which
- * shows how fragmented free memory is: uvm_pgfl.ts).
+ * shows how fragmented free memory is: uvm_pgfl.ts). A page transferred into a process (uvm_transfer.ts)
+ * is an anon's like any other: the `transfer` trace event is what tells it apart, when it happens.
  */
 import { KernelError } from './errors.js';
 import { PAGE_SIZE, Prot } from './param.js';

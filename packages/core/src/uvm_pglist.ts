@@ -12,8 +12,8 @@
  *
  * The pages come back as kernel memory, exactly as uvmKmAllocPage's: owned by the kernel object (at
  * the offset of their frame), wired, on no paging queue, so the pagedaemon passes them by. They may be
- * freed one by one or all together (uvmPglistFree, or uvmKmFreePage); freed frames merge back into
- * runs with their free neighbours.
+ * freed one by one or all together (uvmPglistFree, or uvmKmFreePage), or given to a process
+ * (uvmPageTransfer, uvm_transfer.ts); freed frames merge back into runs with their free neighbours.
  */
 import { KernelError, panic } from './errors.js';
 import { option } from './param.js';

@@ -22,8 +22,10 @@ import {
   uvmKmFreePage,
   uvmLoan,
   uvmLoanTry,
+  uvmPageTransfer,
   uvmPglistAlloc,
   uvmPglistFree,
+  uvmTransferCheck,
   uvmUnloanAnons,
   uvmUnloanPages,
 } from '../src/index.js';
@@ -358,6 +360,18 @@ const ROWS: Row[] = [
     kinds: ['list'],
     good: () => [[]],
     call: (_w, [pages]) => uvmPglistFree(pages as never),
+  },
+  {
+    name: 'uvmTransferCheck',
+    kinds: ['object', 'uaddr', 'count'],
+    good: (w) => [w.p.map, w.rw, 1],
+    call: (_w, a) => uvmTransferCheck(...(a as [never, number, number])),
+  },
+  {
+    name: 'uvmPageTransfer',
+    kinds: ['object', 'addr', 'list'],
+    good: (w) => [w.p.map, w.rw, uvmPglistAlloc(w.k.uvm, 1)],
+    call: (_w, a) => uvmPageTransfer(...(a as [never, number, never])),
   },
   {
     name: 'uvmKmAllocContig zero',

@@ -120,6 +120,23 @@ describe('uvmPageTransfer', () => {
     expect(k.stats().freePages).toBe(64);
   });
 
+  it('into private memory a fork shares (inherit share): both processes see the new page', async () => {
+    const k = new Kernel({ physPages: 64, swapPages: 0 });
+    const p = k.createProcess();
+    const va = p.mmap(2 * P, { inherit: 'share' });
+    await p.write(va, pattern(2 * P, 8));
+    const c = p.fork();
+    expect(await c.read(va, 2 * P)).toEqual(pattern(2 * P, 8));
+    uvmPageTransfer(p.map, va + P, filled(k, 1, 70));
+    expect(await c.read(va + P, P)).toEqual(pattern(P, 70));
+    await c.write(va + P, Buffer.from('child'));
+    expect((await p.read(va + P, 5)).toString()).toBe('child');
+    k.checkInvariants();
+    c.exit();
+    p.exit();
+    expect(k.stats().freePages).toBe(64);
+  });
+
   it('refuses a range uvmTransferCheck refuses (EFAULT unmapped or read-only, else EINVAL), changing nothing', async () => {
     const k = new Kernel({ physPages: 64, swapPages: 0 });
     const p = k.createProcess();

@@ -67,49 +67,20 @@ function checkQueues(uvm: Uvm): void {
   kassert(wired === uvm.wiredPages, `invariant: ${wired} wired pages, counter says ${uvm.wiredPages}`);
 }
 
-/*
- * checkFreeLists: the buddy free lists (uvm_pgfl.ts) -- every block aligned, within RAM, made of free
- * pages no other block holds, its buddy not a free block of its order (they would have merged); only
- * block heads have an order; list links, block counts, the non-empty mask and the page count agree
- * => returns the number of free pages
+/**
+ * checkFreeLists: audit the buddy free lists (uvm_pgfl.ts) -- every listed block aligned, within RAM,
+ * made of free pages no other block holds, its buddy not a free block of its order (they would have
+ * merged); every free page in a block; only block heads have an order; list links, block counts, the
+ * non-empty mask and the page count agree
+ * => returns the number of free pages; a KernelPanic at the first broken rule
  */
 export function checkFreeLists(uvm: Uvm): number {
   const fl = uvm.free;
-  const n = uvm.pages.length;
-  const held = new Uint8Array(n);
+  const held = new Uint8Array(uvm.pages.length);
   let pages = 0;
-  for (let k = 0; k <= fl.maxOrder; k++) {
-    let blocks = 0;
-    let prev: VmPage | null = null;
-    for (let pg = fl.heads[k]; pg !== null; prev = pg, pg = pg.next) {
-      const f = pg.frame;
-      kassert(pg.prev === prev, `invariant: free list ${k} broken back link at page ${f}`);
-      kassert(fl.order[f] === k, `invariant: free block at ${f} on list ${k} says order ${fl.order[f]}`);
-      kassert(
-        f % (1 << k) === 0 && f + (1 << k) <= n,
-        `invariant: free block at ${f} of order ${k} misaligned`,
-      );
-      for (let i = f; i < f + (1 << k); i++) {
-        kassert(held[i] === 0, `invariant: free page ${i} in two free blocks`);
-        kassert(uvm.pages[i].queue === PQ_FREE, `invariant: page ${i} in a free block isn't free`);
-        held[i] = 1;
-      }
-      const buddy = f ^ (1 << k);
-      kassert(
-        k === fl.maxOrder || buddy >= n || fl.order[buddy] !== k,
-        `invariant: free buddies ${f}, ${buddy} unmerged`,
-      );
-      blocks++;
-      pages += 1 << k;
-    }
-    kassert(
-      blocks === fl.blocks[k],
-      `invariant: free list ${k} has ${blocks} blocks, count says ${fl.blocks[k]}`,
-    );
-    kassert(blocks > 0 === ((fl.nonEmpty & (1 << k)) !== 0), `invariant: free list ${k} mask bit is wrong`);
-  }
+  for (let k = 0; k <= fl.maxOrder; k++) pages += checkFreeList(uvm, k, held);
   let heads = 0;
-  for (let f = 0; f < n; f++) {
+  for (let f = 0; f < uvm.pages.length; f++) {
     kassert(
       (uvm.pages[f].queue === PQ_FREE) === (held[f] === 1),
       `invariant: free page ${f} in no free block`,
@@ -119,6 +90,40 @@ export function checkFreeLists(uvm: Uvm): number {
   kassert(heads === sumBlocks(fl.blocks), 'invariant: a frame has an order but heads no listed free block');
   kassert(pages === fl.length, `invariant: ${pages} pages in free blocks, length says ${fl.length}`);
   return pages;
+}
+
+/* checkFreeList: the blocks of one order, marking their pages in `held`; returns how many pages they hold */
+function checkFreeList(uvm: Uvm, k: number, held: Uint8Array): number {
+  const fl = uvm.free;
+  const n = uvm.pages.length;
+  let blocks = 0;
+  let prev: VmPage | null = null;
+  for (let pg = fl.heads[k]; pg !== null; prev = pg, pg = pg.next) {
+    const f = pg.frame;
+    kassert(pg.prev === prev, `invariant: free list ${k} broken back link at page ${f}`);
+    kassert(fl.order[f] === k, `invariant: free block at ${f} on list ${k} says order ${fl.order[f]}`);
+    kassert(
+      f % (1 << k) === 0 && f + (1 << k) <= n,
+      `invariant: free block at ${f} of order ${k} misaligned`,
+    );
+    for (let i = f; i < f + (1 << k); i++) {
+      kassert(held[i] === 0, `invariant: free page ${i} in two free blocks`);
+      kassert(uvm.pages[i].queue === PQ_FREE, `invariant: page ${i} in a free block isn't free`);
+      held[i] = 1;
+    }
+    const buddy = f ^ (1 << k);
+    kassert(
+      k === fl.maxOrder || buddy >= n || fl.order[buddy] !== k,
+      `invariant: free buddies ${f}, ${buddy} unmerged`,
+    );
+    blocks++;
+  }
+  kassert(
+    blocks === fl.blocks[k],
+    `invariant: free list ${k} has ${blocks} blocks, count says ${fl.blocks[k]}`,
+  );
+  kassert(blocks > 0 === ((fl.nonEmpty & (1 << k)) !== 0), `invariant: free list ${k} mask bit is wrong`);
+  return blocks << k;
 }
 
 function sumBlocks(blocks: Int32Array): number {

@@ -116,8 +116,8 @@ export function uvmPageDequeue(pg: VmPage): void {
   else if (pg.queue === PQ_INACTIVE) uvm.inactive.remove(pg);
 }
 
-/*
- * uvmPageAlloc: allocate a free page (uvm_pagealloc).
+/**
+ * uvmPageAlloc: allocate a free page (uvm_pagealloc): the free lists' smallest block gives it.
  * => owner: an object and page index, or an anon (which then owns it), or neither
  * => returns the page BUSY|FAKE|CLEAN on no queue, or null when no page is free (caller waits with
  *    uvmWait); `zero` fills it with zeros
@@ -137,7 +137,7 @@ export function uvmPageAlloc(
   return uvmPageInit(pg, obj, offset, anon, zero);
 }
 
-/*
+/**
  * uvmPageInit: set up a page just taken off the free lists (for uvmPageAlloc, and for uvmPglistAlloc,
  * which takes whole runs of them).
  * => returns it BUSY|FAKE|CLEAN on no queue, owned as asked, zero-filled if `zero`

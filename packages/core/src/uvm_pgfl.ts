@@ -245,15 +245,17 @@ export class PageFreeLists {
   }
 }
 
-/* floorLog2 / ceilLog2 of a positive integer below 2^31; lowestBit: the index of a mask's lowest set bit */
+/** floorLog2: the largest k with 2^k <= n, for an integer n in 1..2^31 - 1 */
 export function floorLog2(n: number): number {
   return 31 - Math.clz32(n);
 }
 
+/** ceilLog2: the smallest k with 2^k >= n, for an integer n in 1..2^31 - 1 */
 export function ceilLog2(n: number): number {
   return n <= 1 ? 0 : 32 - Math.clz32(n - 1);
 }
 
+/* lowestBit: the index of the lowest bit set in a non-zero mask */
 function lowestBit(m: number): number {
   return 31 - Math.clz32(m & -m);
 }

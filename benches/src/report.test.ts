@@ -93,3 +93,41 @@ describe('terminal report', () => {
     expect(table(['a', 'bb'], [['xxx', '1']]).split('\n')).toEqual(['  a    bb', '  xxx   1']);
   });
 });
+
+describe('targets at the boundary', () => {
+  /* withLoanNs: the sample run with loan+unloan at 16 pages costing `ns` per page in every round */
+  function withLoanNs(ns: number): RunResults {
+    const r = sampleResults();
+    r.measurements = r.measurements.map((m) =>
+      m.suite === 'loan-cost' && m.mode === 'loan' && m.size === 16
+        ? { ...m, opsPerSec: 1e9 / (ns * 16) }
+        : m,
+    );
+    return r;
+  }
+  const at16 = (r: RunResults) =>
+    evaluateTargets(r).find((t) => t.name === 'loan+unloan ns/page at 16 pages')!;
+
+  it('a figure just over a <= goal is missed and reads 40.04, not 40.0', () => {
+    const t = at16(withLoanNs(40.04));
+    expect(t.met).toBe(false);
+    expect(t.figure).toMatch(/^40\.04 ns/);
+  });
+
+  it('a figure just under is met and reads 39.96; exactly on it is met', () => {
+    expect(at16(withLoanNs(39.96))).toMatchObject({ met: true, figure: expect.stringMatching(/^39\.96 ns/) });
+    expect(at16(withLoanNs(40))).toMatchObject({ met: true, figure: expect.stringMatching(/^40\.0 ns/) });
+  });
+
+  it('a ratio just under its goal shows the digits that put it there', () => {
+    expect(fmtRatio({ median: 1.4996, min: 1.2, max: 1.6, n: 3 }, 1.5)).toBe('1.4996x (1.20-1.60)');
+    expect(fmtRatio({ median: 1.52, min: 1.2, max: 1.6, n: 3 }, 1.5)).toBe('1.52x (1.20-1.60)');
+  });
+
+  it('latest.json keeps the unrounded figure', () => {
+    const row = buildRows(withLoanNs(40.04)).find(
+      (x) => x.suite === 'loan-cost' && x.mode === 'loan' && x.size === 16,
+    );
+    expect((row as { nsPerPage: number }).nsPerPage).toBeCloseTo(40.04, 10);
+  });
+});

@@ -114,14 +114,9 @@ export interface TargetResult {
 const THROUGHPUT: Suite[] = ['null-sink', 'tcp', 'echo'];
 const nsValue = (m: Measurement) => nsPerPage(m.opsPerSec, m.size);
 
-function round(x: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
-
 function ratioField(s: Summary): RatioField | undefined {
   if (s.n === 0) return undefined;
-  return { median: round(s.median, 3), min: round(s.min, 3), max: round(s.max, 3) };
+  return { median: s.median, min: s.min, max: s.max };
 }
 
 /*
@@ -138,10 +133,10 @@ export function buildRows(r: RunResults): LatestRow[] {
       suite: c.suite as ThroughputRow['suite'],
       mode: c.mode,
       size: c.size,
-      mbps: round(c.mbps.median, 2),
-      opsPerSec: round(c.opsPerSec.median, 1),
-      mbpsMin: round(c.mbps.min, 2),
-      mbpsMax: round(c.mbps.max, 2),
+      mbps: c.mbps.median,
+      opsPerSec: c.opsPerSec.median,
+      mbpsMin: c.mbps.min,
+      mbpsMax: c.mbps.max,
       rounds: c.mbps.n,
     };
     if (c.mode !== 'copy' && c.mode !== 'raw')
@@ -174,9 +169,9 @@ function loanCostRows(ms: Measurement[]): LoanCostRow[] {
       suite: 'loan-cost',
       mode: c.mode as 'loan' | 'copy',
       size: c.size,
-      nsPerPage: round(ns.median, 1),
-      nsPerPageMin: round(ns.min, 1),
-      nsPerPageMax: round(ns.max, 1),
+      nsPerPage: ns.median,
+      nsPerPageMin: ns.min,
+      nsPerPageMax: ns.max,
       rounds: ns.n,
     };
     if (c.mode === 'loan') row.vsCopy = ratioField(ratio(ms, 'loan-cost', c.size, 'loan', 'copy', nsValue));
@@ -192,24 +187,40 @@ function soakRow(s: SoakResult): SoakRow {
     mode: 'loan',
     size: 4096,
     sends: s.sends,
-    heapStartMiB: round(s.heapStartMiB, 2),
-    heapEndMiB: round(s.heapEndMiB, 2),
-    heapGrowthPct: round(s.heapGrowthPct, 2),
+    heapStartMiB: s.heapStartMiB,
+    heapEndMiB: s.heapEndMiB,
+    heapGrowthPct: s.heapGrowthPct,
     pagesLeaked: s.pagesLeaked,
     kvaPagesInUse: s.kvaPagesInUse,
-    seconds: round(s.seconds, 2),
-    mbps: round((opsPerSec * 4096) / 1e6, 2),
-    opsPerSec: round(opsPerSec, 1),
+    seconds: s.seconds,
+    mbps: (opsPerSec * 4096) / 1e6,
+    opsPerSec: opsPerSec,
   };
 }
 
 /*
  * fmtRatio: a summarised ratio as "1.52x (1.31-1.70)": median, then min-max.
- * => '-' for an empty summary
+ * => '-' for an empty summary; with a goal, the median is written with fmtAgainst
  */
-export function fmtRatio(s: Summary): string {
+export function fmtRatio(s: Summary, goal?: number): string {
   if (s.n === 0) return '-';
-  return `${s.median.toFixed(2)}x (${s.min.toFixed(2)}-${s.max.toFixed(2)})`;
+  const two = (v: number) => v.toFixed(2);
+  const mid = goal === undefined ? two(s.median) : fmtAgainst(s.median, goal, two);
+  return `${mid}x (${two(s.min)}-${two(s.max)})`;
+}
+
+/*
+ * fmtAgainst: x written with `fmt`, or with more decimals until the written value is on the same side
+ * of `goal` as x itself (above, below, or equal) -- so 40.04 against a 40 ns target reads 40.04, never
+ * the 40.0 that would contradict its MISSED.
+ */
+export function fmtAgainst(x: number, goal: number, fmt: (v: number) => string = fmtNum): string {
+  const side = (v: number) => Math.sign(v - goal);
+  let s = fmt(x);
+  if (!Number.isFinite(x)) return s;
+  const decimals = s.split('.')[1]?.length ?? 0;
+  for (let d = decimals + 1; d <= 8 && side(Number(s)) !== side(x); d++) s = x.toFixed(d);
+  return s;
 }
 
 /* fmtNum: 3 significant-ish digits: 12345, 123, 12.3, 1.23 */
@@ -229,7 +240,12 @@ export function evaluateTargets(r: RunResults): TargetResult[] {
   const ms = r.measurements;
   const out: TargetResult[] = [];
   const atLeast = (name: string, s: Summary, goal: number) =>
-    out.push({ name, goal: `>= ${goal}x`, figure: fmtRatio(s), met: s.n === 0 ? null : s.median >= goal });
+    out.push({
+      name,
+      goal: `>= ${goal}x`,
+      figure: fmtRatio(s, goal),
+      met: s.n === 0 ? null : s.median >= goal,
+    });
   atLeast('null-sink loan/copy at 4 KiB', ratio(ms, 'null-sink', 4096, 'loan', 'copy'), 1.5);
   atLeast('null-sink loan/copy at 64 KiB', ratio(ms, 'null-sink', 65536, 'loan', 'copy'), 4);
   atLeast('null-sink loan/copy at 1 MiB', ratio(ms, 'null-sink', 1 << 20, 'loan', 'copy'), 5);
@@ -240,14 +256,14 @@ export function evaluateTargets(r: RunResults): TargetResult[] {
     out.push({
       name: `loan+unloan ns/page at ${pages} pages`,
       goal: '<= 40 ns',
-      figure: ns.n === 0 ? '-' : `${fmtNum(ns.median)} ns (${fmtNum(ns.min)}-${fmtNum(ns.max)})`,
+      figure: ns.n === 0 ? '-' : `${fmtAgainst(ns.median, 40)} ns (${fmtNum(ns.min)}-${fmtNum(ns.max)})`,
       met: ns.n === 0 ? null : ns.median <= 40,
     });
     const vs = ratio(ms, 'loan-cost', pages, 'loan', 'copy', nsValue);
     out.push({
       name: `loan/copy cost per page at ${pages} pages`,
       goal: '<= 0.2x',
-      figure: fmtRatio(vs),
+      figure: fmtRatio(vs, 0.2),
       met: vs.n === 0 ? null : vs.median <= 0.2,
     });
   }
@@ -278,7 +294,7 @@ function flatTarget(ms: Measurement[]): TargetResult {
   return {
     name: 'loan+unloan per page not growing 16 -> 256 pages (ns@256 / ns@16)',
     goal: '<= 1.25x',
-    figure: fmtRatio(s),
+    figure: fmtRatio(s, 1.25),
     met: s.n === 0 ? null : s.median <= 1.25,
   };
 }
@@ -297,7 +313,7 @@ function tcpLoanVsCopy(ms: Measurement[]): TargetResult {
   return {
     name: 'tcp loan >= copy from 16 KiB up',
     goal: '>= 1x each',
-    figure: `worst ${fmtRatio(worst.r)} at ${formatSize(worst.size)}`,
+    figure: `worst ${fmtRatio(worst.r, 1)} at ${formatSize(worst.size)}`,
     met: rs.every((x) => x.r.median >= 1),
   };
 }

@@ -60,6 +60,7 @@ export interface TraceEvent {
 export interface UvmOptions {
   physPages: number;
   swapPages: number;
+  diagnostic?: boolean;
 }
 
 export class Uvm {
@@ -96,6 +97,8 @@ export class Uvm {
   };
   wiredPages = 0;
   anons = 0;
+  /* DIAGNOSTIC: a hash of every loaned page's bytes, taken at its first loan (null when off) */
+  readonly loanHash: Uint32Array | null;
   amaps = 0;
   /* pagedaemon targets (pages) */
   freeMin: number;
@@ -123,6 +126,7 @@ export class Uvm {
       this.pages[f] = pg;
       this.free.insertTail(pg);
     }
+    this.loanHash = opts.diagnostic === true ? new Uint32Array(opts.physPages) : null;
     this.freeMin = Math.max(1, Math.floor(opts.physPages / 64));
     this.freeTarget = Math.max(2, Math.floor(opts.physPages / 32));
     this.zeroObject = new ZeroObject(this);

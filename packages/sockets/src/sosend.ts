@@ -72,6 +72,8 @@ export class SendOp {
   settled = false;
   /** the socket watches the process while this send waits (Proc.watch) */
   watching = false;
+  /** a chunk is being built from the pins: a failure meanwhile must leave them until it is done */
+  building = false;
   readonly promise: Promise<SendResult>;
   private resolve!: (r: SendResult) => void;
   private reject!: (e: Error) => void;
@@ -153,9 +155,9 @@ export class SendOp {
     this.resolve({ bytes, loanedBytes, copiedBytes, done: allDone(this.dones) });
   }
 
-  /** fail: the send ends with `err` after bytesSent = sent bytes; the pins go */
+  /** fail: the send ends with `err` after bytesSent = sent bytes; the pins go (once no chunk is being built from them) */
   fail(err: KernelError): void {
-    this.unpinAll();
+    if (!this.building) this.unpinAll();
     this.settled = true;
     this.reject(new SendError(err, this.sent, this.len, allDone(this.dones)));
   }

@@ -376,12 +376,17 @@ export class Socket {
     const n = this.chunkSize(op);
     if (n === 0) return false;
     let built: Built | null;
+    op.building = true;
     try {
       built = await this.build(op, n);
     } catch (e) {
-      if (!(e instanceof KernelError) || op.settled) throw e;
+      /* a send that failed meanwhile (its process exited, ...) has its error already */
+      if (!(e instanceof KernelError)) throw e;
       this.failOp(op, op.proc.exitedMeanwhile(e) as KernelError);
       return true;
+    } finally {
+      op.building = false;
+      if (op.settled) op.unpinAll();
     }
     if (built === null) {
       void mbufSystem(this.kernel)

@@ -5,9 +5,11 @@
  * callback has not fired): their mbufs, and so their loans, are still alive. A send waits while the
  * buffer is over its high-water mark -- backpressure instead of an ever-growing queue.
  *
- * The receive buffer is a small area of physically contiguous wired kernel pages cut into chunks.
- * Node's `onread` reads from the host socket straight into a chunk (no intermediate buffer); the filled
- * chunk waits in the queue until soreceive copies it out to the user. Node asks for the *next* chunk
+ * The receive buffer is a small area of wired kernel pages cut into chunks, each one physically
+ * contiguous run. Node's `onread` reads from the host socket straight into a chunk (no intermediate
+ * buffer); the filled chunk waits in the queue until soreceive copies it out to the user -- or gives its
+ * whole pages to the user (page transfer, `give`): then the chunk takes a fresh run from the VM system
+ * (uvmPglistAlloc) before it gives anything, and moves onto it once the rest of its bytes are read. Node asks for the *next* chunk
  * right after each read (and once at the start), even when it is about to pause, so one free chunk is
  * always "armed" for it; reading pauses (TCP flow control does the rest) when no other chunk is free
  * to arm after the next read, and resumes when soreceive frees one.
@@ -17,8 +19,10 @@ import {
   type Kernel,
   KernelPanic,
   PAGE_SIZE,
+  type TransferRefusal,
   uvmKmAllocContig,
-  uvmKmFreePage,
+  uvmPglistAlloc,
+  uvmPglistFree,
   type VmPage,
 } from '@loanout/core';
 import { checkInteger, checkRecvArea } from './sockopt.js';
@@ -61,8 +65,15 @@ export class SendBuffer {
   }
 }
 
-export interface RecvChunk {
+/*
+ * A receive chunk: one physically contiguous run of wired kernel pages, which node:net reads into as
+ * one Buffer. Pages given to a process (page transfer) leave holes (null); a chunk that gave pages
+ * away takes a fresh run first (`fresh`), and switches to it once all its bytes have been read.
+ */
+interface RecvChunk {
+  pages: (VmPage | null)[];
   view: Buffer;
+  fresh: VmPage[] | null;
 }
 
 interface Filled {
@@ -71,9 +82,14 @@ interface Filled {
   len: number;
 }
 
+/** why received bytes that could have moved as whole pages were copied instead */
+export type RecvFallback = TransferRefusal | 'no-run';
+
 export class RecvBuffer {
   readonly chunkBytes: number;
-  private readonly pages: VmPage[];
+  private readonly kernel: Kernel;
+  private readonly chunkPages: number;
+  private readonly all: RecvChunk[];
   private readonly free: RecvChunk[] = [];
   private readonly queue: Filled[] = [];
   /* the chunk Node will read into next */
@@ -82,25 +98,37 @@ export class RecvBuffer {
   cc = 0;
   released = false;
 
-  private constructor(kernel: Kernel, pages: VmPage[], chunkBytes: number, chunks: number) {
-    this.pages = pages;
+  private constructor(kernel: Kernel, runs: VmPage[][], chunkBytes: number) {
+    this.kernel = kernel;
     this.chunkBytes = chunkBytes;
-    const base = pages[0].frame * PAGE_SIZE;
-    for (let i = 0; i < chunks; i++) {
-      this.free.push({ view: Buffer.from(kernel.uvm.ram.buffer, base + i * chunkBytes, chunkBytes) });
-    }
+    this.chunkPages = chunkBytes / PAGE_SIZE;
+    this.all = runs.map((run) => ({ pages: run, view: this.viewOf(run), fresh: null }));
+    this.free.push(...this.all);
   }
 
-  /*
-   * create: a receive area of `chunks` chunks of chunkBytes (a page multiple) in contiguous kernel memory
+  private viewOf(run: VmPage[]): Buffer {
+    return Buffer.from(this.kernel.uvm.ram.buffer, run[0].frame * PAGE_SIZE, this.chunkBytes);
+  }
+
+  /**
+   * create: a receive area of `chunks` chunks of chunkBytes (a page multiple), each one run of
+   * physically contiguous kernel memory
    * => throws EINVAL for bad sizes (fewer than 2 chunks, more than the kernel's RAM in all), ENOMEM
-   *    when no such run of pages can be had now
+   *    when the runs can't be had (after the pagedaemon tried); then nothing is kept
    */
   static async create(kernel: Kernel, chunkBytes: number, chunks: number): Promise<RecvBuffer> {
     checkKernel('soreserve', kernel);
     checkRecvArea('soreserve', chunkBytes, chunks, kernel.uvm.pages.length);
-    const pages = await uvmKmAllocContig(kernel.uvm, (chunkBytes / PAGE_SIZE) * chunks);
-    return new RecvBuffer(kernel, pages, chunkBytes, chunks);
+    const runs: VmPage[][] = [];
+    try {
+      for (let i = 0; i < chunks; i++) {
+        runs.push(await uvmKmAllocContig(kernel.uvm, chunkBytes / PAGE_SIZE, { zero: false }));
+      }
+    } catch (err) {
+      for (const run of runs) uvmPglistFree(run);
+      throw err;
+    }
+    return new RecvBuffer(kernel, runs, chunkBytes);
   }
 
   /*
@@ -145,6 +173,11 @@ export class RecvBuffer {
     return f.chunk.view.subarray(f.off, f.off + Math.min(max, f.len - f.off));
   }
 
+  /* headOffset: where in its chunk the oldest unread byte is (its page offset decides a transfer) */
+  get headOffset(): number {
+    return this.queue[0]?.off ?? 0;
+  }
+
   /* consume: n bytes of head() were read; returns true if a chunk became free */
   consume(n: number): boolean {
     const f = this.queue[0];
@@ -152,8 +185,40 @@ export class RecvBuffer {
     this.cc -= n;
     if (f.off < f.len) return false;
     this.queue.shift();
-    this.free.push(f.chunk);
+    this.recycle(f.chunk);
     return true;
+  }
+
+  /**
+   * give: take the next k whole pages of unread bytes out of the area, for a page transfer
+   * => the oldest unread byte must start a page, and k whole pages of bytes be there (panic otherwise)
+   * => returns the pages, or null when no fresh run can be had to replace them (then nothing is taken)
+   * => the pages are the caller's to transfer (uvmPageTransfer): the area never touches them again
+   */
+  give(k: number): VmPage[] | null {
+    const f = this.queue[0];
+    if (f === undefined || f.off % PAGE_SIZE !== 0 || f.len - f.off < k * PAGE_SIZE) {
+      throw new KernelPanic(`soreceive: no ${k} whole pages to give at the head of the receive area`);
+    }
+    const c = f.chunk;
+    if (c.fresh === null) c.fresh = uvmPglistAlloc(this.kernel.uvm, this.chunkPages, { zero: false });
+    if (c.fresh === null) return null;
+    const first = f.off / PAGE_SIZE;
+    const out = c.pages.slice(first, first + k) as VmPage[];
+    c.pages.fill(null, first, first + k);
+    this.consume(k * PAGE_SIZE);
+    return out;
+  }
+
+  /* recycle: a chunk whose bytes have all been read is free again -- on its fresh run if it gave pages away */
+  private recycle(c: RecvChunk): void {
+    if (c.fresh !== null) {
+      uvmPglistFree(c.pages.filter((pg): pg is VmPage => pg !== null));
+      c.pages = c.fresh;
+      c.view = this.viewOf(c.fresh);
+      c.fresh = null;
+    }
+    this.free.push(c);
   }
 
   /* discard: drop every byte received and not yet read (a closing socket); returns whether a chunk became free */
@@ -171,6 +236,9 @@ export class RecvBuffer {
     this.queue.length = 0;
     this.free.length = 0;
     this.cc = 0;
-    for (const pg of this.pages) uvmKmFreePage(pg);
+    for (const c of this.all) {
+      uvmPglistFree(c.pages.filter((pg): pg is VmPage => pg !== null));
+      if (c.fresh !== null) uvmPglistFree(c.fresh);
+    }
   }
 }

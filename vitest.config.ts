@@ -12,6 +12,7 @@ export default defineConfig({
       'test/**/*.test.ts',
       'examples/**/*.test.ts',
       'benches/**/*.test.ts',
+      'scripts/**/*.test.ts',
     ],
     exclude: ['**/node_modules/**', '**/dist/**'],
     testTimeout: 30_000,

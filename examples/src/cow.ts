@@ -18,7 +18,7 @@ import net from 'node:net';
 import { Kernel, KernelError, type KernelStats, PAGE_SIZE } from '@loanout/core';
 import { sockConnect } from '@loanout/sockets';
 import { fail, parseArgs, parseCount } from './cli.js';
-import { walkthrough } from './ui/walkthrough.js';
+import { walkthrough } from './walkthrough.js';
 
 export interface CowResult {
   sentHash: string;

@@ -24,7 +24,7 @@ import {
   type VmPage,
 } from '@loanout/core';
 import { fail, parseArgs, parseCount } from './cli.js';
-import { walkthrough } from './ui/walkthrough.js';
+import { walkthrough } from './walkthrough.js';
 
 export type TourStep =
   | 'a->k'

@@ -6,9 +6,10 @@
  * Any TCP client works (`pnpm echo:client`, nc, python's socket). Ctrl-C prints what the kernel did
  * (loans, copies, bytes) and exits. --ui also serves a live page map of the kernel on 127.0.0.1.
  */
+
+import { startPageMap } from '@loanout/pagemap';
 import { createEchoServer, sosendAutoThreshold } from '@loanout/sockets';
 import { fail, mb, parseArgs, parseCount, parseMode, parsePort } from './cli.js';
-import { startPageMap } from './ui/page-map-server.js';
 
 const { values } = parseArgs({
   options: {

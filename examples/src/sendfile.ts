@@ -9,9 +9,9 @@
  * live page map: the file's pages (green) turn red while they are on loan to the network.
  */
 import { Kernel, KernelError, type Proc, VnodeObject } from '@loanout/core';
+import { startPageMap } from '@loanout/pagemap';
 import { type Listener, sockListen } from '@loanout/sockets';
 import { fail, mb, parseArgs, parsePort } from './cli.js';
-import { startPageMap } from './ui/page-map-server.js';
 
 export interface SendfileServer {
   listener: Listener;

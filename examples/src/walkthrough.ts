@@ -6,7 +6,7 @@
  * example reports, prints what to look for and pauses. Without --ui the steps are only printed.
  */
 import type { Kernel } from '@loanout/core';
-import { startPageMap } from './page-map-server.js';
+import { startPageMap } from '@loanout/pagemap';
 
 export interface Walkthrough {
   /* say what the page shows now, then (with the UI) give the viewer time to look */

@@ -94,13 +94,17 @@ function flagSpec(name: string, f: Flag): string {
   return f.type === 'string' ? `--${name} ${f.value ?? 'VALUE'}` : `--${name}`;
 }
 
+/* what a command line asks for: the usage, or to run (`Parsed`), or nothing sensible (`error`) */
+export type CommandLine = { help: true } | { error: string } | Parsed;
+
 /*
- * parseCommand: the command line, checked against `cmd`
- * => --help or -h anywhere: prints the usage and exits 0
- * => a usage error (unknown flag, a string flag without its value, a value given to a boolean flag,
- *    an argument missing or too many): one line and the usage on stderr, exit 2
+ * readCommandLine: the command line, checked against `cmd`; never throws, whatever the words
+ * => { help: true } if --help or -h is anywhere in it
+ * => { error } for a usage error: an unknown flag, a string flag without its value (or whose value
+ *    is another flag), a value given to a boolean flag, an argument missing or too many
+ * => else the flags' values and the argument; a leading `--` is dropped
  */
-export function parseCommand(cmd: Command, argv = process.argv.slice(2)): Parsed {
+export function readCommandLine(cmd: Command, argv: string[]): CommandLine {
   const args = argv[0] === '--' ? argv.slice(1) : argv;
   const { values, positionals, tokens } = parseArgs({
     args,
@@ -109,22 +113,36 @@ export function parseCommand(cmd: Command, argv = process.argv.slice(2)): Parsed
     allowPositionals: true,
     tokens: true,
   });
-  if (values.help !== undefined) {
+  if (tokens.some((t) => t.kind === 'option' && t.name === 'help')) return { help: true };
+  for (const t of tokens) {
+    if (t.kind !== 'option') continue;
+    const flag = Object.hasOwn(cmd.flags, t.name) ? cmd.flags[t.name] : undefined;
+    if (flag === undefined) return { error: `unknown flag ${t.rawName}` };
+    if (flag.type === 'boolean' && t.value !== undefined) return { error: `${t.rawName} takes no value` };
+    if (flag.type === 'string' && (t.value === undefined || t.value.startsWith('--')))
+      return { error: `${t.rawName} needs a value (${flagSpec(t.name, flag)})` };
+  }
+  const wanted = cmd.argument ? 1 : 0;
+  if (positionals.length > wanted) return { error: `unexpected argument ${positionals[wanted]}` };
+  if (positionals.length < wanted) return { error: `missing ${cmd.argument!.name}` };
+  const known: Parsed['values'] = {};
+  for (const name of Object.keys(cmd.flags)) known[name] = values[name];
+  return { values: known, argument: positionals[0] };
+}
+
+/*
+ * parseCommand: the command line of this process, checked against `cmd` (readCommandLine)
+ * => --help or -h anywhere: prints the usage and exits 0
+ * => a usage error: one line and the usage on stderr, exit 2
+ */
+export function parseCommand(cmd: Command, argv = process.argv.slice(2)): Parsed {
+  const line = readCommandLine(cmd, argv);
+  if ('help' in line) {
     console.log(usage(cmd));
     process.exit(0);
   }
-  for (const t of tokens) {
-    if (t.kind !== 'option') continue;
-    const flag = cmd.flags[t.name];
-    if (flag === undefined) usageError(cmd, `unknown flag ${t.rawName}`);
-    if (flag.type === 'boolean' && t.value !== undefined) usageError(cmd, `${t.rawName} takes no value`);
-    if (flag.type === 'string' && (t.value === undefined || t.value.startsWith('--')))
-      usageError(cmd, `${t.rawName} needs a value (${flagSpec(t.name, flag)})`);
-  }
-  const wanted = cmd.argument ? 1 : 0;
-  if (positionals.length > wanted) usageError(cmd, `unexpected argument ${positionals[wanted]}`);
-  if (positionals.length < wanted) usageError(cmd, `missing ${cmd.argument!.name}`);
-  return { values, argument: positionals[0] };
+  if ('error' in line) usageError(cmd, line.error);
+  return line;
 }
 
 /* usageError: say what is wrong in one line, then the usage; exit 2 */

@@ -137,6 +137,16 @@ describe('the packages, packed and installed into a plain npm project', () => {
     expect(sockets.dependencies).toMatchObject({ '@loanout/core': '0.1.0', '@loanout/mbuf': '0.1.0' });
   });
 
+  it('carry their TSDoc comments in the declarations, for editors to show', async () => {
+    const dts = await readFile(join(app, 'node_modules/@loanout/pagemap/dist/index.d.ts'), 'utf8');
+    expect(dts).toMatch(
+      /\/\*\*\n \* startPageMap: serve the live page map of `kernel` on 127\.0\.0\.1\.\n \* => /,
+    );
+    expect(dts).toMatch(
+      /declare function startPageMap\(kernel: Kernel, opts\?: PageMapOptions\): Promise<PageMap>;/,
+    );
+  });
+
   it('work from an ES module (import)', async () => {
     expect(await ok(RUN.esm)).toMatch(/^ok: loaned "hello, loan", sent 16384 bytes by loan, page map 200/);
   });

@@ -195,6 +195,16 @@ export function countValue(
   return n;
 }
 
+/* secondsValue: a whole number of seconds, 0..2147483 (0: never; a timer takes at most 2^31 - 1 ms) */
+export function secondsValue(cmd: Command, p: Parsed, name: string, dflt: number): number {
+  const s = p.values[name];
+  if (s === undefined) return dflt;
+  const n = Number(s);
+  if (typeof s !== 'string' || !/^\d+$/.test(s) || n > 2_147_483)
+    usageError(cmd, `bad --${name} ${String(s)}: whole seconds from 0 (never) to 2147483`);
+  return n;
+}
+
 export function stringValue(p: Parsed, name: string, dflt: string): string {
   const s = p.values[name];
   return typeof s === 'string' ? s : dflt;

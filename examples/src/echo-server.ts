@@ -1,7 +1,8 @@
 /*
  * echo-server.ts: `pnpm echo` -- an echo server on the loanout kernel.
  *
- *   pnpm echo [--port 7007] [--host 127.0.0.1] [--mode copy|loan|auto] [--max-connections 128] [--ui]
+ *   pnpm echo [--port 7007] [--host 127.0.0.1] [--mode copy|loan|auto] [--max-connections 128]
+ *             [--idle-timeout 60] [--ui]
  *
  * Any TCP client works (`pnpm echo:client`, nc, python's socket). Ctrl-C prints what the kernel did
  * -- the bytes received and sent, and how each moved (copy or loan) -- and exits 0. --ui also serves a
@@ -20,6 +21,7 @@ import {
   onInterrupt,
   parseCommand,
   portValue,
+  secondsValue,
   stringValue,
   type Traffic,
   trafficLines,
@@ -48,6 +50,11 @@ export const ECHO: Command = {
       value: 'N',
       help: 'connections served at once, a whole number (default 128); more are refused',
     },
+    'idle-timeout': {
+      type: 'string',
+      value: 'SECONDS',
+      help: 'close a connection that has made no progress for this long; 0 never (default 60)',
+    },
     ui: { type: 'boolean', help: 'also serve the live page map of the kernel on 127.0.0.1' },
   },
 };
@@ -68,8 +75,10 @@ export function echoTraffic(s: EchoStats): Traffic[] {
 /* echoReport: the lines Ctrl-C prints */
 export function echoReport(s: EchoStats, k: KernelStats): string[] {
   const dropped = s.dropped > 0 ? ` (and ${s.dropped} dropped: no memory for them)` : '';
+  const refused = s.refused > 0 ? ` (and ${s.refused} refused: --max-connections were open)` : '';
+  const idle = s.idleClosed > 0 ? `, ${s.idleClosed} closed idle` : '';
   return [
-    `connections ${s.connections}${dropped}, echoed ${mb(s.bytesEchoed)}:`,
+    `connections ${s.connections}${dropped}${refused}${idle}, echoed ${mb(s.bytesEchoed)}:`,
     ...trafficLines(echoTraffic(s)),
     `kernel: loans ${k.loans}, loan breaks ${k.loanBreaks} (writes to a page on loan, which got a copy), ` +
       `copy-on-write faults ${k.cowFaults}`,
@@ -84,6 +93,7 @@ async function main(): Promise<void> {
     port: portValue(ECHO, args, 'port', 7007),
     mode,
     maxConnections: countValue(ECHO, args, 'max-connections', 128),
+    idleTimeoutMs: secondsValue(ECHO, args, 'idle-timeout', 60) * 1000,
   }).catch((err: Error) => fail(err.message));
   const threshold = mode === 'auto' ? ` (auto loans from ${await sosendAutoThreshold()} bytes)` : '';
   console.log(

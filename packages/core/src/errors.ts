@@ -24,11 +24,13 @@ export type KernelErrorCode =
   | 'ENOSPC'
   | 'EPIPE'
   | 'ECONNRESET'
+  | 'ECONNABORTED'
   | 'ECONNREFUSED'
   | 'ENOTCONN'
   | 'ETIMEDOUT'
   | 'EADDRINUSE'
-  | 'EMFILE';
+  | 'EMFILE'
+  | 'ESHUTDOWN';
 
 export class KernelError extends Error {
   override readonly name = 'KernelError';

@@ -26,7 +26,14 @@ export {
   VM_MIN_KERNEL_ADDRESS,
 } from './uvm_km.js';
 export type { LoanTarget } from './uvm_loan.js';
-export { uvmLoan, uvmLoanTry, uvmUnloanAnons, uvmUnloanPages } from './uvm_loan.js';
+export {
+  uvmLoan,
+  uvmLoanAnonPages,
+  uvmLoanNow,
+  uvmLoanTry,
+  uvmUnloanAnons,
+  uvmUnloanPages,
+} from './uvm_loan.js';
 export { MapEntry, VmMap } from './uvm_map.js';
 export { UNLOCK, UvmObject } from './uvm_object.js';
 export { PG_BUSY, PG_CLEAN, PG_FAKE, PG_RELEASED, PG_WANTED, VmPage } from './uvm_page.js';

@@ -13,6 +13,7 @@ import {
   writeFileOf,
 } from '../test/helpers.js';
 import {
+  checkKernel,
   type IoEvent,
   Kernel,
   type KernelOptions,
@@ -479,6 +480,37 @@ describe('Kernel.sync and idle', () => {
     expect(k.uvm.vnodes.size).toBe(0);
     expect(k.stats()).toMatchObject({ processes: 0, freePages: 16 });
     expect((await readFile(f1)).subarray(0, 5).toString()).toBe('dirty');
+  });
+});
+
+describe('Kernel.shutdown', () => {
+  const tmp = useTmpDir();
+
+  it('exits every process, writes back and closes every file, and then refuses new work', async () => {
+    const f1 = await writeFileOf(tmp.dir, 's1', 2 * PAGE_SIZE, 3);
+    const f2 = await writeFileOf(tmp.dir, 's2', PAGE_SIZE, 4);
+    const k = new Kernel({ physPages: 16, swapPages: 8 });
+    const p = k.createProcess();
+    const a = await p.mmapFile(f1, { prot: RW, shared: true });
+    await p.write(a + PAGE_SIZE, Buffer.from('written'));
+    p.fork();
+    await k.createProcess().mmapFile(f2);
+    const handles = [...k.uvm.vnodes.values()].map((vn) => Reflect.get(vn, 'fh') as FileHandle);
+    const first = k.shutdown();
+    const second = k.shutdown();
+    await Promise.all([first, second]);
+    expect(handles.map((fh) => fh.fd)).toEqual([-1, -1]);
+    expect(k.processes).toEqual([]);
+    expect(k.uvm.vnodes.size).toBe(0);
+    expect(k.stats()).toMatchObject({ processes: 0, freePages: 16, swapUsed: 0 });
+    expect((await readFile(f1)).subarray(PAGE_SIZE, PAGE_SIZE + 7).toString()).toBe('written');
+    k.checkInvariants();
+    /* idempotent: a later call is done at once; and the kernel takes no new work */
+    await k.shutdown();
+    const err = expectErrorSync(() => k.createProcess(), 'ESHUTDOWN');
+    expect(err.message).toMatch(/shut down/);
+    expectErrorSync(() => checkKernel('pool_init', k), 'ESHUTDOWN');
+    await expectError(p.mmapFile(f2), 'ESRCH');
   });
 });
 

@@ -3,7 +3,7 @@
  * and reports on itself (stats, checkInvariants, the event trace).
  */
 import { KernelError, panic } from './errors.js';
-import { checkAddress, checkLength, checkProt, hex, PAGE_SHIFT, PAGE_SIZE, Prot } from './param.js';
+import { checkAddress, checkLength, checkProt, hex, option, PAGE_SHIFT, PAGE_SIZE, Prot } from './param.js';
 import { MAX_PHYS_PAGES } from './physmem.js';
 import { Proc, type ProcHost } from './proc.js';
 import { type IoEvent, type TraceEvent, Uvm } from './uvm.js';
@@ -18,6 +18,14 @@ export interface KernelOptions {
   physPages?: number;
   /* swap in pages (default 8192 = 32 MiB; 0 = no swap) */
   swapPages?: number;
+  /**
+   * NetBSD's DIAGNOSTIC: check that no page changes while it is on loan -- a hash of each page taken
+   * at its first loan, checked whenever the kernel gives a loan back; a change panics, naming the
+   * frame and its owner (a kernel write through a raw view of a loaned mbuf, say). Costs a pass over
+   * the page per loan and unloan. Default: on when the environment has LOANOUT_DIAGNOSTIC=1 (the
+   * test suite sets it), else off.
+   */
+  diagnostic?: boolean;
 }
 
 export interface KernelStats {
@@ -55,6 +63,8 @@ export class Kernel implements ProcHost {
   readonly kva: KernelVa;
   private readonly procs = new Map<number, Proc>();
   private nextPid = 1;
+  /* set by the first shutdown(): the shutdown under way or done */
+  private down: Promise<void> | null = null;
 
   /*
    * => physPages: integer 1..2^18 (EINVAL otherwise); swapPages: integer >= 0 (EINVAL otherwise)
@@ -62,18 +72,30 @@ export class Kernel implements ProcHost {
   constructor(opts: KernelOptions = {}) {
     if (opts === null || typeof opts !== 'object')
       throw new KernelError('EINVAL', 'Kernel: options must be an object');
-    const physPages = opts.physPages ?? 4096;
+    const physPages = option(opts.physPages, 4096);
     if (!Number.isSafeInteger(physPages) || physPages < 1 || physPages > MAX_PHYS_PAGES) {
       throw new KernelError('EINVAL', `Kernel: bad physPages ${String(physPages)} (1..${MAX_PHYS_PAGES})`);
     }
-    this.uvm = new Uvm({ physPages, swapPages: opts.swapPages ?? 8192 });
+    const swapPages = option(opts.swapPages, 8192);
+    if (!Number.isSafeInteger(swapPages) || swapPages < 0) {
+      throw new KernelError('EINVAL', `Kernel: bad swapPages ${String(swapPages)}`);
+    }
+    const diagnostic = option(opts.diagnostic, process.env.LOANOUT_DIAGNOSTIC === '1');
+    if (typeof diagnostic !== 'boolean') {
+      throw new KernelError('EINVAL', `Kernel: diagnostic must be a boolean, not ${String(diagnostic)}`);
+    }
+    this.uvm = new Uvm({ physPages, swapPages, diagnostic });
     this.pagedaemon = new PageDaemon(this.uvm);
     this.uvm.pdaemon = this.pagedaemon;
     this.kva = new KernelVa(this.uvm.mmu.kernelPmap);
   }
 
-  /* createProcess: a new process with an empty address space */
+  /**
+   * createProcess: a new process with an empty address space
+   * => throws ESHUTDOWN once the kernel is shut down
+   */
   createProcess(): Proc {
+    this.checkUp('createProcess');
     const p = new Proc(this, this.nextPid++);
     this.procs.set(p.pid, p);
     return p;
@@ -203,6 +225,37 @@ export class Kernel implements ProcHost {
     await this.uvm.drain();
   }
 
+  /**
+   * shutdown: stop the kernel: exit every process, write every mapped file back and close it, and
+   * wait for all background work (the pagedaemon, write-back). What is still on loan to the kernel
+   * stays so (an unloan still works); nothing else is left behind, and no file for the garbage
+   * collector to close.
+   * => idempotent: every call returns the same promise, settled when the first call's work is done
+   * => afterwards the kernel refuses new work with ESHUTDOWN (createProcess, checkKernel -- which
+   *    the services built on a kernel call first); its processes have exited (ESRCH)
+   */
+  shutdown(): Promise<void> {
+    if (this.down === null) this.down = this.stop();
+    return this.down;
+  }
+
+  /* isShutdown: has shutdown() been called? */
+  get isShutdown(): boolean {
+    return this.down !== null;
+  }
+
+  private async stop(): Promise<void> {
+    do {
+      for (const p of this.processes) p.exit();
+      await this.idle();
+    } while (this.procs.size > 0 || this.uvm.vnodes.size > 0 || this.uvm.dyingVnodes.size > 0);
+  }
+
+  /* checkUp: ESHUTDOWN naming fn once the kernel is shut down */
+  checkUp(fn: string): void {
+    if (this.down !== null) throw new KernelError('ESHUTDOWN', `${fn}: the kernel is shut down`);
+  }
+
   stats(): KernelStats {
     const uvm = this.uvm;
     let loaned = 0;
@@ -270,9 +323,13 @@ export class Kernel implements ProcHost {
   }
 }
 
-/* checkKernel: EINVAL naming fn unless kernel is a Kernel (for services built on one: pools, sockets) */
+/**
+ * checkKernel: the check of a kernel that services built on one (pools, sockets) make first
+ * => throws EINVAL naming fn unless kernel is a Kernel, ESHUTDOWN if it is shut down
+ */
 export function checkKernel(fn: string, kernel: unknown): asserts kernel is Kernel {
   if (!(kernel instanceof Kernel)) throw new KernelError('EINVAL', `${fn}: not a kernel`);
+  kernel.checkUp(fn);
 }
 
 /* checkKernelRange: EINVAL unless [va, va + npages pages) is page-aligned kernel address space */

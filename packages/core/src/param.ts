@@ -51,6 +51,11 @@ export function truncPage(n: number): number {
   return Math.floor(n / PAGE_SIZE) * PAGE_SIZE;
 }
 
+/**
+ * hex: an address as NetBSD prints one, 0x and lower-case hex digits
+ * => exact for any non-negative safe integer (kernel addresses are above 2^31: never use `&` or `|`,
+ *    which work on 32-bit signed integers and would print 0x-80000000)
+ */
 export function hex(n: number): string {
   return `0x${n.toString(16)}`;
 }
@@ -79,12 +84,31 @@ export function checkAddress(fn: string, va: number, aligned: boolean): void {
   }
 }
 
-/*
+/**
  * checkProt: validate protection bits.
- * => throws EINVAL unless prot is an integer made of READ|WRITE|EXEC
+ * => throws EINVAL unless prot is an integer made of READ|WRITE|EXEC: 0..7, compared as a number
+ *    (never through `&`, which would take 2^32 + 1 for 1)
  */
 export function checkProt(fn: string, prot: number): void {
-  if (!Number.isInteger(prot) || prot < 0 || (prot & ~Prot.ALL) !== 0) {
+  if (!Number.isInteger(prot) || prot < 0 || prot > Prot.ALL) {
     throw new KernelError('EINVAL', `${fn}: bad protection ${String(prot)}`);
   }
+}
+
+/**
+ * checkAccess: validate the access a fault or a check is for (VM_PROT_* bits, at least one).
+ * => throws EINVAL unless access is an integer 1..7
+ */
+export function checkAccess(fn: string, access: number): void {
+  if (!Number.isInteger(access) || access < 1 || access > Prot.ALL) {
+    throw new KernelError('EINVAL', `${fn}: bad access ${String(access)}`);
+  }
+}
+
+/**
+ * option: an option's value, or its default when it is left out
+ * => only undefined means "left out": null is a value (and the caller's check refuses it)
+ */
+export function option<T>(value: T | undefined, dflt: T): T {
+  return value === undefined ? dflt : value;
 }

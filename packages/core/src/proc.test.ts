@@ -254,3 +254,69 @@ describe('mmapFile arguments', () => {
     await expectError(p.mmapFile(42 as unknown as string), 'EINVAL');
   });
 });
+
+describe('watch', () => {
+  it('calls the watcher after munmap, mprotect and exit, until it stops watching', async () => {
+    const k = new Kernel({ physPages: 32 });
+    const p = k.createProcess();
+    const va = p.mmap(4 * PAGE_SIZE);
+    const seen: string[] = [];
+    const stop = p.watch(() => seen.push(p.exited ? 'exited' : String(p.map.entries.length)));
+    p.mmap(PAGE_SIZE);
+    p.mprotect(va, PAGE_SIZE, Prot.READ);
+    p.munmap(va, PAGE_SIZE);
+    expect(seen).toEqual(['3', '2']);
+    stop();
+    stop();
+    p.munmap(va + PAGE_SIZE, PAGE_SIZE);
+    expect(seen).toHaveLength(2);
+    p.watch(() => seen.push(p.exited ? 'exited' : 'alive'));
+    p.exit();
+    expect(seen).toEqual(['3', '2', 'exited']);
+    k.checkInvariants();
+  });
+
+  it('refuses a watcher that is not a function (EINVAL); one that throws is dropped with a warning', async () => {
+    const k = new Kernel({ physPages: 32 });
+    const p = k.createProcess();
+    expectErrorSync(() => p.watch(7 as never), 'EINVAL');
+    const warned = new Promise<Error>((r) => process.once('warning', r));
+    let calls = 0;
+    p.watch(() => {
+      calls++;
+      throw new Error('boom');
+    });
+    const va = p.mmap(PAGE_SIZE);
+    p.munmap(va, PAGE_SIZE);
+    p.munmap(va, PAGE_SIZE);
+    expect(calls).toBe(1);
+    expect((await warned).message).toMatch(/process watcher threw \(boom\)/);
+    p.exit();
+    k.checkInvariants();
+  });
+});
+
+describe('copyinPhysNow', () => {
+  it('hands over every byte when all is mapped, and stops (false) before a page that needs a fault', async () => {
+    const k = new Kernel({ physPages: 32 });
+    const p = k.createProcess();
+    const va = p.mmap(3 * PAGE_SIZE);
+    const data = pattern(2 * PAGE_SIZE, 2);
+    await p.write(va, data);
+    const got = Buffer.alloc(3 * PAGE_SIZE);
+    const sink = (at: number, done: number, n: number) => {
+      got.set(k.uvm.ram.bytes.subarray(at, at + n), done);
+    };
+    expect(p.copyinPhysNow(va + 10, 2 * PAGE_SIZE - 10, sink)).toBe(true);
+    expect(got.subarray(0, 2 * PAGE_SIZE - 10).equals(data.subarray(10))).toBe(true);
+    /* the third page was never touched: reading it needs a zero-fill, which may sleep */
+    let seen = 0;
+    expect(p.copyinPhysNow(va, 3 * PAGE_SIZE, (_a, _d, n) => (seen += n))).toBe(false);
+    expect(seen).toBe(2 * PAGE_SIZE);
+    expectErrorSync(() => p.copyinPhysNow(va, 4 * PAGE_SIZE, sink), 'EFAULT');
+    expectErrorSync(() => p.copyinPhysNow(va, 1, 7 as never), 'EINVAL');
+    p.exit();
+    expectErrorSync(() => p.copyinPhysNow(va, 1, sink), 'ESRCH');
+    k.checkInvariants();
+  });
+});

@@ -11,13 +11,14 @@ import { KernelError } from './errors.js';
 import type { Kernel } from './kernel.js';
 import {
   atop,
+  checkAccess,
   checkAddress,
   checkLength,
   checkProt,
   hex,
   Inherit,
   type Inheritance,
-  PAGE_MASK,
+  option,
   PAGE_SHIFT,
   PAGE_SIZE,
   Prot,
@@ -68,6 +69,8 @@ export class Proc {
   readonly pid: number;
   readonly map: VmMap;
   private readonly host: ProcHost;
+  /* watchers of the address space (watch) */
+  private readonly watchers = new Set<() => void>();
   exited = false;
 
   /* the kernel this process runs on */
@@ -90,11 +93,11 @@ export class Proc {
     this.alive('mmap');
     checkLength('mmap', length, 1, VM_MAX_ADDRESS);
     checkOptions('mmap', opts);
-    const prot = opts.prot ?? Prot.READ | Prot.WRITE;
+    const prot = option(opts.prot, Prot.READ | Prot.WRITE);
     checkProt('mmap', prot);
     const len = roundPage(length);
     const shared = opts.shared === true;
-    const inherit = checkInherit(opts.inherit ?? (shared ? Inherit.SHARE : Inherit.COPY));
+    const inherit = checkInherit(option(opts.inherit, shared ? Inherit.SHARE : Inherit.COPY));
     const start = uvmMapFindSpace(this.map, len);
     const object = shared ? new AObject(this.host.uvm, atop(len)) : null;
     uvmMapInsert(this.map, newEntry(start, len, prot, Prot.ALL, inherit, !shared, object, 0));
@@ -110,9 +113,9 @@ export class Proc {
     this.alive('mmapFile');
     if (typeof path !== 'string' || path === '') throw new KernelError('EINVAL', 'mmapFile: bad path');
     checkOptions('mmapFile', opts);
-    const prot = opts.prot ?? Prot.READ;
+    const prot = option(opts.prot, Prot.READ);
     checkProt('mmapFile', prot);
-    const offset = opts.offset ?? 0;
+    const offset = option(opts.offset, 0);
     checkAddress('mmapFile', offset, true);
     if (opts.length !== undefined) checkLength('mmapFile', opts.length, 1, VM_MAX_ADDRESS);
     const vn = await VnodeObject.attach(this.host.uvm, path);
@@ -126,7 +129,7 @@ export class Proc {
 
   private mapVnode(vn: VnodeObject, prot: number, offset: number, opts: MmapFileOptions): number {
     this.alive('mmapFile');
-    const length = opts.length ?? vn.size - offset;
+    const length = option(opts.length, vn.size - offset);
     if (length <= 0 || offset >= vn.size) {
       throw new KernelError(
         'EINVAL',
@@ -152,6 +155,7 @@ export class Proc {
     checkAddress('munmap', va, true);
     checkLength('munmap', length, 1, VM_MAX_ADDRESS);
     uvmUnmap(this.map, va, va + roundPage(length));
+    this.changed();
   }
 
   /*
@@ -164,6 +168,7 @@ export class Proc {
     checkLength('mprotect', length, 1, VM_MAX_ADDRESS);
     checkProt('mprotect', prot);
     uvmMapProtect(this.map, va, va + roundPage(length), prot);
+    this.changed();
   }
 
   /*
@@ -218,6 +223,24 @@ export class Proc {
     if (typeof sink !== 'function') throw new KernelError('EINVAL', 'copyin: sink must be a function');
     this.checkRange('copyin', va, n, Prot.READ);
     return this.transfer(va, n, Prot.READ, sink);
+  }
+
+  /**
+   * copyinPhysNow: copyinPhys for a caller that must not sleep: walks the range as copyinPhys does,
+   * resolving only faults that need no sleep
+   * => returns true when every byte has gone to the sink; false when some page would have to be
+   *    brought in (the sink has then seen only the bytes before it, and nothing more will come)
+   * => throws EFAULT if any byte is unmapped or unreadable (before sink sees anything), EINVAL, ESRCH
+   */
+  copyinPhysNow(
+    va: number,
+    n: number,
+    sink: (ramOffset: number, done: number, len: number) => void,
+  ): boolean {
+    this.alive('copyin');
+    if (typeof sink !== 'function') throw new KernelError('EINVAL', 'copyin: sink must be a function');
+    this.checkRange('copyin', va, n, Prot.READ);
+    return this.transferMapped(va, n, Prot.READ, sink, 0) === n;
   }
 
   private copyinChecked(va: number, dst: Uint8Array, offset: number, n: number): Promise<void> | undefined {
@@ -282,7 +305,7 @@ export class Proc {
         if (!uvmFaultTry(this.map, a - (a % PAGE_SIZE), access)) return done;
         frame = pmap.translate(Math.floor(a / PAGE_SIZE), access);
       }
-      const off = a & PAGE_MASK;
+      const off = a % PAGE_SIZE;
       const len = Math.min(n - done, PAGE_SIZE - off);
       move((frame << PAGE_SHIFT) + off, done, len);
       done += len;
@@ -323,11 +346,12 @@ export class Proc {
 
   /*
    * checkRange: may this process make `access` (Prot bits) to every byte of [va, va + n)?
-   * => throws EINVAL (naming `fn`) for a bad address or length, EFAULT at the first byte unmapped or
+   * => throws EINVAL (naming `fn`) for a bad address, length or access, EFAULT at the first byte unmapped or
    *    forbidden; touches no page
    */
   checkRange(fn: string, va: number, n: number, access: number): void {
     checkAddress(fn, va, false);
+    checkAccess(fn, access);
     checkLength(fn, n, 0, VM_MAX_ADDRESS);
     let a = va;
     while (a < va + n) {
@@ -354,6 +378,38 @@ export class Proc {
     this.map.dead = true;
     this.exited = true;
     this.host.procExited(this);
+    this.changed();
+    this.watchers.clear();
+  }
+
+  /**
+   * watch: call `fn` after every change to this process's address space that can take memory away
+   * from a call in progress -- munmap, mprotect, exit (a knote on the process, EVFILT_PROC-style)
+   * => fn a function (EINVAL); returns the function that stops watching (idempotent)
+   * => fn runs synchronously inside munmap / mprotect / exit, after the change; it must not throw
+   *    (one that does is dropped, with a process warning) and should only wake whoever sleeps
+   * => for kernel services that sleep on behalf of a process (a socket send waiting for room, a
+   *    receive waiting for data): they wake, look again, and fail with ESRCH or EFAULT
+   */
+  watch(fn: () => void): () => void {
+    if (typeof fn !== 'function') throw new KernelError('EINVAL', 'watch: fn must be a function');
+    const entry = () => fn();
+    this.watchers.add(entry);
+    return () => {
+      this.watchers.delete(entry);
+    };
+  }
+
+  private changed(): void {
+    for (const w of [...this.watchers]) {
+      try {
+        w();
+      } catch (err) {
+        this.watchers.delete(w);
+        const why = err instanceof Error ? err.message : String(err);
+        process.emitWarning(`a process watcher threw (${why}) and was removed`, 'LoanoutHookWarning');
+      }
+    }
   }
 
   private alive(fn: string): void {

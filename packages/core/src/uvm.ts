@@ -60,6 +60,7 @@ export interface TraceEvent {
 export interface UvmOptions {
   physPages: number;
   swapPages: number;
+  diagnostic?: boolean;
 }
 
 export class Uvm {
@@ -73,8 +74,9 @@ export class Uvm {
   readonly zeroObject: ZeroObject;
   /* owner of the kernel's own wired pages (mbuf clusters, pools): uvm_kernel_object */
   readonly kernelObject: KernelObject;
+  /* the vnode cache: one object per mapped file, by the file's identity ("device:inode") */
   readonly vnodes = new Map<string, VnodeObject>();
-  /* vnodes that lost their last reference and are still writing back, by path (uvn_attach waits) */
+  /* vnodes that lost their last reference and are still writing back, by identity (uvn_attach waits) */
   readonly dyingVnodes = new Map<string, Promise<void>>();
   readonly objects = new Set<UvmObject>();
   readonly exp: UvmExp = {
@@ -95,6 +97,8 @@ export class Uvm {
   };
   wiredPages = 0;
   anons = 0;
+  /* DIAGNOSTIC: a hash of every loaned page's bytes, taken at its first loan (null when off) */
+  readonly loanHash: Uint32Array | null;
   amaps = 0;
   /* pagedaemon targets (pages) */
   freeMin: number;
@@ -122,6 +126,7 @@ export class Uvm {
       this.pages[f] = pg;
       this.free.insertTail(pg);
     }
+    this.loanHash = opts.diagnostic === true ? new Uint32Array(opts.physPages) : null;
     this.freeMin = Math.max(1, Math.floor(opts.physPages / 64));
     this.freeTarget = Math.max(2, Math.floor(opts.physPages / 32));
     this.zeroObject = new ZeroObject(this);

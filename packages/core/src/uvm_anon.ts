@@ -16,6 +16,8 @@ export class Anon {
   page: VmPage | null = null;
   /* swap slot, 0 = none */
   swslot = 0;
+  /* scratch for uvmUnloanAnons' check of a whole call before it changes anything: always 0 between calls */
+  unloanMark = 0;
 
   constructor(uvm: Uvm) {
     this.uvm = uvm;

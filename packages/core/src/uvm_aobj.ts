@@ -81,7 +81,7 @@ abstract class KernelOwnedObject extends UvmObject {
 /*
  * ZeroObject: NetBSD's uvm_loanzero_object. It holds at most one page, the shared zero page that
  * every zero-fill loan hands out read-only. The page is made on the first zero loan and freed when its
- * last loan ends.
+ * last loan ends (current NetBSD keeps it forever); the pagedaemon never takes it.
  */
 export class ZeroObject extends KernelOwnedObject {
   readonly kind = 'zero' as const;

@@ -16,10 +16,10 @@
  * moved (ReFault). Running out of pages waits for the pagedaemon; ENOMEM only if nothing is reclaimable.
  */
 import { KernelError } from './errors.js';
-import { atop, hex, PAGE_SIZE, Prot } from './param.js';
+import { atop, checkAccess, checkAddress, hex, PAGE_SIZE, Prot } from './param.js';
 import { amapAdd } from './uvm_amap.js';
 import { type Anon, uvmAnonAdopt, uvmAnonAlloc, uvmAnonRelease, uvmAnonUnref } from './uvm_anon.js';
-import { type MapEntry, uvmMapAmapCopy, type VmMap } from './uvm_map.js';
+import { type MapEntry, uvmMapAmapCopy, VmMap } from './uvm_map.js';
 import { UNLOCK, type UvmObject } from './uvm_object.js';
 import {
   PG_BUSY,
@@ -47,28 +47,48 @@ interface FaultInfo {
   idx: number;
 }
 
-/*
+/**
  * uvmFault: resolve a fault at va for an access (READ, WRITE).
+ * => map a VmMap, va a non-negative safe integer (any address in the page: it is rounded down, as
+ *    uvm_fault does with trunc_page), access Prot bits 1..7: else EINVAL, before anything is done
  * => returns when a retry of the access will succeed (it may still fault again if the world changes)
- * => throws EFAULT (unmapped, or the entry's protection forbids the access), ENOMEM, EIO
+ * => throws EFAULT (unmapped, a torn-down map, or the entry's protection forbids the access; a file
+ *    page past the end of its file), ENOMEM, EIO
  */
 export function uvmFault(map: VmMap, va: number, access: number): Promise<void> {
+  let page: number;
   try {
-    if (uvmFaultTry(map, va, access)) return Promise.resolve();
+    page = checkFaultArgs('uvm_fault', map, va, access);
+    if (uvmFaultTry(map, page, access)) return Promise.resolve();
   } catch (err) {
     return Promise.reject(err);
   }
-  return uvmFaultSlow(map, va, access);
+  return uvmFaultSlow(map, page, access);
 }
 
-/*
+/**
+ * checkFaultArgs: the checks uvmFault and uvmFaultTry make of their arguments
+ * => returns va rounded down to its page
+ * => throws EINVAL (not a map, a bad address, a bad access), EFAULT (the map has been torn down)
+ */
+function checkFaultArgs(fn: string, map: VmMap, va: number, access: number): number {
+  if (!(map instanceof VmMap)) throw new KernelError('EINVAL', `${fn}: not a vm_map`);
+  checkAddress(fn, va, false);
+  checkAccess(fn, access);
+  if (map.dead) throw new KernelError('EFAULT', `${fn}: the map has been torn down`);
+  return va - (va % PAGE_SIZE);
+}
+
+/**
  * uvmFaultTry: resolve a fault at once if it needs no sleep and no new page: a resident anon page that
  * is only missing from the pmap or write-protected -- typically the first write after its loans ended
  * (a loan leaves every mapping read-only) or after fork's needs-copy was resolved elsewhere.
+ * => arguments as uvmFault's (EINVAL)
  * => true: the access will now succeed; false: nothing was done, call uvmFault
- * => throws EFAULT (unmapped, or the entry's protection forbids the access)
+ * => throws EFAULT (unmapped, a torn-down map, or the entry's protection forbids the access)
  */
 export function uvmFaultTry(map: VmMap, va: number, access: number): boolean {
+  va = checkFaultArgs('uvm_fault', map, va, access);
   const entry = faultLookup(map, va, access);
   if (entry.needsCopy || entry.amap === null) return false;
   const anon = entry.amap.slots[entry.amapSlot + (va - entry.start) / PAGE_SIZE];
@@ -116,13 +136,19 @@ async function uvmFaultOnce(map: VmMap, va: number, access: number): Promise<boo
 
 /*
  * uvmfaultAnonget: make an anon's page resident (uvmfault_anonget).
+ * => map: the map the caller found the anon in (its version is checked after a sleep), or null for a
+ *    caller that holds a reference to the anon itself (a borrower: uvmLoanAnonPages)
  * => returns the page (not BUSY), or null when the caller must look up again (it slept and the map
  *    changed, or the anon went away)
  * => adopts a page the anon was loaned by an object that has since let go of it
  * => throws EIO (or the pager's KernelError) when the swap read fails; the anon keeps its slot
  */
-export async function uvmfaultAnonget(map: VmMap, anon: Anon, version: number): Promise<VmPage | null> {
-  const uvm = map.uvm;
+export async function uvmfaultAnonget(
+  map: VmMap | null,
+  anon: Anon,
+  version: number,
+): Promise<VmPage | null> {
+  const uvm = anon.uvm;
   const pg = anon.page;
   if (pg !== null) {
     if (pg.flags & PG_BUSY) {
@@ -157,7 +183,7 @@ export async function uvmfaultAnonget(map: VmMap, anon: Anon, version: number): 
   fresh.flags &= ~PG_CLEAN;
   uvmPageUnbusy(fresh);
   uvmPageActivate(fresh);
-  return map.version === version ? fresh : null;
+  return map === null || map.version === version ? fresh : null;
 }
 
 /*

@@ -98,6 +98,16 @@ describe('KernelVa.access', () => {
     expectPanic(() => v.access(va + 10, true), /read-only/);
     expectPanic(() => v.access(va + 2 * PAGE_SIZE, false), /not mapped/);
   });
+
+  it('prints kernel addresses (above 2^31) as NetBSD does, never as negative 32-bit numbers', () => {
+    const m = new Mmu(new PhysMem(4));
+    const v = new KernelVa(m.kernelPmap);
+    const va = v.alloc(1);
+    expect(va).toBe(0x8000_0000);
+    m.kernelPmap.kenter(va / PAGE_SIZE, 3, Prot.READ);
+    expectPanic(() => v.access(va + 10, true), /read-only \(loaned\?\) page at 0x80000000$/);
+    expectPanic(() => v.access(va + PAGE_SIZE + 1, false), /0x80001001 is not mapped/);
+  });
 });
 
 describe('kernel va through the Kernel', () => {

@@ -7,10 +7,11 @@
  * a read-only kernel mapping (a loaned page) is a fatal fault, never a copy.
  */
 import { KernelError, panic } from './errors.js';
-import { hex, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, Prot } from './param.js';
+import { hex, PAGE_SHIFT, PAGE_SIZE, Prot } from './param.js';
 import type { Pmap } from './pmap.js';
-import type { Uvm } from './uvm.js';
+import { Uvm } from './uvm.js';
 import {
+  checkPageArg,
   PQ_FREE,
   uvmPageAlloc,
   uvmPageFree,
@@ -98,8 +99,13 @@ export class KernelVa {
     const frame = this.pmap.translate(vpn, write ? Prot.WRITE : Prot.READ);
     if (frame >= 0) return frame;
     if (this.pmap.extract(vpn) < 0) panic(`kernel page fault: ${hex(va)} is not mapped`);
-    return panic(`kernel page fault: write to read-only (loaned?) page at ${hex(va & ~PAGE_MASK)}`);
+    return panic(`kernel page fault: write to read-only (loaned?) page at ${hex(va - (va % PAGE_SIZE))}`);
   }
+}
+
+/* checkUvm: EINVAL naming fn unless uvm is a kernel's VM system (kernel.uvm) */
+function checkUvm(fn: string, uvm: unknown): asserts uvm is Uvm {
+  if (!(uvm instanceof Uvm)) throw new KernelError('EINVAL', `${fn}: not a kernel's uvm`);
 }
 
 function checkPages(fn: string, npages: number): void {
@@ -114,6 +120,7 @@ function checkPages(fn: string, npages: number): void {
  * => throws ENOMEM when nothing can be reclaimed
  */
 export async function uvmKmAllocPage(uvm: Uvm): Promise<VmPage> {
+  checkUvm('uvm_km_alloc', uvm);
   for (;;) {
     const pg = uvmPageAllocAnyFrame(uvm);
     if (pg !== null) return pg;
@@ -131,8 +138,12 @@ function uvmPageAllocAnyFrame(uvm: Uvm): VmPage | null {
   return pg;
 }
 
-/* uvmKmFreePage: give a page from uvmKmAllocPage back (uvm_km_free). */
+/**
+ * uvmKmFreePage: give a page from uvmKmAllocPage back (uvm_km_free).
+ * => EINVAL if pg isn't a vm_page; a KernelPanic if it isn't kernel memory
+ */
 export function uvmKmFreePage(pg: VmPage): void {
+  checkPageArg('uvm_km_free', pg);
   if (pg.uobject !== pg.uvm.kernelObject) panic(`uvm_km_free: page ${pg.frame} isn't kernel memory`);
   uvmPageUnwire(pg);
   uvmPageFree(pg);
@@ -145,6 +156,7 @@ export function uvmKmFreePage(pg: VmPage): void {
  * => waits for the pagedaemon a few times when no run is free; then throws ENOMEM
  */
 export async function uvmKmAllocContig(uvm: Uvm, npages: number): Promise<VmPage[]> {
+  checkUvm('uvm_pglistalloc', uvm);
   if (!Number.isSafeInteger(npages) || npages < 1 || npages > uvm.pages.length) {
     throw new KernelError('EINVAL', `uvm_pglistalloc: bad page count ${String(npages)}`);
   }

@@ -6,6 +6,7 @@
  */
 import fs from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { expectErrorSync } from '../test/helpers.js';
 import {
   anonAt,
   entryAt,
@@ -21,7 +22,6 @@ import {
   tick,
 } from '../test/loan-helpers.js';
 import {
-  type Anon,
   type IoEvent,
   Kernel,
   KernelError,
@@ -1017,6 +1017,27 @@ describe('8. owners that free loaned pages: orphans, and anons that adopt them',
     await expectAllFree(k);
   });
 
+  it('an A->K loan of a page an anon borrows from its object counts under loansOA, as NetBSD counts loan_oa', async () => {
+    const k = new Kernel({ physPages: 128 });
+    const { p, va } = await fileRegion(k, 1);
+    const [anon] = await uvmLoan(p.map, va, P, 'anon');
+    const q = k.createProcess();
+    const qva = q.mmap(P);
+    const e = entryAt(q, qva);
+    e.amap = amapAlloc(k.uvm, 1);
+    e.needsCopy = false;
+    amapAdd(e.amap, 0, anon, false);
+    anon.ref++;
+    const before = k.stats();
+    const pages = await uvmLoan(q.map, qva, P, 'kernel');
+    const after = k.stats();
+    expect(pages[0].uobject).toBe(entryAt(p, va).object);
+    expect([after.loansOA - before.loansOA, after.loansAnon - before.loansAnon]).toEqual([1, 0]);
+    uvmUnloanPages(pages);
+    uvmUnloanAnons([anon]);
+    await expectAllFree(k);
+  });
+
   it('an O->A page the object let go of is freed by the last anon unloan', async () => {
     const k = new Kernel({ physPages: 128 });
     const { p, va } = await fileRegion(k, 1);
@@ -1090,21 +1111,29 @@ describe('9. the pagedaemon takes a clean inactive O->A page from its object', (
     await expectAllFree(k);
   });
 
-  it('a dirty O->A page is not taken from its object', async () => {
+  it('a dirty O->A page is written back to its file first, then taken from its object for the anon', async () => {
     const k = new Kernel({ physPages: 40, swapPages: 256 });
-    const { p, va } = await fileRegion(k, 1, { shared: true, prot: Prot.READ | Prot.WRITE });
+    const { p, va, file } = await fileRegion(k, 1, { shared: true, prot: Prot.READ | Prot.WRITE });
     await p.write(va, fill(0x7e, 8));
     const obj = entryAt(p, va).object!;
     const [anon] = await uvmLoan(p.map, va, P, 'anon');
     const pg = anon.page!;
+    const lent = Buffer.from(pg.bytes());
     uvmPageDeactivate(pg);
     const h = await hog(k, 80);
     await k.idle();
     k.checkInvariants();
-    expect(pg.uobject).toBe(obj);
-    expect(obj.pages[0]).toBe(pg);
-    expect(anon.page).toBe(pg);
-    expect(pg.bytes().subarray(0, 8)).toEqual(fill(0x7e, 8));
+    /* the pager wrote the page to the file before the object let go of it */
+    expect((await fs.readFile(file)).subarray(0, 8)).toEqual(fill(0x7e, 8));
+    expect(obj.pages[0]).not.toBe(pg);
+    expect(k.stats().loanBreaks).toBeGreaterThanOrEqual(1);
+    if (anon.page !== null) {
+      expect([anon.page.anonOwns, anon.page.uobject, anon.page.loanCount]).toEqual([true, null, 0]);
+      expect(anon.page.bytes()).toEqual(lent);
+    } else {
+      expect(anon.swslot).not.toBe(0);
+    }
+    expect((await p.read(va, 8)).equals(fill(0x7e, 8))).toBe(true);
     h.exit();
     uvmUnloanAnons([anon]);
     await expectAllFree(k);
@@ -1124,10 +1153,43 @@ describe('10. misuse: unloaning what is not loaned, kernel writes, bad arguments
     const { p: fp, va: fva } = await fileRegion(k, 1);
     const anons = await uvmLoan(fp.map, fva, P, 'anon');
     expect(() => uvmUnloanPages([anons[0].page!])).toThrow(KernelPanic);
-    expect(() => uvmUnloanPages([{} as VmPage])).toThrow(KernelPanic);
     uvmUnloanAnons(anons);
     expect(() => uvmUnloanAnons(anons)).toThrow(KernelPanic);
-    expect(() => uvmUnloanAnons([null as unknown as Anon])).toThrow(KernelPanic);
+    await expectAllFree(k);
+  });
+
+  it('unloan of something not a list of pages or anons is EINVAL (a promise: a forgotten await?)', async () => {
+    const k = new Kernel({ physPages: 64 });
+    const { p, va } = await anonRegion(k, 1, 1);
+    const pending = uvmLoan(p.map, va, P, 'kernel');
+    for (const bad of [null, undefined, 3, {}, 'pages', [{}], [null], [3]]) {
+      expectErrorSync(() => uvmUnloanPages(bad as never), 'EINVAL');
+      expectErrorSync(() => uvmUnloanAnons(bad as never), 'EINVAL');
+    }
+    const err = expectErrorSync(() => uvmUnloanPages(pending as never), 'EINVAL');
+    expect(err.message).toMatch(/forgotten await/);
+    expectErrorSync(() => uvmUnloanPages([pending] as never), 'EINVAL');
+    /* nothing was unloaned: the loan is still there, until it is ended properly */
+    const pages = await pending;
+    expect(pages[0].loanCount).toBe(1);
+    uvmUnloanPages(pages);
+    await expectAllFree(k);
+  });
+
+  it('an unloan that lists a page more times than it is loaned panics before it unloans anything', async () => {
+    const k = new Kernel({ physPages: 64 });
+    const { p, va } = await anonRegion(k, 2, 2);
+    const [a, b] = await uvmLoan(p.map, va, 2 * P, 'kernel');
+    expect(() => uvmUnloanPages([a, b, a])).toThrow(KernelPanic);
+    expect([a.loanCount, a.wireCount, b.loanCount, b.wireCount]).toEqual([1, 1, 1, 1]);
+    k.checkInvariants();
+    const anons = await uvmLoan(p.map, va, 2 * P, 'anon');
+    const refs = anons.map((x) => x.ref);
+    expect(() => uvmUnloanAnons([anons[0], anons[1], anons[1], anons[1]])).toThrow(KernelPanic);
+    expect(anons.map((x) => x.ref)).toEqual(refs);
+    /* the marks the check used are all cleared: a right call still works */
+    uvmUnloanPages([a, b]);
+    uvmUnloanAnons(anons);
     await expectAllFree(k);
   });
 

@@ -10,7 +10,11 @@
  *   O->A  an object's page loaned to an anon: the anon borrows it; the object still owns it
  *
  * plus A->A (an anon loaned to another anon: just one more reference) and zero-fill loans of memory
- * never touched, which all share one read-only zero page (as later NetBSD does).
+ * never touched, which all share one read-only zero page. The seed has no zero page (each zero loan
+ * got a page of its own); later NetBSD shares one in uvm_loanzero_object, as we do -- but current
+ * NetBSD keeps that page forever and, wiring no loaned page at all, never wires it, while here it is
+ * made on the first zero loan, wired by each kernel loan like any loaned page (the seed's rule), and
+ * freed with its last loan.
  *
  * The rules:
  *   - pg.loanCount counts the loans. An O->A page has uobject and uanon but anonOwns (PQ_ANON) clear.
@@ -23,8 +27,9 @@
  *   - An owner that frees a loaned page doesn't free it; it disowns it, and the page becomes an
  *     *orphan*, alive for its borrowers; the last unloan frees it. An anon that borrowed a page from
  *     an object that let go of it *adopts* it (uvmAnonAdopt).
- *   - Loans are broken by: (1) a write fault, (2) the pagedaemon taking a clean inactive O->A page from
- *     its object (the anon keeps it), (3) the owner freeing the page (munmap, exit, truncate).
+ *   - Loans are broken by: (1) a write fault, (2) the pagedaemon taking an inactive O->A page from its
+ *     object (the anon keeps it; a dirty page is first written back through the object's pager, as
+ *     the seed-era pagedaemon did), (3) the owner freeing the page (munmap, exit, truncate).
  *
  * The loop, as in the seed: uvmLoan looks up the entry for `start` and calls uvmLoanEntry, which loans
  * page after page: anon layer first (uvmLoanAnon), then the object (uvmLoanUobj), then zero-fill for
@@ -55,9 +60,13 @@ import {
 
 export type LoanTarget = 'kernel' | 'anon';
 
-/* what a page's loan attempt says: got it, or sleep first (slow path, then look up again) */
+/*
+ * what a page's loan attempt says: GOT it, or GO_SLOW -- the page needs a sleep (I/O, a BUSY page,
+ * memory), which the slow path takes before it looks up again. Unlike the seed's -1 / 0 / 1 (fatal
+ * error, relookup, got it), a fatal error is thrown, never returned.
+ */
 const GOT = 1;
-const SLEEP = -1;
+const GO_SLOW = 2;
 
 /* why the synchronous loop stopped: filled in by the page it stopped at */
 type Slow =
@@ -122,6 +131,34 @@ export function uvmLoanTry(
   len: number,
   to: LoanTarget,
 ): VmPage[] | Anon[] | Promise<VmPage[] | Anon[]> {
+  const li = uvmLoanStart(map, start, len, to);
+  if (li.slow !== null) return uvmLoanSlowLoop(li, start + len);
+  return li.output as VmPage[] | Anon[];
+}
+
+/**
+ * uvmLoanNow: uvmLoan for a caller that must not sleep at all -- the loans now, or none.
+ * => returns the loans when every page could be loaned without sleeping; null when some page would
+ *    need I/O, a BUSY page or memory (then every loan taken so far has been dropped again)
+ * => throws (synchronously) what uvmLoan throws; then no loan remains
+ * => a borrower uses it to pin a range copy-on-write at the moment of a call (the socket layer's
+ *    send: the bytes it sends are the bytes at the call)
+ */
+export function uvmLoanNow(map: VmMap, start: number, len: number, to: 'kernel'): VmPage[] | null;
+export function uvmLoanNow(map: VmMap, start: number, len: number, to: 'anon'): Anon[] | null;
+export function uvmLoanNow(map: VmMap, start: number, len: number, to: LoanTarget): VmPage[] | Anon[] | null {
+  const li = uvmLoanStart(map, start, len, to);
+  if (li.slow === null) return li.output as VmPage[] | Anon[];
+  uvmLoanDrop(li);
+  return null;
+}
+
+/*
+ * uvmLoanStart: check the arguments and loan page after page until the range is done or a page needs
+ * the slow path (li.slow set; the loans before it are kept, for the caller to go on or drop)
+ * => on any error every loan taken is dropped before it is thrown
+ */
+function uvmLoanStart(map: VmMap, start: number, len: number, to: LoanTarget): LoanInfo {
   checkLoanArgs(map, start, len, to);
   const li: LoanInfo = {
     map,
@@ -135,16 +172,15 @@ export function uvmLoanTry(
   };
   const end = start + len;
   try {
-    while (li.va < end) {
+    while (li.va < end && li.slow === null) {
       uvmLoanLookup(li);
       uvmLoanEntry(li, end);
-      if (li.slow !== null) return uvmLoanSlowLoop(li, end);
     }
   } catch (err) {
     uvmLoanDrop(li);
     throw err;
   }
-  return li.output as VmPage[] | Anon[];
+  return li;
 }
 
 /*
@@ -207,7 +243,11 @@ function uvmLoanEntry(li: LoanInfo, end: number): void {
     const anon = amap !== null ? amap.slots[entry.amapSlot + idx] : null;
     let rv: number;
     if (anon !== null) rv = uvmLoanAnon(li, anon);
-    else if (obj !== null) rv = uvmLoanUobj(li, obj, entry.objOffset + idx);
+    /* unlike the seed, which asks the pager for `va - entry->start` alone, because an entry that maps
+       an object from an offset (a file mapped at offset > 0) must loan the object's page there */ else if (
+      obj !== null
+    )
+      rv = uvmLoanUobj(li, obj, entry.objOffset + idx);
     else if (entry.copyOnWrite) rv = uvmLoanZero(li);
     else throw new KernelError('EFAULT', `uvm_loan: ${hex(li.va)} has no backing (null map entry)`);
     if (rv !== GOT) return;
@@ -217,7 +257,7 @@ function uvmLoanEntry(li: LoanInfo, end: number): void {
 /*
  * uvmLoanAnon: loan an anon's page (A->K) or the anon itself (A->A) (uvm_loananon).
  * => A->A: one more reference; the page is write-protected if the anon was its only user
- * => A->K: needs the page resident and not BUSY, else SLEEP (slow path: uvmfault_anonget)
+ * => A->K: needs the page resident and not BUSY, else GO_SLOW (slow path: uvmfault_anonget)
  */
 function uvmLoanAnon(li: LoanInfo, anon: Anon): number {
   const uvm = li.map.uvm;
@@ -232,34 +272,45 @@ function uvmLoanAnon(li: LoanInfo, anon: Anon): number {
   const pg = anon.page;
   if (pg === null || pg.flags & PG_BUSY) {
     li.slow = { kind: 'anon', anon };
-    return SLEEP;
+    return GO_SLOW;
   }
   if (pg.loanCount > 0) uvmAnonAdopt(anon);
   loanToKernel(li, pg);
-  uvm.exp.loansAnon++;
+  countAnonPageLoan(pg);
   return GOT;
+}
+
+/* countAnonPageLoan: an A->K loan; an anon's page still owned by its object (O->A) counts as current NetBSD's loan_oa */
+function countAnonPageLoan(pg: VmPage): void {
+  if (pg.uobject !== null) pg.uvm.exp.loansOA++;
+  else pg.uvm.exp.loansAnon++;
 }
 
 /* loanToKernel: the heart of an A->K or O->K loan. */
 function loanToKernel(li: LoanInfo, pg: VmPage): void {
+  li.output[li.n++] = pg;
+  loanPageToKernel(pg);
+}
+
+/* loanPageToKernel: make every mapping read-only, count the loan, wire the page */
+function loanPageToKernel(pg: VmPage): void {
   const uvm = pg.uvm;
-  if (pg.loanCount === 0 && uvm.mmu.pv[pg.frame] !== null) uvm.mmu.pageProtect(pg.frame, Prot.READ);
+  if (pg.loanCount === 0) firstLoan(pg);
   pg.loanCount++;
   uvmPageWire(pg);
-  li.output[li.n++] = pg;
   if (uvm.tracers.length > 0) uvm.trace('loan', pg, 'kernel');
 }
 
 /*
  * uvmLoanUobj: loan an object's page (O->K, O->A) (uvm_loanuobj).
- * => the locked pgo_get first; if the page needs I/O or is BUSY, SLEEP (slow path)
+ * => the locked pgo_get first; if the page needs I/O or is BUSY, GO_SLOW (slow path)
  * => throws EFAULT for a page beyond the end of the object
  */
 function uvmLoanUobj(li: LoanInfo, obj: UvmObject, idx: number): number {
   const pg = obj.getLocked(idx);
   if (pg === UNLOCK) {
     li.slow = { kind: 'uobj', obj, idx };
-    return SLEEP;
+    return GO_SLOW;
   }
   return uvmLoanUobjPage(li, pg);
 }
@@ -281,7 +332,7 @@ function uvmLoanUobjPage(li: LoanInfo, pg: VmPage): number {
     anon = uvmAnonAlloc(uvm);
     anon.page = pg;
     pg.uanon = anon;
-    if (pg.loanCount === 0) uvm.mmu.pageProtect(pg.frame, Prot.READ);
+    if (pg.loanCount === 0) firstLoan(pg);
     pg.loanCount++;
   }
   li.output[li.n++] = anon;
@@ -302,7 +353,7 @@ function uvmLoanZero(li: LoanInfo): number {
   const pg = zobj.getLocked(0);
   if (pg === UNLOCK) {
     li.slow = { kind: 'zero', busy: zobj.pages[0] ?? null };
-    return SLEEP;
+    return GO_SLOW;
   }
   return uvmLoanUobjPage(li, pg);
 }
@@ -348,6 +399,9 @@ function stillThere(li: LoanInfo, anon: Anon): boolean {
 function uvmLoanRelock(li: LoanInfo, pg: VmPage, obj: UvmObject): boolean {
   const e = li.entry;
   const locked = li.map.version === li.version;
+  /* unlike the seed, which looks at the slot of ufi->orig_rvaddr (the first page of this lookup),
+     because the page we slept for is li.va: a later page's slot may have filled while the first's
+     stayed empty */
   const slotFilled = locked && e.amap !== null && e.amap.slots[e.amapSlot + atop(li.va - e.start)] !== null;
   if (locked && !(pg.flags & PG_RELEASED) && !slotFilled) return true;
   if (pg.flags & PG_RELEASED) {
@@ -368,24 +422,55 @@ function uvmLoanDrop(li: LoanInfo): void {
   else uvmUnloanPages(taken as VmPage[]);
 }
 
-/*
+/**
  * uvmUnloanPages: end loans of pages to the kernel (uvm_unloanpage, with later NetBSD's adoption).
  * => each page: loanCount--, unwired; an anon that borrowed the page from an object that let go of it
  *    becomes its owner; a page nobody owns with no loans left is freed
- * => panics if a page isn't loaned (or isn't a page)
+ * => the whole call is checked before any page is touched: EINVAL (a KernelError) unless `pages` is an
+ *    array of vm_pages (a promise says "a forgotten await?"); a KernelPanic, as in NetBSD, if a page
+ *    isn't loaned to the kernel as many times as the array lists it (unloaned twice, or never loaned:
+ *    the caller's bookkeeping is broken) -- [a, b, a] with one loan of a panics and unloans nothing
  */
 export function uvmUnloanPages(pages: readonly VmPage[]): void {
-  for (let i = 0; i < pages.length; i++) {
-    const pg = pages[i];
-    if (!(pg instanceof VmPage)) panic(`uvm_unloanpage: ${String(pg)} isn't a vm_page`);
-    if (pg.loanCount < 1) panic(`uvm_unloanpage: page ${pg.frame} isn't loaned`);
-    if (pg.wireCount < 1) panic(`uvm_unloanpage: page ${pg.frame} isn't loaned to the kernel`);
-    unloanOne(pg);
+  checkLoanList('uvm_unloanpage', pages, VmPage, 'vm_page');
+  try {
+    for (let i = 0; i < pages.length; i++) {
+      const pg = pages[i];
+      if (pg.loanCount < 1) panic(`uvm_unloanpage: page ${pg.frame} isn't loaned`);
+      if (++pg.unloanMark > pg.wireCount || pg.unloanMark > pg.loanCount) {
+        panic(`uvm_unloanpage: page ${pg.frame} isn't loaned to the kernel ${pg.unloanMark} times`);
+      }
+    }
+  } finally {
+    for (let i = 0; i < pages.length; i++) pages[i].unloanMark = 0;
   }
+  for (let i = 0; i < pages.length; i++) unloanOne(pages[i]);
+}
+
+/**
+ * checkLoanList: EINVAL naming fn unless `list` is an array of `type` (the unloan functions' first check)
+ */
+function checkLoanList(fn: string, list: unknown, type: typeof VmPage | typeof Anon, what: string): void {
+  if (!Array.isArray(list)) {
+    const hint = list instanceof Promise ? ' (a promise: a forgotten await?)' : '';
+    throw new KernelError('EINVAL', `${fn}: not an array of ${what}s: ${describe(list)}${hint}`);
+  }
+  for (let i = 0; i < list.length; i++) {
+    if (!(list[i] instanceof type)) {
+      const hint = list[i] instanceof Promise ? ' (a promise: a forgotten await?)' : '';
+      throw new KernelError('EINVAL', `${fn}: element ${i} isn't a ${what}: ${describe(list[i])}${hint}`);
+    }
+  }
+}
+
+/* describe: a bad value, for an error message (String() of anything, symbols included) */
+function describe(v: unknown): string {
+  return typeof v === 'object' && v !== null ? Object.prototype.toString.call(v) : String(v);
 }
 
 function unloanOne(pg: VmPage): void {
   const uvm = pg.uvm;
+  if (uvm.loanHash !== null) checkLoanedBytes(pg);
   pg.loanCount--;
   if (pg.uobject === null && pg.uanon !== null && !pg.anonOwns) {
     pg.loanCount--;
@@ -404,18 +489,113 @@ function unloanOne(pg: VmPage): void {
   }
 }
 
-/*
+/**
  * uvmUnloanAnons: end loans to anons (uvm_unloananon): drop one reference per anon.
  * => the last reference frees the anon: an O->A page goes back to its object, a page of its own is
  *    freed (or orphaned if it is also on loan to the kernel)
- * => panics if an anon has no reference left (or isn't an anon)
+ * => the whole call is checked before any anon is touched: EINVAL unless `anons` is an array of anons
+ *    (a promise says "a forgotten await?"); a KernelPanic if an anon has fewer references than the
+ *    array lists it
  */
 export function uvmUnloanAnons(anons: readonly Anon[]): void {
-  for (let i = 0; i < anons.length; i++) {
-    const anon = anons[i];
-    if (!(anon instanceof Anon)) panic(`uvm_unloananon: ${String(anon)} isn't an anon`);
-    if (anon.ref < 1) panic('uvm_unloananon: anon has no references');
-    anon.uvm.exp.unloans++;
-    uvmAnonUnref(anon);
+  checkLoanList('uvm_unloananon', anons, Anon, 'anon');
+  try {
+    for (let i = 0; i < anons.length; i++) {
+      const anon = anons[i];
+      if (++anon.unloanMark > anon.ref)
+        panic(`uvm_unloananon: anon has ${anon.ref} references, not ${anon.unloanMark}`);
+    }
+  } finally {
+    for (let i = 0; i < anons.length; i++) anons[i].unloanMark = 0;
   }
+  for (let i = 0; i < anons.length; i++) {
+    anons[i].uvm.exp.unloans++;
+    uvmAnonUnref(anons[i]);
+  }
+}
+
+/**
+ * uvmLoanAnonPages: loan to the kernel (A->K) the pages of anons the caller holds -- the A->K half of
+ * uvm_loananon, for a borrower that pinned a range earlier by loaning it to anons (uvmLoan 'anon')
+ * and now wants the pinned pages wired for I/O (later NetBSD's uvm_loanpage loans pages a caller
+ * holds in the same way).
+ * => anons: Anons of this kernel, each with a reference the caller holds (ref >= 1); EINVAL
+ *    otherwise, checked before any loan is taken
+ * => returns the pages in order, each loaned (loanCount++) and wired, every mapping read-only; a
+ *    Promise only if some page had to be swapped in or was BUSY
+ * => throws EIO (the swap read failed), ENOMEM (no page to swap into); then no loan remains
+ */
+export function uvmLoanAnonPages(anons: readonly Anon[]): VmPage[] | Promise<VmPage[]> {
+  checkHeldAnons(anons);
+  const out: VmPage[] = new Array(anons.length);
+  for (let i = 0; i < anons.length; i++) {
+    if (!loanHeldAnon(anons[i], out, i)) return loanHeldAnonsSlow(anons, out, i);
+  }
+  return out;
+}
+
+function checkHeldAnons(anons: readonly Anon[]): void {
+  if (!Array.isArray(anons)) throw new KernelError('EINVAL', 'uvm_loananon: anons must be an array');
+  for (const anon of anons) {
+    if (!(anon instanceof Anon) || anon.ref < 1) {
+      throw new KernelError('EINVAL', `uvm_loananon: ${String(anon)} is not an anon the caller holds`);
+    }
+  }
+}
+
+/* loanHeldAnon: A->K-loan a held anon's page into out[i] if it is resident and not BUSY */
+function loanHeldAnon(anon: Anon, out: VmPage[], i: number): boolean {
+  const pg = anon.page;
+  if (pg === null || pg.flags & PG_BUSY) return false;
+  if (pg.loanCount > 0) uvmAnonAdopt(anon);
+  loanPageToKernel(pg);
+  out[i] = pg;
+  countAnonPageLoan(pg);
+  return true;
+}
+
+/* loanHeldAnonsSlow: the rest, bringing pages in from swap (or waiting out BUSY ones) as needed */
+async function loanHeldAnonsSlow(anons: readonly Anon[], out: VmPage[], from: number): Promise<VmPage[]> {
+  let i = from;
+  try {
+    while (i < anons.length) {
+      if (!loanHeldAnon(anons[i], out, i)) await uvmfaultAnonget(null, anons[i], 0);
+      else i++;
+    }
+  } catch (err) {
+    uvmUnloanPages(out.slice(0, i));
+    throw err;
+  }
+  return out;
+}
+
+/*
+ * firstLoan: a page goes on loan: every mapping of it read-only, so that a write faults (and breaks the
+ * loan) instead of changing the bytes under a borrower; under DIAGNOSTIC, note what the bytes are
+ */
+function firstLoan(pg: VmPage): void {
+  const uvm = pg.uvm;
+  if (uvm.mmu.pv[pg.frame] !== null) uvm.mmu.pageProtect(pg.frame, Prot.READ);
+  if (uvm.loanHash !== null) uvm.loanHash[pg.frame] = hashFrame(pg);
+}
+
+/* checkLoanedBytes: DIAGNOSTIC -- a loan given back must find its page as it lent it (else panic) */
+function checkLoanedBytes(pg: VmPage): void {
+  if (hashFrame(pg) === pg.uvm.loanHash![pg.frame]) return;
+  const owner =
+    pg.uobject !== null
+      ? `${pg.uobject.kind} object, page ${pg.offset}`
+      : pg.uanon !== null
+        ? 'an anon'
+        : 'nobody (an orphan)';
+  panic(`uvm_unloanpage: page ${pg.frame} (owner: ${owner}) was written while on loan`);
+}
+
+/* hashFrame: FNV-1a over a frame's 32-bit words (cheap, for DIAGNOSTIC only) */
+function hashFrame(pg: VmPage): number {
+  const ram = pg.uvm.ram;
+  const words = new Uint32Array(ram.buffer, pg.frame * PAGE_SIZE, PAGE_SIZE / 4);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < words.length; i++) h = Math.imul(h ^ words[i], 0x01000193);
+  return h >>> 0;
 }

@@ -50,6 +50,8 @@ export class VmPage {
   /* page index within uobject */
   offset = 0;
   uanon: Anon | null = null;
+  /* scratch for uvmUnloanPages' check of a whole call before it changes anything: always 0 between calls */
+  unloanMark = 0;
   /* queue links */
   prev: VmPage | null = null;
   next: VmPage | null = null;

@@ -10,7 +10,7 @@ import { KernelError } from './errors.js';
 import { PAGE_SIZE, Prot } from './param.js';
 import type { Proc } from './proc.js';
 import type { Uvm } from './uvm.js';
-import { PG_BUSY, PQ_FREE, QUEUE_NAMES, type VmPage } from './uvm_page.js';
+import { checkPageArg, PG_BUSY, PQ_FREE, QUEUE_NAMES, type VmPage } from './uvm_page.js';
 import { VnodeObject } from './uvm_vnode.js';
 
 /* Frame states, in the order the page map's legend lists them. */
@@ -38,8 +38,16 @@ export const FRAME_STATE_NAMES = [
   'kernel memory',
 ] as const;
 
-/* frameState: one frame's state code (the most telling one when several apply) */
+/**
+ * frameState: one frame's state code (the most telling one when several apply)
+ * => EINVAL unless pg is a vm_page
+ */
 export function frameState(pg: VmPage): FrameStateCode {
+  checkPageArg('frameState', pg);
+  return stateOf(pg);
+}
+
+function stateOf(pg: VmPage): FrameStateCode {
   const uvm = pg.uvm;
   if (pg.queue === PQ_FREE) return FrameState.FREE;
   if (pg.flags & PG_BUSY) return FrameState.BUSY;
@@ -61,7 +69,7 @@ export function frameStates(uvm: Uvm, out: Uint8Array = new Uint8Array(uvm.pages
     throw new KernelError('EINVAL', `frameStates: need a Uint8Array of ${uvm.pages.length} bytes`);
   }
   const pages = uvm.pages;
-  for (let f = 0; f < pages.length; f++) out[f] = frameState(pages[f]);
+  for (let f = 0; f < pages.length; f++) out[f] = stateOf(pages[f]);
   return out;
 }
 
@@ -96,7 +104,7 @@ export function frameInfo(uvm: Uvm, procs: readonly Proc[], frame: number): Fram
   const pidOf = new Map(procs.map((p) => [p.map.pmap, p.pid]));
   return {
     frame,
-    state: FRAME_STATE_NAMES[frameState(pg)],
+    state: FRAME_STATE_NAMES[stateOf(pg)],
     queue: QUEUE_NAMES[pg.queue],
     owner: ownerOf(pg),
     offset: pg.uobject !== null ? pg.offset * PAGE_SIZE : null,

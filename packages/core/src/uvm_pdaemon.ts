@@ -7,8 +7,10 @@
  *
  *   anon page       written to a swap slot, then freed (the anon remembers the slot)
  *   object page     written back if dirty (vnode: to its file; aobj: to swap), then freed
- *   O->A loaned     clean and inactive, only anons borrowing it: taken from its object and given to
- *                   the anon (loan-break event 2); it can be paged out as the anon's on a later pass
+ *   O->A loaned     inactive, only anons borrowing it: written back first if dirty (through its
+ *                   object's pager: to the file, or to swap for shared anonymous memory), then taken
+ *                   from its object and given to the anon (loan-break event 2); it can be paged out
+ *                   as the anon's on a later pass
  *   wired pages     passed over (every page loaned to the kernel is wired)
  *
  * Before scanning, a pass asks the kernel's own caches for their idle pages back (the reclaim hooks:
@@ -22,6 +24,7 @@ import { KernelError } from './errors.js';
 import { Prot } from './param.js';
 import type { Uvm } from './uvm.js';
 import { type Anon, uvmAnonAdopt, uvmAnonRelease } from './uvm_anon.js';
+import type { UvmObject } from './uvm_object.js';
 import {
   PG_BUSY,
   PG_RELEASED,
@@ -145,8 +148,9 @@ export class PageDaemon {
   /* reclaim: try to free one inactive page; returns the pages freed (0 or 1) */
   private async reclaim(pg: VmPage): Promise<number> {
     if (pg.uobject !== null) {
-      if (pg.loanCount > 0) return this.takeLoanedFromObject(pg);
+      /* the zero page stays in its object for as long as it is on loan (its pager has no store) */
       if (pg.uobject === this.uvm.zeroObject) return 0;
+      if (pg.loanCount > 0) return this.takeLoanedFromObject(pg);
       return this.pageoutObjectPage(pg);
     }
     if (pg.uanon !== null) {
@@ -157,17 +161,60 @@ export class PageDaemon {
     return 0;
   }
 
-  /* loan-break event 2: a clean inactive page of an object, borrowed only by anons (O->A) */
-  private takeLoanedFromObject(pg: VmPage): number {
+  /**
+   * takeLoanedFromObject: loan-break event 2, "pageout of an inactive O->A loaned page": the object
+   * lets go of a page borrowed only by anons (not wired), and the anon adopts it; as the anon's own
+   * page it can be swapped out on a later pass.
+   * => a dirty page is first paged out through its object's pager (a file page to its file, a shared
+   *    anonymous page to swap), as the seed-era pagedaemon did with PGO_CLEANIT|PGO_FREE: only a clean
+   *    page may leave its object, whose pager then has the bytes
+   * => returns 0 (no page is freed here; the page changes owner)
+   */
+  private async takeLoanedFromObject(pg: VmPage): Promise<number> {
     const uvm = this.uvm;
     const obj = pg.uobject!;
-    if (pg.wireCount > 0 || pg.uanon === null || obj.isDirty(pg)) return 0;
+    if (pg.wireCount > 0 || pg.uanon === null) return 0;
     uvm.mmu.pageProtect(pg.frame, Prot.NONE);
+    if (obj.isDirty(pg)) {
+      if (!(await this.cleanLoanedPage(pg, obj))) return 0;
+      /* a read fault may have mapped it again while it was being written */
+      uvm.mmu.pageProtect(pg.frame, Prot.NONE);
+    }
     uvmPageRemove(pg);
     uvmAnonAdopt(pg.uanon);
     uvm.exp.loanBreaks++;
     uvm.trace('loanbreak', pg, 'pagedaemon');
     return 0;
+  }
+
+  /**
+   * cleanLoanedPage: write a dirty O->A page back through its object's pager (pgo_put).
+   * => returns true if the page is now clean and still the object's, loaned only to its anon,
+   *    unwired and inactive: ready to be taken from the object; false if the write failed
+   *    (the page stays dirty and is reactivated) or the world moved while it slept
+   */
+  private async cleanLoanedPage(pg: VmPage, obj: UvmObject): Promise<boolean> {
+    pg.flags |= PG_BUSY;
+    try {
+      await obj.put(pg);
+    } catch {
+      uvmPageUnbusy(pg);
+      uvmPageActivate(pg);
+      return false;
+    }
+    if (pg.flags & PG_RELEASED) {
+      obj.releasePage(pg);
+      return false;
+    }
+    uvmPageUnbusy(pg);
+    return (
+      pg.uobject === obj &&
+      pg.uanon !== null &&
+      pg.loanCount > 0 &&
+      pg.wireCount === 0 &&
+      pg.queue === PQ_INACTIVE &&
+      !obj.isDirty(pg)
+    );
   }
 
   private async pageoutObjectPage(pg: VmPage): Promise<number> {

@@ -1,12 +1,26 @@
 /*
  * uvm_vnode.ts: vnode objects, memory objects backed by real files (NetBSD's uvn pager).
  *
- * A file mapped with Proc.mmapFile() becomes one VnodeObject per real path, shared by every mapping
- * of that file in this kernel (the vnode cache). Pages are read from the file through node:fs/promises
- * on the first fault (or loan) and written back when dirty: by the pagedaemon, by flush(), and when
- * the last mapping goes away. Bytes past the end of the file read as zeros and are never written.
+ * A file mapped with Proc.mmapFile() becomes one VnodeObject per file, shared by every mapping of that
+ * file in this kernel (the vnode cache). A file is known by its identity -- device and inode -- as a
+ * NetBSD vnode is, never by its path: a file replaced under its path (rename) is another file, which
+ * new mappings get, while old mappings keep the one they mapped (its FileHandle stays open).
+ *
+ * Pages are read from the file through node:fs/promises on the first fault (or loan) and written back
+ * when dirty: by the pagedaemon, by flush(), and when the last mapping goes away. Only regular files
+ * are mapped: the type is checked before the file is opened, and the open never blocks (O_NONBLOCK),
+ * so a FIFO or a device cannot hold one of Node's file-I/O threads.
+ *
+ * Someone else may truncate or grow the file under its mappings. The object learns the file's new size
+ * when it is attached again, when a page read comes up short or long, and before every write-back
+ * (noticeSize). A page past the end of the file is then an error from the pager -- EFAULT, as NetBSD's
+ * uvn_get fails and the fault is a SIGBUS -- never a page of zeros presented as data; pages the object
+ * held past the new end leave it (loaned ones become orphans and keep their bytes); and a write-back
+ * never writes past the file's current end, so it cannot grow a truncated file back. Bytes past the end
+ * of the file within its last page read as zeros and are never written.
  */
-import { type FileHandle, open, realpath } from 'node:fs/promises';
+import { type BigIntStats, constants } from 'node:fs';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 import { KernelError } from './errors.js';
 import { PAGE_SIZE } from './param.js';
 import type { Uvm } from './uvm.js';
@@ -22,55 +36,97 @@ import {
 
 export class VnodeObject extends UvmObject {
   readonly kind = 'vnode' as const;
+  /* the path it was first mapped by (for messages: the file may have been renamed since) */
   readonly path: string;
+  /* the file's identity, "device:inode": the vnode cache's key */
+  readonly id: string;
   readonly writable: boolean;
-  /* file size in bytes when opened */
+  /* the file's size in bytes, as last seen (noticeSize) */
   size: number;
   private readonly fh: FileHandle;
 
-  private constructor(uvm: Uvm, path: string, fh: FileHandle, size: number, writable: boolean) {
+  private constructor(uvm: Uvm, path: string, id: string, fh: FileHandle, size: number, writable: boolean) {
     super(uvm, Math.ceil(size / PAGE_SIZE));
     this.path = path;
+    this.id = id;
     this.fh = fh;
     this.size = size;
     this.writable = writable;
   }
 
-  /*
-   * uvnAttach: the vnode object of a file, from the cache or newly opened (uvn_attach).
-   * => gains a reference for the caller
+  /**
+   * uvnAttach: the vnode object of the file at `path`, from the cache or newly opened (uvn_attach).
+   * => gains a reference for the caller; the file is found by its identity (device and inode), so a
+   *    file replaced under the path is a new object, and the old one stays with its old mappings
+   * => a cached object whose file changed size meanwhile takes the new size (noticeSize)
    * => waits for an old vnode of the file that is still writing back, so the new one reads its bytes
-   * => throws ENOENT (no such file), EACCES, EINVAL (not a regular file), EIO
+   * => throws ENOENT (no such file), EACCES, EINVAL (not a regular file: checked before any open,
+   *    and the open never blocks), EIO
    */
   static async attach(uvm: Uvm, path: string): Promise<VnodeObject> {
-    const real = await realpath(path).catch((err: NodeJS.ErrnoException) => {
-      throw fsError('uvn_attach', path, err);
-    });
     const dying = uvm.dyingVnodes;
     for (;;) {
-      const gone = dying.get(real);
+      const st = await statRegular(path);
+      const id = fileId(st);
+      const gone = dying.get(id);
       if (gone !== undefined) {
         await gone;
         continue;
       }
-      const cached = uvm.vnodes.get(real);
+      const cached = uvm.vnodes.get(id);
       if (cached !== undefined) {
         cached.reference();
+        cached.noticeSize(Number(st.size));
         return cached;
       }
-      const { fh, writable } = await openBest(real);
-      const st = await fh.stat();
-      if (!st.isFile()) {
-        await fh.close();
-        throw new KernelError('EINVAL', `uvn_attach: ${path} is not a regular file`);
-      }
-      if (uvm.vnodes.has(real) || dying.has(real)) {
-        await fh.close();
-        continue;
-      }
-      const vn = new VnodeObject(uvm, real, fh, st.size, writable);
-      uvm.vnodes.set(real, vn);
-      return vn;
+      const vn = await VnodeObject.openAs(uvm, path, id);
+      if (vn !== null) return vn;
+    }
+  }
+
+  /**
+   * openAs: open the file at `path` as a new vnode object, if it is still the file `id` and nobody
+   * attached it meanwhile.
+   * => returns null (having closed what it opened) if the caller must look again
+   */
+  private static async openAs(uvm: Uvm, path: string, id: string): Promise<VnodeObject | null> {
+    const { fh, writable } = await openBest(path);
+    let st: BigIntStats;
+    try {
+      st = await fh.stat({ bigint: true });
+    } catch (err) {
+      await fh.close();
+      throw fsError('uvn_attach', path, err as NodeJS.ErrnoException);
+    }
+    if (!st.isFile() || fileId(st) !== id || uvm.vnodes.has(id) || uvm.dyingVnodes.has(id)) {
+      await fh.close();
+      return null;
+    }
+    const vn = new VnodeObject(uvm, path, id, fh, Number(st.size), writable);
+    uvm.vnodes.set(id, vn);
+    return vn;
+  }
+
+  /**
+   * noticeSize: the file is `size` bytes long now (someone else may have truncated or grown it).
+   * => shrunk: every page wholly past the new end leaves the object (truncate: a BUSY one is
+   *    RELEASED, a loaned one becomes an orphan and keeps its bytes); faults and loans there get EFAULT
+   * => grown: the object grows; a clean, idle, unloaned last page read when the file was shorter is
+   *    dropped, so that it is read again with the new bytes
+   */
+  noticeSize(size: number): void {
+    if (size === this.size) return;
+    const old = this.size;
+    this.size = size;
+    const npages = Math.ceil(size / PAGE_SIZE);
+    if (size < old) {
+      this.truncate(npages);
+      return;
+    }
+    this.npages = npages;
+    const tail = old % PAGE_SIZE !== 0 ? this.pages[Math.floor(old / PAGE_SIZE)] : undefined;
+    if (tail !== undefined && !(tail.flags & PG_BUSY) && tail.loanCount === 0 && !this.isDirty(tail)) {
+      this.freePage(tail);
     }
   }
 
@@ -78,25 +134,46 @@ export class VnodeObject extends UvmObject {
     return true;
   }
 
+  /**
+   * pgoRead: read a page from the file (uvn_get).
+   * => a read that comes up short or long of the size we knew makes us look at the file's size again
+   * => throws EFAULT if the page is past the end of the file (it was cut while mapped)
+   */
   protected async pgoRead(pg: VmPage): Promise<void> {
     const pos = pg.offset * PAGE_SIZE;
-    const want = Math.max(0, Math.min(PAGE_SIZE, this.size - pos));
     const view = pg.bytes();
     await this.uvm.io({ kind: 'vnode-read', object: this, offset: pg.offset, frame: pg.frame });
     let got = 0;
-    while (got < want) {
-      const { bytesRead } = await this.fh.read(view, got, want - got, pos + got);
+    while (got < PAGE_SIZE) {
+      const { bytesRead } = await this.fh.read(view, got, PAGE_SIZE - got, pos + got);
       if (bytesRead === 0) break;
       got += bytesRead;
+    }
+    if (got !== Math.max(0, Math.min(PAGE_SIZE, this.size - pos))) {
+      this.noticeSize(Number((await this.fh.stat({ bigint: true })).size));
+    }
+    if (got === 0 || pos >= this.size || pg.flags & PG_RELEASED) {
+      throw new KernelError(
+        'EFAULT',
+        `uvn_get: page ${pg.offset} of ${this.path} is past the end of the file (${this.size} bytes)`,
+      );
     }
     view.fill(0, got);
   }
 
+  /**
+   * pgoWrite: write a page back to the file (uvn_put).
+   * => writes only bytes inside both the size we knew and the file's current size, so a file someone
+   *    else truncated is not grown back (the object notices the new size: see noticeSize)
+   * => throws EIO for a file opened read-only
+   */
   protected async pgoWrite(pg: VmPage): Promise<void> {
     if (!this.writable) throw new KernelError('EIO', `uvn_put: ${this.path} is read-only`);
     const pos = pg.offset * PAGE_SIZE;
-    const len = Math.max(0, Math.min(PAGE_SIZE, this.size - pos));
     await this.uvm.io({ kind: 'vnode-write', object: this, offset: pg.offset, frame: pg.frame });
+    const now = Number((await this.fh.stat({ bigint: true })).size);
+    const len = Math.max(0, Math.min(PAGE_SIZE, this.size - pos, now - pos));
+    this.noticeSize(now);
     if (len > 0) await this.fh.write(pg.bytes(), 0, len, pos);
   }
 
@@ -125,7 +202,7 @@ export class VnodeObject extends UvmObject {
 
   /* last mapping gone: write back, free the pages, close the file (in the background). */
   protected onLastRef(): void {
-    this.uvm.vnodes.delete(this.path);
+    this.uvm.vnodes.delete(this.id);
     const done = this.teardown();
     this.uvm.background(done);
     const dying = this.uvm.dyingVnodes;
@@ -133,9 +210,9 @@ export class VnodeObject extends UvmObject {
       () => undefined,
       () => undefined,
     );
-    dying.set(this.path, settled);
+    dying.set(this.id, settled);
     void settled.then(() => {
-      if (dying.get(this.path) === settled) dying.delete(this.path);
+      if (dying.get(this.id) === settled) dying.delete(this.id);
     });
   }
 
@@ -150,16 +227,35 @@ export class VnodeObject extends UvmObject {
   }
 }
 
+/*
+ * openBest: open a file read-write if we may, else read-only; never blocking (O_NONBLOCK: an open of
+ * a FIFO would otherwise wait for its other end in one of Node's file-I/O threads)
+ */
 async function openBest(path: string): Promise<{ fh: FileHandle; writable: boolean }> {
+  const nonblock = constants.O_NONBLOCK ?? 0;
   try {
-    return { fh: await open(path, 'r+'), writable: true };
+    return { fh: await open(path, constants.O_RDWR | nonblock), writable: true };
   } catch {
     try {
-      return { fh: await open(path, 'r'), writable: false };
+      return { fh: await open(path, constants.O_RDONLY | nonblock), writable: false };
     } catch (err) {
       throw fsError('uvn_attach', path, err as NodeJS.ErrnoException);
     }
   }
+}
+
+/* statRegular: the file at path, if it is a regular file (EINVAL otherwise), checked before any open */
+async function statRegular(path: string): Promise<BigIntStats> {
+  const st = await stat(path, { bigint: true }).catch((err: NodeJS.ErrnoException) => {
+    throw fsError('uvn_attach', path, err);
+  });
+  if (!st.isFile()) throw new KernelError('EINVAL', `uvn_attach: ${path} is not a regular file`);
+  return st;
+}
+
+/* fileId: a file's identity, device and inode */
+function fileId(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}`;
 }
 
 function fsError(fn: string, path: string, err: NodeJS.ErrnoException): KernelError {

@@ -63,17 +63,15 @@ afterAll(async () => {
   await removeTmpDir(dir);
 });
 
-/* the running test's world: its process maps a file, so after the test every process exits and the
-   kernel closes the file (a dropped kernel's files would be closed by the garbage collector, with a
-   warning) */
+/* the running test's world: its process maps a file, so after the test the kernel is shut down and
+   closes the file (a dropped kernel's files would be closed by the garbage collector, with a warning) */
 let live: World | null = null;
 
 afterEach(async () => {
   if (live === null) return;
   const { k } = live;
   live = null;
-  for (const p of k.processes) p.exit();
-  await k.idle();
+  await k.shutdown();
   expect(k.uvm.vnodes.size).toBe(0);
 });
 

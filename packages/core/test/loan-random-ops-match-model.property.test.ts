@@ -7,7 +7,11 @@
  * and, for every live loan, the bytes it was lent. Operations: kernel and anon loans (alone, or raced
  * against another operation while they sleep in I/O), unloans, user writes and reads, munmap,
  * mprotect, fork, exit, object truncation, sync, memory pressure (the kernel runs in little RAM with
- * swap, so the pagedaemon keeps taking pages away), and spells of failing I/O.
+ * swap, so the pagedaemon keeps taking pages away), and spells of failing I/O; and, underneath, the
+ * file replaced by another (rename: mappings made before keep the old file, later ones get the new)
+ * or cut short by someone else (pages past the new end then fault with EFAULT, and a write-back never
+ * grows the file back), and most of RAM lent O->A as dirty shared memory (the pagedaemon must write
+ * it to swap and give it to the anons, or the next write fails with ENOMEM while swap is free).
  *
  * After every step: the invariants hold, and every borrower still sees exactly the bytes it was lent
  * (pg.bytes() for kernel loans; anon.page.bytes() for anon loans when resident). At the end, with all
@@ -29,6 +33,7 @@ import {
   uvmUnloanAnons,
   uvmUnloanPages,
   type VmPage,
+  type VnodeObject,
 } from '../src/index.js';
 import { expectAllFree, makeTmpDir, pattern, type TmpDir } from './loan-helpers.js';
 
@@ -54,8 +59,19 @@ const NPAGES: Record<Kind, number> = {
   fshared: FILE_PAGES,
 };
 
-/* what a process reads at one page: bytes of its own (possibly shared with others), or the file's */
-type Cell = { own: Buffer } | { file: number } | null;
+/* one file that was at the path: what it holds and how many pages its vnode object has */
+interface Version {
+  bytes: Buffer;
+  /* the file's pages (it may have been cut) */
+  filePages: number;
+  /* the pages its vnode object has (truncate shrinks it until the vnode goes away) */
+  objPages: number;
+  /* the vnode's identity once mapped ("device:inode") */
+  id: string | null;
+}
+
+/* what a process reads at one page: bytes of its own (possibly shared with others), or a file's */
+type Cell = { own: Buffer } | { file: number; v: Version } | null;
 
 interface Region {
   kind: Kind;
@@ -79,9 +95,10 @@ interface Loan {
 interface World {
   k: Kernel;
   file: string;
-  fileBytes: Buffer;
-  /* pages the file's vnode object has (truncate shrinks it until the vnode goes away) */
-  objPages: number;
+  /* the file at the path now (older ones live on in the mappings made before a replace) */
+  cur: Version;
+  /* how many files were put at the path so far */
+  replaced: number;
   procs: MProc[];
   loans: Loan[];
   /* while set, every `flaky`-th vnode read or swap-in fails (EIO) */
@@ -106,6 +123,9 @@ type Op =
   | { t: 'pressure'; n: number }
   | { t: 'sync' }
   | { t: 'truncate'; npages: number }
+  | { t: 'cut'; npages: number }
+  | { t: 'replace' }
+  | { t: 'lend'; n: number }
   | { t: 'flaky'; every: number };
 
 const idx = fc.nat(15);
@@ -142,6 +162,9 @@ const truncateArb = fc
   .integer({ min: 0, max: FILE_PAGES - 1 })
   .map<Op>((npages) => ({ t: 'truncate', npages }));
 const flakyArb = fc.constantFrom(0, 0, 2, 3).map<Op>((every) => ({ t: 'flaky', every }));
+const cutArb = fc.integer({ min: 1, max: FILE_PAGES - 1 }).map<Op>((npages) => ({ t: 'cut', npages }));
+const replaceArb = fc.constant<Op>({ t: 'replace' });
+const lendArb = fc.integer({ min: 40, max: 56 }).map<Op>((n) => ({ t: 'lend', n }));
 
 const raceArb = fc
   .record({
@@ -157,6 +180,8 @@ const raceArb = fc
       pressureArb(40),
       syncArb,
       truncateArb,
+      cutArb,
+      replaceArb,
     ),
     delay: fc.nat(3),
   })
@@ -176,6 +201,9 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 2, arbitrary: pressureArb(90) },
   { weight: 1, arbitrary: syncArb },
   { weight: 1, arbitrary: truncateArb },
+  { weight: 1, arbitrary: cutArb },
+  { weight: 1, arbitrary: replaceArb },
+  { weight: 1, arbitrary: lendArb },
   { weight: 1, arbitrary: flakyArb },
 );
 
@@ -202,15 +230,20 @@ function setFlaky(w: World, every: number): void {
   });
 }
 
-/* gone: a file page past the end of the (truncated) object: any access faults */
-function gone(w: World, c: Cell): boolean {
-  return c !== null && 'file' in c && c.file >= w.objPages;
+/* gone: a file page past the end of the (truncated or cut) object: any access faults */
+function gone(_w: World, c: Cell): boolean {
+  return c !== null && 'file' in c && c.file >= c.v.objPages;
 }
 
 /* the bytes the model says a cell reads */
-function cellBytes(w: World, c: Exclude<Cell, null>): Buffer {
+function cellBytes(_w: World, c: Exclude<Cell, null>): Buffer {
   if ('own' in c) return c.own;
-  return w.fileBytes.subarray(c.file * P, (c.file + 1) * P);
+  return c.v.bytes.subarray(c.file * P, (c.file + 1) * P);
+}
+
+/* alive: is the version's vnode object still in the kernel (some mapping holds it)? */
+function alive(w: World, v: Version): boolean {
+  return v.id !== null && w.k.uvm.vnodes.has(v.id);
 }
 
 async function spawn(w: World): Promise<void> {
@@ -224,9 +257,11 @@ async function spawn(w: World): Promise<void> {
     else if (kind === 'pnone') va = p.mmap(n * P, { inherit: Inherit.NONE });
     else if (kind === 'shared') va = p.mmap(n * P, { shared: true });
     else va = await p.mmapFile(w.file, { prot: Prot.READ | Prot.WRITE, shared: kind === 'fshared' });
+    const file = kind === 'fpriv' || kind === 'fshared';
+    if (file) w.cur.id = (p.map.lookup(va)!.object as VnodeObject).id;
     const cells: Cell[] = [];
-    for (let i = 0; i < n; i++) {
-      cells.push(kind === 'fpriv' || kind === 'fshared' ? { file: i } : { own: Buffer.alloc(P) });
+    for (let i = 0; i < (file ? w.cur.filePages : n); i++) {
+      cells.push(file ? { file: i, v: w.cur } : { own: Buffer.alloc(P) });
     }
     regions.push({ kind, va, cells, prot: cells.map(() => Prot.READ | Prot.WRITE) });
   }
@@ -264,7 +299,7 @@ async function write(w: World, mp: MProc, r: Region, op: WriteOp): Promise<void>
   if ('own' in cell) {
     bytes.copy(cell.own, off);
   } else if (r.kind === 'fshared') {
-    bytes.copy(w.fileBytes, cell.file * P + off);
+    bytes.copy(cell.v.bytes, cell.file * P + off);
   } else {
     /* a private file page written for the first time: the process gets a copy of the file page */
     const own = Buffer.from(cellBytes(w, cell));
@@ -387,7 +422,7 @@ async function race(w: World, op: Extract<Op, { t: 'race' }>): Promise<void> {
     expect(err).toBeInstanceOf(KernelError);
     if (w.flaky !== 0 && (err as KernelError).code === 'EIO') return;
     expect((err as KernelError).code).toBe('EFAULT');
-    if (!(!ok || ['munmap', 'mprotect', 'exit', 'truncate'].includes(op.other.t)))
+    if (!(!ok || ['munmap', 'mprotect', 'exit', 'truncate', 'cut'].includes(op.other.t)))
       throw new Error(`race: loan failed: ${String(err)}`);
     return;
   }
@@ -443,28 +478,86 @@ function checkLoans(w: World): void {
   }
 }
 
+/*
+ * cut: someone else truncates the file at the path to `npages` pages; a new mapping of it (made and
+ * dropped here) makes the kernel notice. Pages past the new end are gone for every mapping; their
+ * bytes, written back or not, are lost.
+ */
+async function cut(w: World, npages: number): Promise<void> {
+  const v = w.cur;
+  if (npages >= v.filePages) return;
+  await fs.truncate(w.file, npages * P);
+  v.bytes = Buffer.from(v.bytes.subarray(0, npages * P));
+  v.filePages = npages;
+  if (!alive(w, v)) {
+    v.objPages = npages;
+    return;
+  }
+  v.objPages = Math.min(v.objPages, npages);
+  const q = w.k.createProcess();
+  await q.mmapFile(w.file);
+  q.exit();
+  await w.k.idle();
+}
+
+/* replace: another file is renamed over the path; mappings made from now on get it */
+async function replace(w: World): Promise<void> {
+  const bytes = pattern(1000 + w.replaced++, FILE_PAGES * P);
+  const next = `${w.file}.next`;
+  await fs.writeFile(next, bytes);
+  await fs.rename(next, w.file);
+  w.cur = { bytes: Buffer.from(bytes), filePages: FILE_PAGES, objPages: FILE_PAGES, id: null };
+}
+
+/*
+ * lend: a new process writes n pages of shared anonymous memory (most of RAM) and lends them all to
+ * anons (O->A): dirty pages that only the pagedaemon's write-back through the aobj pager can free
+ */
+async function lend(w: World, n: number): Promise<void> {
+  /* (with flaky I/O a page-in of the range may fail: the model would not know what was lent) */
+  if (w.procs.length >= 5 || w.flaky !== 0) return;
+  const p = w.k.createProcess();
+  const va = p.mmap(n * P, { shared: true });
+  const cells: Cell[] = [];
+  for (let i = 0; i < n; i++) {
+    const own = Buffer.alloc(P, (i * 7 + n) & 0xff);
+    await p.write(va + i * P, own);
+    cells.push({ own });
+  }
+  const items = await uvmLoan(p.map, va, n * P, 'anon');
+  w.loans.push({ to: 'anon', items, want: cells.map((c) => Buffer.from((c as { own: Buffer }).own)) });
+  w.procs.push({
+    p,
+    regions: [{ kind: 'shared', va, cells, prot: cells.map(() => Prot.READ | Prot.WRITE) }],
+  });
+}
+
 async function step(w: World, op: Op): Promise<void> {
   if (op.t === 'race') return race(w, op);
   if (op.t === 'spawn') {
-    if (w.k.uvm.vnodes.size === 0) w.objPages = FILE_PAGES;
-    if (w.procs.length < 4) await spawn(w);
+    if (w.procs.length >= 4 || w.cur.filePages === 0) return;
+    if (!alive(w, w.cur)) w.cur.objPages = w.cur.filePages;
+    await spawn(w);
     return;
   }
+  if (op.t === 'cut') return cut(w, op.npages);
+  if (op.t === 'replace') return replace(w);
+  if (op.t === 'lend') return lend(w, op.n);
   if (op.t === 'unloan') return unloan(w, op.j);
   if (op.t === 'pressure') return pressure(w, op.n);
   if (op.t === 'flaky') return setFlaky(w, op.every);
   if (op.t === 'truncate') {
-    const vn = [...w.k.uvm.vnodes.values()][0];
+    const vn = w.cur.id === null ? undefined : w.k.uvm.vnodes.get(w.cur.id);
     if (vn === undefined) return;
     /* what the file holds from here on is what it holds now */
     await w.k.sync();
     vn.truncate(op.npages);
-    w.objPages = Math.min(w.objPages, op.npages);
+    w.cur.objPages = Math.min(w.cur.objPages, op.npages);
     return;
   }
   if (op.t === 'sync') {
     await w.k.sync();
-    if (w.k.uvm.vnodes.size > 0) expect((await fs.readFile(w.file)).equals(w.fileBytes)).toBe(true);
+    if (alive(w, w.cur)) expect((await fs.readFile(w.file)).equals(w.cur.bytes)).toBe(true);
     return;
   }
   if (w.procs.length === 0) return;
@@ -517,11 +610,11 @@ it('random loans, unloans, writes, munmap, fork, exit and memory pressure match 
       const w: World = {
         k: new Kernel({ physPages: PHYS_PAGES, swapPages: 1024 }),
         file,
-        fileBytes: Buffer.from(fileBytes),
+        cur: { bytes: Buffer.from(fileBytes), filePages: FILE_PAGES, objPages: FILE_PAGES, id: null },
+        replaced: 0,
         procs: [],
         loans: [],
         flaky: 0,
-        objPages: FILE_PAGES,
       };
       await spawn(w);
       for (const op of ops) {
@@ -538,7 +631,7 @@ it('random loans, unloans, writes, munmap, fork, exit and memory pressure match 
       }
       await expectAllFree(w.k);
       expect(w.k.stats().swapUsed).toBe(0);
-      expect((await fs.readFile(file)).equals(w.fileBytes)).toBe(true);
+      expect((await fs.readFile(file)).equals(w.cur.bytes)).toBe(true);
     }),
     { numRuns: 50 },
   );

@@ -20,8 +20,15 @@ export {
   mFreem,
   mLength,
 } from './mbuf.js';
-export type { MbufLoanOptions } from './mbuf_loan.js';
-export { mbufCopyin, mbufLoan } from './mbuf_loan.js';
+export type { MbufLoanOptions, MbufWaitOptions } from './mbuf_loan.js';
+export {
+  mbufCopyin,
+  mbufCopyinAnons,
+  mbufCopyinNow,
+  mbufLoan,
+  mbufLoanAnons,
+  mbufLoanNow,
+} from './mbuf_loan.js';
 export type { MbufOptions, MbufStats } from './mbuf_system.js';
 export { MbufSystem, mbufInit, mbufStats, mbufSystem } from './mbuf_system.js';
 export { KvaBudget } from './sokva.js';

@@ -411,6 +411,23 @@ describe('mFree / mFreem', () => {
     }
   });
 
+  it('a count or offset that is a Symbol, a BigInt or an object is EINVAL, not a TypeError', async () => {
+    const { k, p, va } = await setup();
+    const m = await mbufCopyin(p, va, 100);
+    const before = counters(k);
+    for (const bad of [Symbol('n'), 4n, {}, '4']) {
+      const x = bad as unknown as number;
+      await expectError(() => mAdj(m, x), 'EINVAL');
+      await expectError(() => mCopydata(m, x, 1), 'EINVAL');
+      await expectError(() => mCopydata(m, 0, x), 'EINVAL');
+      await expectError(() => mCopyback(m, x, Buffer.alloc(1)), 'EINVAL');
+    }
+    expect(mLength(m)).toBe(100);
+    expect(counters(k)).toEqual(before);
+    mFreem(m);
+    k.checkInvariants();
+  });
+
   it('an mbuf on storage of its own (MbufExt) releases it when its last reference goes', () => {
     const k = new Kernel({ physPages: 4, swapPages: 0 });
     let released = 0;

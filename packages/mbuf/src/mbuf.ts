@@ -198,7 +198,7 @@ export function mAdj(m: Mbuf, n: number): void {
   checkMbuf('m_adj', m);
   const total = chainLength('m_adj', m);
   if (!Number.isSafeInteger(n) || Math.abs(n) > total)
-    throw new KernelError('EINVAL', `m_adj: bad count ${n}`);
+    throw new KernelError('EINVAL', `m_adj: bad count ${String(n)}`);
   let left = Math.abs(n);
   if (n > 0) {
     for (let x: Mbuf | null = m; x !== null && left > 0; x = x.next)
@@ -258,7 +258,7 @@ function lastApart(m: Mbuf, other: Mbuf): Mbuf {
 function checkSpan(fn: string, m: Mbuf, off: number, n: number): void {
   const total = chainLength(fn, m);
   if (!Number.isSafeInteger(off) || !Number.isSafeInteger(n) || off < 0 || n < 0 || off + n > total) {
-    throw new KernelError('EINVAL', `${fn}: [${off}, +${n}) is not inside the chain`);
+    throw new KernelError('EINVAL', `${fn}: [${String(off)}, +${String(n)}) is not inside the chain`);
   }
 }
 

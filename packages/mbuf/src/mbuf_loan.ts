@@ -10,13 +10,29 @@
  *
  * mbufCopyin is the ordinary path it replaces: it copies the bytes into 2 KiB clusters from the pool.
  * Both take one await per call (for faults, page-ins or waits), none per page.
+ *
+ * Three variants serve a borrower that must capture bytes *at a given moment* (the socket layer: a
+ * send carries the bytes that were in memory when send() was called):
+ *   mbufLoanNow / mbufCopyinNow   the chain now, synchronously, or null -- never a sleep
+ *   mbufLoanAnons / mbufCopyinAnons  a chain from pages the caller pinned earlier, copy-on-write, by
+ *                                 loaning them to anons (uvmLoanNow(..., 'anon')): whatever the
+ *                                 process has written since, these are the bytes of the moment it
+ *                                 pinned them
+ * and two options let a caller decide what to do when the shared budgets are short: `nowait` (give up
+ * with null instead of waiting in line, NetBSD's M_DONTWAIT) and `overdraft` (copies only: past the
+ * cluster pool's limit, for a socket's guaranteed minimum -- subr_pool.ts).
  */
 import {
+  type Anon,
+  checkKernel,
   checkUserBuffer,
+  type Kernel,
   KernelError,
   PAGE_SIZE,
   type Proc,
   Prot,
+  uvmLoanAnonPages,
+  uvmLoanNow,
   uvmLoanTry,
   uvmUnloanPages,
   type VmPage,
@@ -39,27 +55,46 @@ import { type MbufSystem, mbufSystem } from './mbuf_system.js';
 export interface MbufLoanOptions {
   /* give up waiting for kernel address space or clusters (EINTR); already aborted: EINTR at once */
   signal?: AbortSignal;
+  /**
+   * resolve null instead of waiting in line for the loan budget or for clusters (M_DONTWAIT); page-ins
+   * and the pool's growth still sleep
+   */
+  nowait?: boolean;
+  /** copies only: take the clusters past the pool's limit and ahead of its line (see subr_pool.ts) */
+  overdraft?: boolean;
 }
+
+/** MbufLoanOptions for a caller that waits: the chain always comes */
+export type MbufWaitOptions = MbufLoanOptions & { nowait?: false };
 
 /*
  * mbufLoan: a chain over the user's bytes [va, va + len), by page loan (A->K or O->K).
  * => any va and len; the whole pages under them are loaned, the chain covers just the bytes
- * => waits while the loan would exceed the kernel address-space budget
- * => throws EINVAL (bad arguments or options, larger than the whole budget), ESRCH (the process has
+ * => waits while the loan would exceed the kernel address-space budget; with opts.nowait resolves
+ *    null instead (nothing taken)
+ * => throws EINVAL (bad arguments or options -- overdraft is for copies --, larger than the whole budget), ESRCH (the process has
  *    exited, or exits while we wait), EFAULT (unmapped or unreadable), EINTR (opts.signal aborted the
  *    wait for the budget, or had already aborted: then EINTR at once, once the process, va and len
  *    are checked, even if nothing would wait); then nothing is left loaned, wired or mapped
  * => when nothing needs to sleep (budget free, pages resident) the chain is built at once: the only
  *    await is the caller's
  */
-export function mbufLoan(proc: Proc, va: number, len: number, opts: MbufLoanOptions = {}): Promise<Mbuf> {
+export function mbufLoan(proc: Proc, va: number, len: number, opts?: MbufWaitOptions): Promise<Mbuf>;
+export function mbufLoan(proc: Proc, va: number, len: number, opts: MbufLoanOptions): Promise<Mbuf | null>;
+export function mbufLoan(
+  proc: Proc,
+  va: number,
+  len: number,
+  opts: MbufLoanOptions = {},
+): Promise<Mbuf | null> {
   try {
     checkUserBuffer('mbuf_loan', proc, va, len);
-    checkLoanOptions('mbuf_loan', opts);
+    checkLoanOptions('mbuf_loan', opts, false);
     const sys = mbufSystem(proc.kernel);
     const start = va - (va % PAGE_SIZE);
     const npages = Math.ceil((va + len - start) / PAGE_SIZE);
     if (!sys.kva.tryReserve(npages)) {
+      if (opts.nowait === true) return Promise.resolve(null);
       return sys.kva.reserve(npages, opts.signal).then(() => loanReserved(sys, proc, va, len, start, npages));
     }
     return loanReserved(sys, proc, va, len, start, npages);
@@ -102,10 +137,117 @@ function loanMapped(sys: MbufSystem, pages: VmPage[], va: number, len: number, s
   return buildLoanChain(sys, pages, kva, va - start, len);
 }
 
-/* checkLoanOptions: an object (EINVAL) whose signal, if any, is an AbortSignal (EINVAL) not aborted (EINTR) */
-function checkLoanOptions(fn: string, opts: MbufLoanOptions): void {
+/*
+ * checkLoanOptions: an object (EINVAL) whose signal, if any, is an AbortSignal (EINVAL) not aborted
+ * (EINTR), and whose nowait and overdraft are booleans if given (overdraft only where `copies`)
+ */
+function checkLoanOptions(fn: string, opts: MbufLoanOptions, copies: boolean): void {
   if (opts === null || typeof opts !== 'object') throw new KernelError('EINVAL', `${fn}: bad options`);
+  for (const flag of ['nowait', 'overdraft'] as const) {
+    const v = opts[flag];
+    if (v !== undefined && typeof v !== 'boolean') {
+      throw new KernelError('EINVAL', `${fn}: ${flag} must be a boolean`);
+    }
+  }
+  if (opts.overdraft === true && !copies) {
+    throw new KernelError('EINVAL', `${fn}: loans never overdraft the budget (copy instead)`);
+  }
   checkSignal(fn, opts.signal);
+}
+
+/**
+ * mbufLoanNow: mbufLoan without a sleep: the chain over [va, va + len) now, or null.
+ * => null when the loan budget is short or some page would need I/O, a BUSY page or memory; then
+ *    nothing is loaned, wired, mapped or reserved
+ * => throws what mbufLoan throws for bad arguments (EINVAL, ESRCH, EFAULT); then nothing is left
+ */
+export function mbufLoanNow(proc: Proc, va: number, len: number): Mbuf | null {
+  checkUserBuffer('mbuf_loan', proc, va, len);
+  const sys = mbufSystem(proc.kernel);
+  const start = va - (va % PAGE_SIZE);
+  const npages = Math.ceil((va + len - start) / PAGE_SIZE);
+  if (npages > sys.kva.limitPages) {
+    throw new KernelError(
+      'EINVAL',
+      `mbuf_loan: ${npages} pages exceed the ${sys.kva.limitPages}-page loan budget`,
+    );
+  }
+  if (!sys.kva.tryReserve(npages)) return null;
+  let pages: VmPage[] | null;
+  try {
+    pages = uvmLoanNow(proc.map, start, npages * PAGE_SIZE, 'kernel');
+  } catch (err) {
+    sys.kva.release(npages);
+    throw err;
+  }
+  if (pages === null) {
+    sys.kva.release(npages);
+    return null;
+  }
+  return loanMapped(sys, pages, va, len, start);
+}
+
+/**
+ * mbufLoanAnons: a chain over bytes [off, off + len) of the pages of `anons`, by loan (A->K): the bytes
+ * the caller pinned copy-on-write when it loaned them to anons, zero-copy.
+ * => anons: the anons of the pages the bytes span, in order, each held by the caller (it keeps its
+ *    references: uvmUnloanAnons them when it no longer needs them); off in 0 .. PAGE_SIZE - 1 is where
+ *    the bytes start in the first; EINVAL otherwise
+ * => waits for the loan budget as mbufLoan does (opts.nowait: null instead); pages on swap are
+ *    brought in
+ * => throws EINVAL, EINTR (opts.signal), EIO / ENOMEM (swap-in); then nothing is left loaned or reserved
+ */
+export function mbufLoanAnons(
+  kernel: Kernel,
+  anons: readonly Anon[],
+  off: number,
+  len: number,
+  opts: MbufLoanOptions = {},
+): Promise<Mbuf | null> {
+  try {
+    checkAnonSpan('mbuf_loan', kernel, anons, off, len);
+    checkLoanOptions('mbuf_loan', opts, false);
+    const sys = mbufSystem(kernel);
+    const npages = anons.length;
+    if (!sys.kva.tryReserve(npages)) {
+      if (opts.nowait === true) return Promise.resolve(null);
+      return sys.kva.reserve(npages, opts.signal).then(() => loanAnonsReserved(sys, anons, off, len));
+    }
+    return loanAnonsReserved(sys, anons, off, len);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/* loanAnonsReserved: the A->K loans of held anons, their budget reserved; gives it back on failure */
+async function loanAnonsReserved(sys: MbufSystem, anons: readonly Anon[], off: number, len: number) {
+  let pages: VmPage[];
+  try {
+    pages = await uvmLoanAnonPages(anons);
+  } catch (err) {
+    sys.kva.release(anons.length);
+    throw err;
+  }
+  return loanMapped(sys, pages, off, len, 0);
+}
+
+/* checkAnonSpan: kernel a Kernel, anons exactly the pages [off, off + len) spans, off inside the first */
+function checkAnonSpan(fn: string, kernel: Kernel, anons: readonly Anon[], off: number, len: number): void {
+  checkKernel(fn, kernel);
+  if (!Number.isSafeInteger(off) || off < 0 || off >= PAGE_SIZE) {
+    throw new KernelError('EINVAL', `${fn}: bad offset ${String(off)} in the first page`);
+  }
+  if (!Number.isSafeInteger(len) || len < 1)
+    throw new KernelError('EINVAL', `${fn}: bad length ${String(len)}`);
+  if (!Array.isArray(anons) || anons.length !== Math.ceil((off + len) / PAGE_SIZE)) {
+    throw new KernelError(
+      'EINVAL',
+      `${fn}: the anons are not the ${Math.ceil((off + len) / PAGE_SIZE)} pages the bytes span`,
+    );
+  }
+  for (const a of anons) {
+    if (a?.uvm !== kernel.uvm) throw new KernelError('EINVAL', `${fn}: an anon of another kernel`);
+  }
 }
 
 /*
@@ -202,26 +344,141 @@ class ClusterExt {
  *    cluster is kept
  * => when nothing needs to sleep (clusters free, pages mapped) the copy is done at once
  */
-export function mbufCopyin(proc: Proc, va: number, len: number, opts: MbufLoanOptions = {}): Promise<Mbuf> {
+export function mbufCopyin(proc: Proc, va: number, len: number, opts?: MbufWaitOptions): Promise<Mbuf>;
+export function mbufCopyin(proc: Proc, va: number, len: number, opts: MbufLoanOptions): Promise<Mbuf | null>;
+export function mbufCopyin(
+  proc: Proc,
+  va: number,
+  len: number,
+  opts: MbufLoanOptions = {},
+): Promise<Mbuf | null> {
   try {
     checkUserBuffer('mbuf_copyin', proc, va, len);
-    checkLoanOptions('mbuf_copyin', opts);
+    checkLoanOptions('mbuf_copyin', opts, true);
     const sys = mbufSystem(proc.kernel);
-    const n = Math.ceil(len / MCLBYTES);
-    if (n > sys.clusters.capacity) {
-      throw new KernelError(
-        'EINVAL',
-        `mbuf_copyin: ${len} bytes exceed the ${sys.clusters.capacity * MCLBYTES}-byte cluster pool`,
-      );
-    }
+    const n = clusterCount('mbuf_copyin', sys, len);
     proc.checkRange('mbuf_copyin', va, len, Prot.READ);
-    const addrs = sys.clusters.getManySync(n);
-    if (addrs === null)
-      return sys.clusters.getMany(n, opts.signal).then((got) => copyInto(sys, proc, va, len, got));
-    return copyInto(sys, proc, va, len, addrs);
+    const got = takeClusters(sys, n, opts);
+    if (got === null) return Promise.resolve(null);
+    if (got instanceof Promise) return got.then((addrs) => copyInto(sys, proc, va, len, addrs));
+    return copyInto(sys, proc, va, len, got);
   } catch (err) {
     return Promise.reject(err);
   }
+}
+
+/* clusterCount: clusters for len bytes; EINVAL if more than the whole pool */
+function clusterCount(fn: string, sys: MbufSystem, len: number): number {
+  const n = Math.ceil(len / MCLBYTES);
+  if (n > sys.clusters.capacity) {
+    throw new KernelError(
+      'EINVAL',
+      `${fn}: ${len} bytes exceed the ${sys.clusters.capacity * MCLBYTES}-byte cluster pool`,
+    );
+  }
+  return n;
+}
+
+/*
+ * takeClusters: n clusters as opts allow: now if they are free (an array), or by waiting or growing
+ * (a promise), or null when opts.nowait and they could not be had without waiting in line
+ */
+function takeClusters(
+  sys: MbufSystem,
+  n: number,
+  opts: MbufLoanOptions,
+): number[] | Promise<number[]> | null {
+  const overdraft = opts.overdraft === true;
+  const over = overdraft && !sys.clusters.fits(n);
+  const addrs = sys.clusters.getManySync(n, overdraft);
+  if (addrs === null && opts.nowait === true && !overdraft && !sys.clusters.fits(n)) return null;
+  if (over) sys.overdrafts++;
+  return addrs ?? sys.clusters.getMany(n, opts.signal, overdraft);
+}
+
+/**
+ * mbufCopyinNow: mbufCopyin without a sleep: a copy of [va, va + len) now, or null.
+ * => null when the clusters are not free now (under the pool's limit, or past it with opts.overdraft)
+ *    or some page would have to be brought in; then no cluster is kept
+ * => throws what mbufCopyin throws for bad arguments (EINVAL, ESRCH, EFAULT); then nothing is kept
+ */
+export function mbufCopyinNow(proc: Proc, va: number, len: number, opts: MbufLoanOptions = {}): Mbuf | null {
+  checkUserBuffer('mbuf_copyin', proc, va, len);
+  checkLoanOptions('mbuf_copyin', opts, true);
+  const sys = mbufSystem(proc.kernel);
+  const n = clusterCount('mbuf_copyin', sys, len);
+  proc.checkRange('mbuf_copyin', va, len, Prot.READ);
+  const over = opts.overdraft === true && !sys.clusters.fits(n);
+  const addrs = sys.clusters.getManySync(n, opts.overdraft === true);
+  if (addrs === null) return null;
+  if (over) sys.overdrafts++;
+  const head = buildClusterChain(sys, addrs, len);
+  let done: boolean;
+  try {
+    done = proc.copyinPhysNow(va, len, clusterSink(addrs, sys.kernel.uvm.ram.bytes));
+  } catch (err) {
+    mFreem(head);
+    throw err;
+  }
+  if (!done) {
+    mFreem(head);
+    return null;
+  }
+  return copied(sys, head, len);
+}
+
+/**
+ * mbufCopyinAnons: a chain holding a copy of bytes [off, off + len) of the pages of `anons`, in
+ * clusters: the bytes the caller pinned copy-on-write when it loaned them to anons.
+ * => anons and off as mbufLoanAnons (the caller keeps its references)
+ * => clusters as mbufCopyin takes them (opts.nowait: null instead of waiting; opts.overdraft);
+ *    pages on swap are brought in (each page is wired while it is copied)
+ * => throws EINVAL, EINTR, ENOMEM, EIO; then no cluster is kept and no loan remains
+ */
+export function mbufCopyinAnons(
+  kernel: Kernel,
+  anons: readonly Anon[],
+  off: number,
+  len: number,
+  opts: MbufLoanOptions = {},
+): Promise<Mbuf | null> {
+  try {
+    checkAnonSpan('mbuf_copyin', kernel, anons, off, len);
+    checkLoanOptions('mbuf_copyin', opts, true);
+    const sys = mbufSystem(kernel);
+    const got = takeClusters(sys, clusterCount('mbuf_copyin', sys, len), opts);
+    if (got === null) return Promise.resolve(null);
+    return Promise.resolve(got).then((addrs) => copyAnonsInto(sys, anons, off, len, addrs));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/* copyAnonsInto: wire the anons' pages (an A->K loan), copy the bytes into our clusters, unloan */
+async function copyAnonsInto(
+  sys: MbufSystem,
+  anons: readonly Anon[],
+  off: number,
+  len: number,
+  addrs: number[],
+) {
+  const head = buildClusterChain(sys, addrs, len);
+  let pages: VmPage[];
+  try {
+    pages = await uvmLoanAnonPages(anons);
+  } catch (err) {
+    mFreem(head);
+    throw err;
+  }
+  const sink = clusterSink(addrs, sys.kernel.uvm.ram.bytes);
+  for (let i = 0, done = 0; done < len; i++) {
+    const from = i === 0 ? off : 0;
+    const n = Math.min(PAGE_SIZE - from, len - done);
+    sink(pages[i].frame * PAGE_SIZE + from, done, n);
+    done += n;
+  }
+  uvmUnloanPages(pages);
+  return copied(sys, head, len);
 }
 
 /* copyInto: copy the user's bytes into clusters we hold; gives them back on failure */
@@ -285,7 +542,12 @@ function copyIntoClusters(
   addrs: number[],
   ram: Uint8Array,
 ): Promise<void> | undefined {
-  return proc.copyinPhys(va, len, (from, done, n) => {
+  return proc.copyinPhys(va, len, clusterSink(addrs, ram));
+}
+
+/* clusterSink: moves the done'th.. bytes of a copy, found at RAM offset `from`, into their cluster(s) */
+function clusterSink(addrs: number[], ram: Uint8Array): (from: number, done: number, n: number) => void {
+  return (from, done, n) => {
     while (n > 0) {
       const ci = done >>> MCLSHIFT;
       const co = done & (MCLBYTES - 1);
@@ -295,5 +557,5 @@ function copyIntoClusters(
       done += k;
       n -= k;
     }
-  });
+  };
 }

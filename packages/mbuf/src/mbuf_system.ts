@@ -1,6 +1,11 @@
 /*
  * mbuf_system.ts: the mbuf subsystem of one kernel: its cluster pool, its loan address-space budget,
  * and its counters (NetBSD's mbinit / mbstat). Made on first use with defaults, or by mbufInit().
+ *
+ * Both the pool and the budget are shared by every socket of the kernel. A taker that would rather do
+ * something else than wait for them in line (a socket falls back from loan to copy, and otherwise
+ * waits only for its own chunks) sleeps on the release broadcast instead: waitRelease() wakes at the
+ * next cluster put or budget release, whoever made it.
  */
 import { checkKernel, type Kernel, KernelError, PAGE_SIZE } from '@loanout/core';
 import { MCLBYTES } from './mbuf.js';
@@ -25,6 +30,11 @@ export interface MbufStats {
   kvaBudgetPages: number;
   kvaWaits: number;
   kvaWaiting: number;
+  /* sends that wanted to loan but copied, because the loan budget was short (sosend's fallback) */
+  loanFallbacks: number;
+  loanFallbackBytes: number;
+  /* chains taken past the cluster pool's limit: a socket's guaranteed minimum (see subr_pool.ts) */
+  overdrafts: number;
 }
 
 export class MbufSystem {
@@ -35,6 +45,10 @@ export class MbufSystem {
   copyChains = 0;
   loanedBytes = 0;
   copiedBytes = 0;
+  loanFallbacks = 0;
+  loanFallbackBytes = 0;
+  overdrafts = 0;
+  private released: { promise: Promise<void>; resolve: () => void } | null = null;
 
   constructor(kernel: Kernel, opts: MbufOptions) {
     this.kernel = kernel;
@@ -47,6 +61,31 @@ export class MbufSystem {
     this.clusters = new Pool(kernel, 'mclpl', MCLBYTES, Math.floor(clusterBytes / PAGE_SIZE));
     /* the pagedaemon may take the pool's idle pages back when memory runs short */
     kernel.addReclaimHook(() => this.clusters.reclaim());
+    const wake = () => this.wakeReleased();
+    this.kva.onRelease = wake;
+    this.clusters.onRelease = wake;
+  }
+
+  /**
+   * waitRelease: sleep until the next cluster put or loan-budget release, by anyone
+   * => for takers that do not wait in line (nowait): they wake and try again
+   */
+  waitRelease(): Promise<void> {
+    if (this.released === null) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => {
+        resolve = r;
+      });
+      this.released = { promise, resolve };
+    }
+    return this.released.promise;
+  }
+
+  private wakeReleased(): void {
+    const r = this.released;
+    if (r === null) return;
+    this.released = null;
+    r.resolve();
   }
 
   stats(): MbufStats {
@@ -61,6 +100,9 @@ export class MbufSystem {
       kvaBudgetPages: this.kva.limitPages,
       kvaWaits: this.kva.waits,
       kvaWaiting: this.kva.waiting,
+      loanFallbacks: this.loanFallbacks,
+      loanFallbackBytes: this.loanFallbackBytes,
+      overdrafts: this.overdrafts,
     };
   }
 }
@@ -113,4 +155,7 @@ const NOTHING_YET: MbufStats = {
   kvaBudgetPages: 0,
   kvaWaits: 0,
   kvaWaiting: 0,
+  loanFallbacks: 0,
+  loanFallbackBytes: 0,
+  overdrafts: 0,
 };

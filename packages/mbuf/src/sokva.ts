@@ -15,6 +15,8 @@ export class KvaBudget {
   readonly limitPages: number;
   usedPages = 0;
   waits = 0;
+  /* called after every release (the mbuf system's release broadcast), or null */
+  onRelease: (() => void) | null = null;
   private readonly line = new WaitLine(
     (n) => this.usedPages + n <= this.limitPages,
     (n) => {
@@ -79,6 +81,7 @@ export class KvaBudget {
     }
     this.usedPages -= npages;
     this.line.pump();
+    this.onRelease?.();
   }
 }
 

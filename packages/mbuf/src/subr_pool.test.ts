@@ -10,8 +10,8 @@ function boot(physPages = 64): Kernel {
 describe('Pool construction', () => {
   it('needs an item size that divides the page and a positive page limit (EINVAL)', async () => {
     const k = boot();
-    for (const size of [0, -1, 3000, 1.5, Number.NaN]) {
-      await expectError(() => new Pool(k, 'p', size, 1), 'EINVAL');
+    for (const size of [0, -1, 3000, 1.5, Number.NaN, Symbol('size'), 2048n]) {
+      await expectError(() => new Pool(k, 'p', size as number, 1), 'EINVAL');
     }
     for (const max of [0, -1, 2.5, Number.NaN]) {
       await expectError(() => new Pool(k, 'p', MCLBYTES, max), 'EINVAL');

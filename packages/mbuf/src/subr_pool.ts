@@ -21,6 +21,11 @@
  * items (growing the pool), reclaim gives nothing: the pages it just grew by are idle only until it
  * takes their items.
  *
+ * A taker may *overdraft*: take its items at once, past the cap and ahead of the line. The socket
+ * layer does so for the one chunk a socket with nothing in flight is always allowed (a guaranteed
+ * minimum, like Linux's tcp_wmem[0]), so that sockets whose peers never read, holding the whole pool,
+ * can't starve one whose peer does; overdrafts are bounded by the number of sockets.
+ *
  * Anyone may call these with any number, so an address that is not one of our items is EINVAL; an item
  * of ours that is not out, handed to put/view/kvaOf, can only come from a holder that already gave it
  * back -- a kernel bug, so a KernelPanic, like freeing an mbuf twice.
@@ -68,8 +73,10 @@ export class Pool {
   );
   private growing: Promise<void> | null = null;
   inUse = 0;
-  /* items handed out plus items promised to takers still collecting them; <= capacity */
+  /* items handed out plus items promised to takers still collecting them; <= capacity but for overdrafts */
   private committed = 0;
+  /* called after every put (the mbuf system's release broadcast), or null */
+  onRelease: (() => void) | null = null;
   /* pages with no item out (what drain() would give back) */
   private idle = 0;
 
@@ -80,7 +87,10 @@ export class Pool {
     checkKernel('pool_init', kernel);
     if (typeof name !== 'string') throw new KernelError('EINVAL', 'pool_init: the name must be a string');
     if (!Number.isInteger(itemSize) || itemSize < 1 || PAGE_SIZE % itemSize !== 0) {
-      throw new KernelError('EINVAL', `pool_init: ${name}: item size ${itemSize} must divide ${PAGE_SIZE}`);
+      throw new KernelError(
+        'EINVAL',
+        `pool_init: ${name}: item size ${String(itemSize)} must divide ${PAGE_SIZE}`,
+      );
     }
     if (!Number.isSafeInteger(maxPages) || maxPages < 1) {
       throw new KernelError('EINVAL', `pool_init: ${name}: bad page limit ${String(maxPages)}`);
@@ -115,11 +125,12 @@ export class Pool {
   /*
    * getManySync: n items at once if they are free now with nobody waiting ahead (no growing, no
    * waiting), else null and nothing taken -- getMany's fast path
+   * => overdraft: past the cap and ahead of the line, if n items are free now
    * => EINVAL if n is not an integer in 1..capacity
    */
-  getManySync(n: number): number[] | null {
+  getManySync(n: number, overdraft = false): number[] | null {
     this.checkCount(n);
-    if (this.line.length > 0 || this.committed + n > this.capacity || this.freeItems.length < n) return null;
+    if ((!overdraft && !this.fits(n)) || this.freeItems.length < n) return null;
     this.committed += n;
     const addrs: number[] = new Array(n);
     for (let i = 0; i < n; i++) addrs[i] = this.take();
@@ -140,16 +151,17 @@ export class Pool {
   /*
    * getMany: n items, all or none, as one request: waits in line, holding nothing, until n fit under
    * the cap, then takes them, growing the pool as needed.
+   * => overdraft: no wait and no cap (see the essay above); the pool still grows page by page
    * => throws EINVAL if n is not an integer in 1..capacity (more could never be had at once) or signal
    *    is neither undefined nor an AbortSignal; EINTR if signal has already aborted (at once) or aborts
    *    the wait; ENOMEM when the VM system has no page to give -- then the pool also gives back every
    *    page with no item out (pool_reclaim), so a failed request leaves no memory tied up; after any
    *    error nothing is kept and nothing is left waiting
    */
-  async getMany(n: number, signal?: AbortSignal): Promise<number[]> {
+  async getMany(n: number, signal?: AbortSignal, overdraft = false): Promise<number[]> {
     this.checkCount(n);
     checkSignal(`pool_get: ${this.name}`, signal);
-    if (this.line.length === 0 && this.committed + n <= this.capacity) this.committed += n;
+    if (overdraft || this.fits(n)) this.committed += n;
     else await this.line.sleep(`pool_get: ${this.name}`, 'items', n, signal);
     const addrs: number[] = [];
     try {
@@ -165,6 +177,11 @@ export class Pool {
       throw err;
     }
     return addrs;
+  }
+
+  /* fits: would n more items be had now without waiting (nobody in line, under the cap)? */
+  fits(n: number): boolean {
+    return this.line.length === 0 && this.committed + n <= this.capacity;
   }
 
   private checkCount(n: number): void {
@@ -230,6 +247,7 @@ export class Pool {
     this.committed--;
     this.freeItems.push(addr);
     this.line.pump();
+    this.onRelease?.();
   }
 
   /*

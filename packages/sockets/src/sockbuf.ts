@@ -156,6 +156,14 @@ export class RecvBuffer {
     return true;
   }
 
+  /* discard: drop every byte received and not yet read (a closing socket); returns whether a chunk became free */
+  discard(): boolean {
+    let freed = false;
+    for (let f = this.queue[0]; f !== undefined; f = this.queue[0])
+      freed = this.consume(f.len - f.off) || freed;
+    return freed;
+  }
+
   /* release: give the area back to the VM system (once) */
   release(): void {
     if (this.released) return;

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { drainedPair, expectAtRest, pair, pattern, Scope, settled, userMemory } from '../test/helpers.js';
+import { drainedPair, expectAtRest, pattern, Scope, settled, userMemory } from '../test/helpers.js';
 import { autoThresholdKnown, crossover, sosendAutoThreshold } from './sosend_auto.js';
 
 const scope = new Scope();
@@ -46,8 +46,8 @@ describe('sosendAutoThreshold (where auto starts to loan)', () => {
 
   it('gives way to an explicit autoThreshold', async () => {
     const k = scope.kernel();
-    const loanAll = await pair(scope, k, () => {}, { autoThreshold: 1 });
-    const copyAll = await pair(scope, k, () => {}, { autoThreshold: Number.MAX_SAFE_INTEGER });
+    const loanAll = await drainedPair(scope, k, { autoThreshold: 1 });
+    const copyAll = await drainedPair(scope, k, { autoThreshold: Number.MAX_SAFE_INTEGER });
     const p = k.createProcess();
     const va = await userMemory(p, 4096);
     const l = await loanAll.so.send(p, va, 10, { mode: 'auto' });

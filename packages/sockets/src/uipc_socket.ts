@@ -4,41 +4,64 @@
  *
  * sosend (Socket.send) turns user memory into mbufs -- by copy into clusters, by page loan, or by
  * whichever the `auto` threshold picks -- and hands their views to node:net as one corked batch, so
- * a chain goes to the host in one writev (Node batches plain writes only while a write is pending,
- * and on loopback every write completes at once). Node reads those bytes *after* write() returns, whenever the
+ * a chain goes to the host in one writev. Node reads those bytes *after* write() returns, whenever the
  * host socket has room; only when its write callback fires are the bytes in the host kernel. So the
- * mbufs (and the loans under them) live until that callback: then they are freed and the send's `done`
- * settles. Meanwhile the loaned pages are read-only to the user: a write to them takes a copy-on-write
- * fault, and the wire still carries the bytes as they were when send() was called.
+ * mbufs (and the loans under them) live until that callback: then they are freed and the chunk's
+ * `done` settles.
  *
- * A send larger than the send buffer goes out in chunks, each waiting for room (backpressure), and
- * never more than the loan address-space budget at once. Sends on one socket are serialised (sblock).
- * A chunk handed to the host cannot be taken back: a send that fails after some chunks went out (its
- * memory unmapped or its process gone while it waited for room, the socket closed or reset) throws a
- * SendError that says how many bytes went (bytesSent), as NetBSD's sosend returns an error after
- * partial data (for anything but EINTR / ERESTART / EWOULDBLOCK, which it turns into a short count).
+ * Every send takes its place in line, and captures its bytes, *at the call* (sosend.ts): when nothing
+ * is ahead of it and it fits the send buffer, its chain is built and handed to the host before send()
+ * returns; whatever cannot go at once is pinned copy-on-write and goes later, chunk by chunk, in call
+ * order (the pump). A chunk waits only for room in this socket's own send buffer: when the kernel's
+ * shared loan budget is short a loan falls back to a copy (as NetBSD's sosend copies when sosend_loan
+ * fails), and when the shared cluster pool is short too, a socket with nothing in flight may still take
+ * one chunk past the pool's limit (an overdraft) -- so sockets whose peers never read, holding every
+ * shared page, cannot starve one whose peer does.
+ *
+ * Waits end: a send or a receive sleeping on the network wakes when its process exits (ESRCH) or its
+ * range is unmapped or made inaccessible (EFAULT) -- the process is watched while it sleeps
+ * (Proc.watch) -- and a send that fails part-way says how many bytes went (SendError.bytesSent), as
+ * NetBSD's sosend returns an error after partial data.
  *
  * soreceive (Socket.recv) copies bytes the host read into the receive area out to the user.
- * Close and errors release everything: queued mbufs (so their loans), the receive area, waiters.
+ *
+ * soclose (Socket.close) finishes sending, half-closes, and keeps reading -- and discarding -- until the
+ * peer's FIN: a socket closed with unread data in it is answered with a reset, which can make the peer's
+ * host drop bytes it had not yet handed to the peer's program. Only then does it let go.
  */
 import type net from 'node:net';
 import { checkUserBuffer, type Kernel, KernelError, PAGE_SIZE, Proc, Prot } from '@loanout/core';
-import { type Mbuf, MCLBYTES, mBuffers, mbufCopyin, mbufLoan, mbufSystem, mFreem } from '@loanout/mbuf';
+import {
+  type Mbuf,
+  MCLBYTES,
+  mBuffers,
+  mbufCopyin,
+  mbufCopyinAnons,
+  mbufCopyinNow,
+  mbufLoan,
+  mbufLoanAnons,
+  mbufLoanNow,
+  mbufSystem,
+  mFreem,
+} from '@loanout/mbuf';
 import { kernelErrorFrom, type OnRead } from './net_glue.js';
 import { type RecvBuffer, SendBuffer } from './sockbuf.js';
 import { checkOptions, DEFAULT_HIWAT, MAX_LINGER_MS } from './sockopt.js';
-import { sosendAutoThreshold } from './sosend_auto.js';
+import { SendOp, type SendResult } from './sosend.js';
+import { autoThresholdKnown, sosendAutoThreshold } from './sosend_auto.js';
+
+export { SendError, type SendResult } from './sosend.js';
 
 export type SendMode = 'copy' | 'loan' | 'auto';
 
 export interface SocketOptions {
-  /* send buffer high-water mark in bytes (a positive integer, default 1 MiB) */
+  /** send buffer high-water mark in bytes (a positive integer, default 1 MiB) */
   sendHighWater?: number;
-  /* receive area: chunks of this many bytes (page multiple, default 32 KiB) ... */
+  /** receive area: chunks of this many bytes (page multiple, default 32 KiB) ... */
   recvChunkBytes?: number;
-  /* ... and this many of them (at least 2; default 4); the area can be at most the kernel's RAM */
+  /** ... and this many of them (at least 2; default 4); the area can be at most the kernel's RAM */
   recvChunks?: number;
-  /* `auto` loans sends of at least this many bytes (an integer >= 0; default: calibrated on this machine) */
+  /** `auto` loans sends of at least this many bytes (an integer >= 0; default: calibrated on this machine) */
   autoThreshold?: number;
 }
 
@@ -46,55 +69,50 @@ export interface SendOptions {
   mode?: SendMode;
 }
 
-export interface SendResult {
-  /* bytes sent */
-  bytes: number;
-  loanedBytes: number;
-  copiedBytes: number;
-  /* settles when the host has every byte and every loan has ended; rejects if the connection fails */
-  done: Promise<void>;
-}
-
 export interface CloseOptions {
-  /*
-   * how long to wait for queued data to drain before closing anyway, in ms (default 10000; 0 = reset
-   * now; at most 2^31 - 1, the longest a timer can wait)
+  /**
+   * how long to wait for pending sends to go out and for the peer to close its side, in ms (default
+   * 10000; 0 = reset now; at most 2^31 - 1, the longest a timer can wait)
    */
   linger?: number;
 }
 
-/*
- * SendError: a send failed after it had begun sending. `code` is why (EFAULT, ESRCH, EPIPE,
- * ECONNRESET, ...); bytesSent bytes, from the start of the range, were handed to the host first --
- * they are on the stream and cannot be taken back; `done` settles when those are in the host and
- * their loans have ended (it rejects if the connection fails first).
- */
-export class SendError extends KernelError {
-  readonly bytesSent: number;
-  readonly done: Promise<void>;
-
-  constructor(cause: KernelError, bytesSent: number, len: number, done: Promise<void>) {
-    const why = cause.message.replace(/^sosend: /, '');
-    super(cause.code, `sosend: ${bytesSent} of ${len} bytes sent, then ${why}`, { cause });
-    this.bytesSent = bytesSent;
-    this.done = done;
-  }
-}
-
-/* what a send has handed to the host so far */
-interface Sent {
-  bytes: number;
+/** what a socket has done so far (its part of NetBSD's netstat -s) */
+export interface SocketStats {
+  /** bytes handed to the host, and how: loaned, copied; copies that had wanted to be loans */
+  bytesSent: number;
   loanedBytes: number;
   copiedBytes: number;
-  dones: Promise<void>[];
+  loanFallbackBytes: number;
+  /** sends accepted and not yet all handed to the host, and the pages they hold pinned */
+  pendingSends: number;
+  pinnedPages: number;
+  /** bytes handed to the host and not yet taken by it */
+  sendQueued: number;
+  /** bytes received and read by recv */
+  bytesReceived: number;
 }
+
+/* the smallest chunk worth sending into a partly full send buffer (NetBSD: sb_lowat) */
+const SB_LOWAT = 32 * 1024;
+/* the chunk a socket with nothing in flight may take past the cluster pool's limit */
+const OVERDRAFT_BYTES = 64 * 1024;
 
 /* one chunk of a send, in flight to the host */
 interface InFlight {
   m: Mbuf | null;
   bytes: number;
+  loaned: boolean;
   resolve: () => void;
   reject: (err: Error) => void;
+}
+
+/* a chunk built and ready to go */
+interface Built {
+  m: Mbuf;
+  n: number;
+  loaned: boolean;
+  fallback: boolean;
 }
 
 export class Socket {
@@ -106,22 +124,42 @@ export class Socket {
   private readonly snd: SendBuffer;
   private readonly rcv: RecvBuffer;
   private readonly inflight = new Set<InFlight>();
+  /* chunks in flight that are loans (they hold loan budget this socket will get back) */
+  private loansInFlight = 0;
   private readonly autoThreshold: number | undefined;
   private state: 'open' | 'closing' | 'closed' = 'open';
+  /* the connection's error (a reset...), for whoever sends or receives next */
   private error: KernelError | null = null;
+  /* why pending sends fail (close with linger 0, linger expired, destroy): set once */
+  private sendError: KernelError | null = null;
+  /* destroy()'s error, for receives */
+  private aborted: KernelError | null = null;
   private eof = false;
   private paused = false;
+  /* closing: whatever arrives is read and thrown away */
+  private discarding = false;
   /* a recv is copying out of the receive area (teardown must not free it under the copy) */
   private copying = false;
-  private sendLock: Promise<void> = Promise.resolve();
   private recvLock: Promise<void> = Promise.resolve();
   private dataWaiters: (() => void)[] = [];
-  /* aborted when the socket closes: gives up a send's wait for loan address space */
-  private readonly closing = new AbortController();
+  /* the sends in line, in call order; the first is the one going out */
+  private readonly sendq: SendOp[] = [];
+  private pumping = false;
+  private pumpSleepers: (() => void)[] = [];
+  private wakeups = 0;
+  /* processes watched while a send or recv of theirs sleeps: how many sleep, and the unwatch */
+  private readonly watched = new Map<Proc, { n: number; unwatch: () => void }>();
+  private readonly counts = { bytesSent: 0, loanedBytes: 0, copiedBytes: 0, fallbackBytes: 0, received: 0 };
+  private closing: Promise<void> | null = null;
   private readonly closed: Promise<void>;
 
-  /* not for users: sockConnect / sockListen make sockets */
-  constructor(kernel: Kernel, tcp: net.Socket, rcv: RecvBuffer, opts: SocketOptions) {
+  /** @internal sockConnect / sockListen make sockets */
+  constructor(
+    kernel: Kernel,
+    tcp: net.Socket,
+    rcv: RecvBuffer,
+    opts: { sendHighWater?: number; autoThreshold?: number },
+  ) {
     this.kernel = kernel;
     this.tcp = tcp;
     this.rcv = rcv;
@@ -140,18 +178,14 @@ export class Socket {
     });
   }
 
-  /* onread: the hooks node:net reads through (into our receive area) */
+  /** @internal onread: the hooks node:net reads through (into our receive area) */
   static onread(get: () => Socket | null, rcv: RecvBuffer): OnRead {
     return {
       buffer: () => rcv.arm(),
       callback: (n, buf) => {
         const more = rcv.filled(n, buf);
         const so = get();
-        if (so !== null) {
-          so.wakeReaders();
-          if (!more) so.paused = true;
-        }
-        return more;
+        return so === null ? more : so.received(more);
       },
     };
   }
@@ -160,37 +194,70 @@ export class Socket {
     return this.state === 'open' && this.error === null;
   }
 
-  /* bytes queued to the host and not yet taken by it */
+  /** bytes queued to the host and not yet taken by it */
   get sendQueued(): number {
     return this.snd.cc;
   }
 
-  /*
+  /** sends accepted and not yet all handed to the host */
+  get pendingSends(): number {
+    return this.sendq.length;
+  }
+
+  stats(): SocketStats {
+    const c = this.counts;
+    let pinned = 0;
+    for (const op of this.sendq) pinned += op.pinnedPages;
+    return {
+      bytesSent: c.bytesSent,
+      loanedBytes: c.loanedBytes,
+      copiedBytes: c.copiedBytes,
+      loanFallbackBytes: c.fallbackBytes,
+      pendingSends: this.sendq.length,
+      pinnedPages: pinned,
+      sendQueued: this.snd.cc,
+      bytesReceived: c.received,
+    };
+  }
+
+  /**
    * send: send len bytes of a process's memory at va (sosend).
    * => opts: an object or undefined; mode 'copy' (into clusters), 'loan' (page loan), or 'auto' (loan
    *    from the threshold up; default)
-   * => resolves once every byte is queued to the host (waiting for room in the send buffer first);
-   *    result.done settles when the host has them all and every loan has ended
-   * => throws, with nothing sent: EINVAL (bad arguments, a process of another kernel), ESRCH (the
-   *    process has exited), EFAULT (memory unmapped or unreadable), EPIPE (socket closed), ECONNRESET
-   * => throws a SendError once it has begun: EFAULT / ESRCH (memory unmapped or process gone while
-   *    the send waited for room; the socket stays open), EPIPE (socket closed, also while waiting for
-   *    room or loan budget), ECONNRESET (connection failed); err.bytesSent bytes went out before it
-   *    (0 if the first chunk failed: a send queued behind another, whose socket then closed)
+   * => the send's place in the socket's line is fixed at the call: sends on a socket reach the peer
+   *    whole and in call order, awaited or not, whatever their modes
+   * => it carries the bytes that were in memory at the call: when no earlier send is pending and the
+   *    bytes fit the send buffer, they are copied or loaned and handed to the host before send()
+   *    returns; the rest is pinned copy-on-write at the call and goes as room appears -- except pages of
+   *    a file or of shared memory that are not in RAM at the call, read when their chunk goes (sosend.ts)
+   * => resolves once every byte is handed to the host; result.done settles when the host has them all
+   *    and every loan has ended
+   * => rejects at once, with nothing sent: EINVAL (bad arguments, a process of another kernel), ESRCH
+   *    (the process has exited), EFAULT (memory unmapped or unreadable), EPIPE (socket closed or
+   *    closing), ECONNRESET
+   * => rejects later with a SendError (bytesSent: how many bytes went first, possibly 0): ESRCH / EFAULT
+   *    (the process exited, or the range was unmapped, while the send waited; the socket stays open),
+   *    EPIPE (closed with linger 0, or the linger ran out), ECONNABORTED (destroy()), ECONNRESET
    */
-  async send(proc: Proc, va: number, len: number, opts: SendOptions = {}): Promise<SendResult> {
-    const mode = this.checkSendArgs(proc, va, len, opts);
-    this.checkSendable();
-    proc.checkRange('sosend', va, len, Prot.READ);
-    /* chunks of at least loanFrom bytes are loaned, smaller ones copied */
-    let loanFrom = mode === 'loan' ? 0 : Number.POSITIVE_INFINITY;
-    if (mode === 'auto') loanFrom = this.autoThreshold ?? (await sosendAutoThreshold());
-    const unlock = await this.lock('send');
+  send(proc: Proc, va: number, len: number, opts: SendOptions = {}): Promise<SendResult> {
+    let op: SendOp;
     try {
-      return await this.sendChunks(proc, va, len, loanFrom);
-    } finally {
-      unlock();
+      const mode = this.checkSendArgs(proc, va, len, opts);
+      this.checkSendable();
+      proc.checkRange('sosend', va, len, Prot.READ);
+      op = new SendOp(proc, va, len, this.loanFrom(mode));
+    } catch (err) {
+      return Promise.reject(err);
     }
+    this.sendq.push(op);
+    if (this.sendq.length === 1) this.sendNow(op);
+    if (!op.settled) {
+      op.pin();
+      op.watching = true;
+      this.watch(op.proc);
+      void this.pump();
+    }
+    return op.promise;
   }
 
   /* checkSendArgs: send's arguments, before anything is done; returns the mode */
@@ -212,60 +279,230 @@ export class Socket {
     }
   }
 
-  /* sendChunks: the send, chunk by chunk; a failure part-way says how much went (SendError) */
-  private async sendChunks(proc: Proc, va: number, len: number, loanFrom: number): Promise<SendResult> {
-    const sent: Sent = { bytes: 0, loanedBytes: 0, copiedBytes: 0, dones: [] };
-    try {
-      while (sent.bytes < len) await this.sendChunk(proc, va + sent.bytes, len - sent.bytes, loanFrom, sent);
-    } catch (err) {
-      if (!(err instanceof KernelError)) throw err;
-      throw new SendError(err, sent.bytes, len, allDone(sent.dones));
-    }
-    const { bytes, loanedBytes, copiedBytes } = sent;
-    return { bytes, loanedBytes, copiedBytes, done: allDone(sent.dones) };
+  /* loanFrom: chunks of at least this many bytes are loaned; null if `auto` is still being measured */
+  private loanFrom(mode: SendMode): number | null {
+    if (mode === 'loan') return 0;
+    if (mode === 'copy') return Number.POSITIVE_INFINITY;
+    const t = this.autoThreshold ?? autoThresholdKnown();
+    if (t === null) void sosendAutoThreshold();
+    return t;
   }
 
-  /* sendChunk: wait for room, then turn the next chunk of the `left` bytes at va into mbufs and transmit it */
-  private async sendChunk(proc: Proc, va: number, left: number, loanFrom: number, sent: Sent): Promise<void> {
-    const mbufs = mbufSystem(this.kernel);
-    /* a chunk fits the send buffer, the cluster pool, and (from wherever in its page it starts) the loan budget */
-    const kvaBytes = mbufs.kva.limitPages * PAGE_SIZE - (va % PAGE_SIZE);
-    const n = Math.min(left, this.snd.hiwat, mbufs.clusters.capacity * MCLBYTES, kvaBytes);
-    if (!this.snd.fits(n)) await this.snd.waitSpace(n);
-    this.checkSendable();
-    const loan = n >= loanFrom;
-    const m = await this.mbufs(loan, proc, va, n);
-    if (!this.isOpen) {
-      mFreem(m);
-      this.checkSendable();
+  /* sendNow: the first chunk of a send with nothing ahead of it, built and handed over before send() returns */
+  private sendNow(op: SendOp): void {
+    if (op.loanFrom === null) return;
+    const n = this.chunkSize(op);
+    if (n === 0) return;
+    const loan = n >= op.loanFrom;
+    const m = loan ? mbufLoanNow(op.proc, op.va, n) : null;
+    if (m !== null) {
+      this.transmitChunk(op, { m, n, loaned: true, fallback: false });
+      return;
     }
-    const done = this.transmit(m, n);
+    if (loan && !this.mayFallBack(op, n)) return;
+    const c = mbufCopyinNow(op.proc, op.va, n, { overdraft: this.mayOverdraft(n) });
+    if (c !== null) this.transmitChunk(op, { m: c, n, loaned: false, fallback: loan });
+  }
+
+  /*
+   * mayFallBack: may a loan of the next n bytes of op, which could not be had at once, be a copy
+   * instead? Only for want of the shared loan budget (a loan that needs I/O waits for it, pinned), and
+   * only while none of this socket's own loans are in flight: those come back as its own peer reads,
+   * so it waits for them rather than copy -- but it never waits on budget others hold
+   */
+  private mayFallBack(op: SendOp, n: number): boolean {
+    const kva = mbufSystem(this.kernel).kva;
+    const va = op.va + op.sent;
+    const npages = Math.ceil(((va % PAGE_SIZE) + n) / PAGE_SIZE);
+    const short = kva.waiting > 0 || kva.usedPages + npages > kva.limitPages;
+    return short && this.loansInFlight === 0;
+  }
+
+  /* mayOverdraft: may a copy of n bytes go past the cluster pool's limit? (nothing of ours in flight) */
+  private mayOverdraft(n: number): boolean {
+    return this.snd.cc === 0 && n <= OVERDRAFT_BYTES;
+  }
+
+  /*
+   * chunkSize: how many bytes of op to send next: as many as fit the send buffer (all of them when
+   * nothing is in flight), the cluster pool and the loan budget (from wherever in its page it starts);
+   * 0 while the send buffer has less room than is worth a chunk
+   */
+  private chunkSize(op: SendOp): number {
+    const sys = mbufSystem(this.kernel);
+    const va = op.va + op.sent;
+    const kvaBytes = sys.kva.limitPages * PAGE_SIZE - (va % PAGE_SIZE);
+    const cap = Math.min(op.len - op.sent, this.snd.hiwat, sys.clusters.capacity * MCLBYTES, kvaBytes);
+    if (this.snd.cc === 0) return cap;
+    const room = this.snd.hiwat - this.snd.cc;
+    return room >= Math.min(cap, SB_LOWAT) ? Math.min(cap, room) : 0;
+  }
+
+  /*
+   * pump: send the pending sends, in order, chunk by chunk, as room appears (sosend's loop around
+   * sbwait); one pump per socket at a time
+   */
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.sendq.length > 0) {
+        const seen = this.wakeups;
+        const progressed = await this.step(this.sendq[0]);
+        if (!progressed && seen === this.wakeups) await new Promise<void>((r) => this.pumpSleepers.push(r));
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /* wake: something the pump may be waiting for happened (room, a release, a close, a process change) */
+  private wake(): void {
+    this.wakeups++;
+    for (const w of this.pumpSleepers.splice(0)) w();
+  }
+
+  /* step: one move of the first send: fail it, or send a chunk; false if it must wait for something */
+  private async step(op: SendOp): Promise<boolean> {
+    const err = this.opError(op);
+    if (err !== null) {
+      this.failOp(op, err);
+      return true;
+    }
+    if (op.loanFrom === null) {
+      op.loanFrom = await sosendAutoThreshold();
+      return true;
+    }
+    const n = this.chunkSize(op);
+    if (n === 0) return false;
+    let built: Built | null;
+    op.building = true;
+    try {
+      built = await this.build(op, n);
+    } catch (e) {
+      /* a send that failed meanwhile (its process exited, ...) has its error already */
+      if (!(e instanceof KernelError)) throw e;
+      this.failOp(op, op.proc.exitedMeanwhile(e) as KernelError);
+      return true;
+    } finally {
+      op.building = false;
+      if (op.settled) op.unpinAll();
+    }
+    if (built === null) {
+      void mbufSystem(this.kernel)
+        .waitRelease()
+        .then(() => this.wake());
+      return false;
+    }
+    if (op.settled || this.opError(op) !== null) mFreem(built.m);
+    else this.transmitChunk(op, built);
+    return true;
+  }
+
+  /*
+   * build: the next chunk of op (n bytes, or less for an overdraft), from its pinned pages or from
+   * the process's memory: loaned if the budget allows, else copied (unless our own loans in flight
+   * will bring budget back: mayFallBack); null if it has to wait
+   */
+  private async build(op: SendOp, n: number): Promise<Built | null> {
+    const loan = n >= op.loanFrom!;
+    if (loan) {
+      const m = await this.chain(op, n, true, false);
+      if (m !== null) return { m, n, loaned: true, fallback: false };
+      if (this.loansInFlight > 0) return null;
+    }
+    let m = await this.chain(op, n, false, false);
+    if (m === null && this.mayOverdraft(Math.min(n, OVERDRAFT_BYTES))) {
+      n = Math.min(n, OVERDRAFT_BYTES);
+      m = await this.chain(op, n, false, true);
+    }
+    return m === null ? null : { m, n, loaned: false, fallback: loan };
+  }
+
+  /* chain: n bytes of op by loan or copy, without waiting for the shared budgets (null if short) */
+  private chain(op: SendOp, n: number, loan: boolean, overdraft: boolean): Promise<Mbuf | null> {
+    const pinned = op.pinned(n);
+    const opts = { nowait: true, overdraft: overdraft || undefined };
+    if (pinned !== null) {
+      const { anons, off } = pinned;
+      return loan
+        ? mbufLoanAnons(this.kernel, anons, off, n, { nowait: true })
+        : mbufCopyinAnons(this.kernel, anons, off, n, opts);
+    }
+    const va = op.va + op.sent;
+    return loan ? mbufLoan(op.proc, va, n, { nowait: true }) : mbufCopyin(op.proc, va, n, opts);
+  }
+
+  /* transmitChunk: hand a built chunk of the first send to the host; the send is done after its last */
+  private transmitChunk(op: SendOp, b: Built): void {
+    const done = this.transmit(b.m, b.n, b.loaned);
     /* a later chunk may still fail the send: then nobody awaits this one's completion */
     done.catch(() => undefined);
-    sent.dones.push(done);
-    if (loan) sent.loanedBytes += n;
-    else sent.copiedBytes += n;
-    sent.bytes += n;
+    op.dones.push(done);
+    op.sent += b.n;
+    op.unpinBefore(op.sent);
+    const c = this.counts;
+    c.bytesSent += b.n;
+    if (b.loaned) {
+      op.loanedBytes += b.n;
+      c.loanedBytes += b.n;
+    } else {
+      op.copiedBytes += b.n;
+      c.copiedBytes += b.n;
+    }
+    if (b.fallback) this.countFallback(b.n);
+    if (op.sent === op.len) this.finishOp(op);
   }
 
-  /* mbufs: a chain by loan or copy, given up with EPIPE if the socket closes while it waits for room */
-  private async mbufs(loan: boolean, proc: Proc, va: number, n: number): Promise<Mbuf> {
-    const opts = { signal: this.closing.signal };
-    try {
-      return await (loan ? mbufLoan(proc, va, n, opts) : mbufCopyin(proc, va, n, opts));
-    } catch (err) {
-      if (err instanceof KernelError && err.code === 'EINTR') this.checkSendable();
-      throw err;
+  private countFallback(n: number): void {
+    const sys = mbufSystem(this.kernel);
+    sys.loanFallbacks++;
+    sys.loanFallbackBytes += n;
+    this.counts.fallbackBytes += n;
+  }
+
+  /* opError: why op can't go on, if it can't: the socket's failure, its process gone, its range gone */
+  private opError(op: SendOp): KernelError | null {
+    if (this.sendError !== null) return this.sendError;
+    if (this.error !== null) return this.error;
+    if (this.state === 'closed') return notSent();
+    return procError('sosend', op.proc, op.va + op.sent, op.len - op.sent, Prot.READ);
+  }
+
+  private finishOp(op: SendOp): void {
+    this.dequeue(op);
+    op.finish();
+  }
+
+  private failOp(op: SendOp, err: KernelError): void {
+    if (op.settled) return;
+    this.dequeue(op);
+    op.fail(err);
+  }
+
+  private dequeue(op: SendOp): void {
+    const i = this.sendq.indexOf(op);
+    if (i >= 0) this.sendq.splice(i, 1);
+    if (op.watching) {
+      op.watching = false;
+      this.unwatch(op.proc);
     }
+  }
+
+  /* failSends: fail every pending send with err (close, destroy, teardown) */
+  private failSends(err: KernelError): void {
+    for (const op of [...this.sendq]) this.failOp(op, err);
+    this.wake();
   }
 
   /* transmit: queue a chain's views to the host; settles when its write callback fires */
-  private transmit(m: Mbuf, bytes: number): Promise<void> {
+  private transmit(m: Mbuf, bytes: number, loaned: boolean): Promise<void> {
     this.snd.add(bytes);
     const views = mBuffers(m);
     return new Promise<void>((resolve, reject) => {
-      const f: InFlight = { m, bytes, resolve, reject };
+      const f: InFlight = { m, bytes, loaned, resolve, reject };
       this.inflight.add(f);
+      if (loaned) this.loansInFlight++;
       /* one writev for the whole chain: on loopback each plain write would go out alone */
       const last = views.length - 1;
       if (last > 0) this.tcp.cork();
@@ -285,32 +522,81 @@ export class Socket {
     mFreem(f.m);
     f.m = null;
     this.inflight.delete(f);
+    if (f.loaned) this.loansInFlight--;
     this.snd.drop(f.bytes);
+    this.wake();
     if (err === null && !this.tcp.destroyed) f.resolve();
     else f.reject(this.error ?? kernelErrorFrom('sosend', err ?? notSent()));
   }
 
   /*
+   * watch / unwatch: follow a process while a send or recv of it sleeps here: when its address space
+   * changes or it exits, sleepers wake and look again (opError, recvError)
+   */
+  private watch(proc: Proc): void {
+    const w = this.watched.get(proc);
+    if (w !== undefined) {
+      w.n++;
+      return;
+    }
+    const unwatch = proc.watch(() => this.procChanged(proc));
+    this.watched.set(proc, { n: 1, unwatch });
+  }
+
+  private unwatch(proc: Proc): void {
+    const w = this.watched.get(proc);
+    if (w === undefined || --w.n > 0) return;
+    this.watched.delete(proc);
+    w.unwatch();
+  }
+
+  /* procChanged: a watched process exited or unmapped: fail its sends that can't go on now; wake all */
+  private procChanged(proc: Proc): void {
+    for (const op of [...this.sendq]) {
+      if (op.proc !== proc) continue;
+      const err = procError('sosend', proc, op.va + op.sent, op.len - op.sent, Prot.READ);
+      if (err !== null) this.failOp(op, err);
+    }
+    this.wake();
+    this.wakeReaders();
+  }
+
+  /*
    * recv: read up to len bytes into a process's memory at va (soreceive).
-   * => waits for data; returns the number of bytes read (>= 1), or 0 at end of stream
-   * => throws EINVAL (bad arguments, a process of another kernel), ESRCH (the process has exited),
-   *    EFAULT (unmapped or read-only memory), ECONNRESET; then nothing is consumed
+   * => waits for data; returns the number of bytes read (>= 1), or 0 at end of stream or once the
+   *    socket is closing or closed
+   * => throws EINVAL (bad arguments, a process of another kernel), ESRCH (the process has exited,
+   *    also while it waits), EFAULT (unmapped or read-only memory, also if it becomes so while it
+   *    waits), ECONNRESET, ECONNABORTED (destroy()); then nothing is consumed
    */
   async recv(proc: Proc, va: number, len: number): Promise<number> {
     this.checkProc('soreceive', proc);
     checkUserBuffer('soreceive', proc, va, len);
     proc.checkRange('soreceive', va, len, Prot.WRITE);
-    const unlock = await this.lock('recv');
+    const unlock = await this.lockRecv();
     try {
       while (this.rcv.empty) {
         /* a reset is an error, not an end of stream (soreceive checks so_error before CANTRCVMORE) */
         if (this.error !== null) throw this.error;
-        if (this.rcv.released || this.eof) return 0;
-        await new Promise<void>((r) => this.dataWaiters.push(r));
+        if (this.aborted !== null) throw this.aborted;
+        if (this.rcv.released || this.eof || this.discarding) return 0;
+        const err = procError('soreceive', proc, va, len, Prot.WRITE);
+        if (err !== null) throw err;
+        await this.waitData(proc);
       }
       return await this.copyout(proc, va, len);
     } finally {
       unlock();
+    }
+  }
+
+  /* waitData: sleep until data, the end, an error, or a change to the process */
+  private async waitData(proc: Proc): Promise<void> {
+    this.watch(proc);
+    try {
+      await new Promise<void>((r) => this.dataWaiters.push(r));
+    } finally {
+      this.unwatch(proc);
     }
   }
 
@@ -322,10 +608,8 @@ export class Socket {
       for (let bytes = this.rcv.head(len); bytes !== null && done < len; bytes = this.rcv.head(len - done)) {
         await proc.write(va + done, bytes);
         done += bytes.length;
-        if (this.rcv.consume(bytes.length) && this.paused && this.rcv.canResume && this.state !== 'closed') {
-          this.paused = false;
-          this.tcp.resume();
-        }
+        this.counts.received += bytes.length;
+        if (this.rcv.consume(bytes.length)) this.resumeReading();
       }
     } finally {
       this.copying = false;
@@ -334,11 +618,40 @@ export class Socket {
     return done;
   }
 
-  /*
-   * close: finish sending, then close (soclose). Resolves when every resource of the socket is
-   * released: queued mbufs freed (loans ended), receive area returned, waiters woken.
-   * => opts: an object or undefined; linger: ms to wait for queued data to drain (default 10 s), 0
-   *    resets the connection at once
+  /* received: node:net read into the receive area; returns whether it may read on */
+  private received(more: boolean): boolean {
+    if (this.discarding) {
+      this.rcv.discard();
+      return true;
+    }
+    this.wakeReaders();
+    if (!more) this.paused = true;
+    return more;
+  }
+
+  /* resumeReading: a paused reader may read again once a chunk is free */
+  private resumeReading(): void {
+    if (this.paused && this.rcv.canResume && this.state !== 'closed') {
+      this.paused = false;
+      this.tcp.resume();
+    }
+  }
+
+  /**
+   * close: finish sending, then close (soclose with SO_LINGER). Pending sends go out; then our side
+   * is half-closed (FIN) and whatever the peer still sends is read and discarded until its FIN, so that
+   * the host never answers with a reset that could make the peer lose what we sent; then everything
+   * the socket held is released: queued mbufs freed (loans ended), pins dropped, the receive area
+   * returned, waiting readers woken (they get 0).
+   * => opts: an object or undefined; linger: ms for all that (default 10 s); 0 resets the connection
+   *    at once (pending sends fail with EPIPE)
+   * => resolves when every byte of every resolved `done` can still reach the peer; if the peer has not
+   *    closed its side within linger, the socket is closed anyway, gracefully (no reset)
+   * => rejects ETIMEDOUT if the linger ran out before every pending send was handed to the host and
+   *    taken by it (those sends fail with EPIPE); ECONNRESET (or the connection's other error) if the
+   *    peer reset the connection, before or during the close; the socket is released all the same.
+   *    With linger 0 -- a reset asked for -- and after destroy() it only waits for the release, as
+   *    does a second close() (the first reports the outcome)
    * => throws EINVAL (bad options; linger not a number in 0 .. 2^31 - 1, the longest a timer can
    *    wait), and then the socket stays as it was
    */
@@ -348,42 +661,103 @@ export class Socket {
     if (typeof linger !== 'number' || !(linger >= 0 && linger <= MAX_LINGER_MS)) {
       throw new KernelError('EINVAL', `soclose: bad linger ${String(linger)} (0 .. ${MAX_LINGER_MS} ms)`);
     }
-    if (this.state === 'open') {
-      this.state = 'closing';
-      this.snd.abort(new KernelError('EPIPE', 'sosend: socket closed'));
-      this.closing.abort();
-      if (linger === 0) this.tcp.resetAndDestroy();
-      else await this.drainThenDestroy(linger);
-    }
+    /* a close already under way reports its outcome to its own caller; later ones wait for the release */
+    if (this.closing !== null) return this.closed;
+    const open = this.state === 'open' && this.error === null;
+    if (this.state === 'open') this.state = 'closing';
+    if (linger === 0) this.closing = this.abort();
+    else if (open) this.closing = this.lingerClose(linger);
+    else this.closing = this.closed.then(() => this.throwIfReset());
+    return this.closing;
+  }
+
+  /* abort: close with linger 0: pending sends fail (EPIPE), the connection is reset */
+  private async abort(): Promise<void> {
+    this.sendError ??= new KernelError('EPIPE', 'sosend: socket closed (reset)');
+    this.failSends(this.sendError);
+    if (!this.tcp.destroyed) this.tcp.resetAndDestroy();
     await this.closed;
   }
 
-  /* destroy: close at once, with an error for anyone waiting (the socket was reset) */
-  destroy(): void {
-    if (this.state === 'closed') return;
-    this.state = 'closing';
-    this.closing.abort();
-    this.tcp.destroy();
+  /* throwIfReset: a close after the connection failed: the failure, unless we destroyed it ourselves */
+  private throwIfReset(): void {
+    if (this.aborted === null && this.error !== null) throw this.error;
   }
 
-  private async drainThenDestroy(linger: number): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, linger);
-      this.tcp.end(() => {
-        clearTimeout(timer);
-        resolve();
-      });
+  /* lingerClose: pending sends out, FIN, discard until the peer's FIN (or the linger runs out), release */
+  private async lingerClose(linger: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((r) => {
+      timer = setTimeout(r, linger);
     });
+    try {
+      await Promise.race([this.sendsDone(), deadline, this.closed]);
+      const unsent = this.sendq.length > 0;
+      if (unsent) {
+        this.sendError ??= new KernelError('EPIPE', 'sosend: socket closed before the data was sent');
+        this.failSends(this.sendError);
+      }
+      this.startDiscarding();
+      const flushed = new Promise<void>((r) => this.tcp.end(() => r()));
+      const finished = Promise.all([flushed, this.peerClosed()]);
+      await Promise.race([finished, deadline, this.closed]);
+      const taken = this.inflight.size === 0;
+      this.tcp.destroy();
+      await this.closed;
+      this.throwIfReset();
+      if (this.aborted !== null) return;
+      if (unsent || !taken) {
+        throw new KernelError(
+          'ETIMEDOUT',
+          `soclose: the linger of ${linger} ms ran out before the data was sent`,
+        );
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /* sendsDone: every pending send handed to the host (or failed) */
+  private async sendsDone(): Promise<void> {
+    while (this.sendq.length > 0) await this.sendq[this.sendq.length - 1].promise.catch(() => undefined);
+  }
+
+  /* peerClosed: the peer's FIN (or the end of the connection) */
+  private peerClosed(): Promise<void> {
+    if (this.eof) return Promise.resolve();
+    return new Promise((r) => this.tcp.once('end', () => r()));
+  }
+
+  /* startDiscarding: from now on, what arrives is read and dropped; readers get 0 */
+  private startDiscarding(): void {
+    this.discarding = true;
+    if (!this.copying) this.rcv.discard();
+    this.wakeReaders();
+    this.resumeReading();
+  }
+
+  /**
+   * destroy: close at once, with an error for anyone waiting: pending sends and receives (sleeping or
+   * later) fail with ECONNABORTED -- later sends with EPIPE --, the connection is closed without
+   * lingering, everything is released; a close() afterwards waits for the release
+   */
+  destroy(): void {
+    if (this.state === 'closed' || this.aborted !== null) return;
+    this.state = 'closing';
+    this.aborted = new KernelError('ECONNABORTED', 'socket: destroyed');
+    this.sendError ??= this.aborted;
+    this.failSends(this.sendError);
+    this.wakeReaders();
     this.tcp.destroy();
   }
 
   /* teardown: the connection is gone; release everything it held */
   private teardown(): void {
     this.state = 'closed';
-    const err = this.error ?? notSent();
+    const err = this.error ?? this.sendError ?? notSent();
+    this.failSends(err);
     for (const f of [...this.inflight]) this.complete(f, err);
     this.snd.abort(err);
-    this.closing.abort();
     if (!this.copying) this.rcv.release();
     this.wakeReaders();
   }
@@ -397,25 +771,32 @@ export class Socket {
     if (this.state !== 'open') throw new KernelError('EPIPE', 'sosend: socket is closed');
   }
 
-  /* lock: serialise sends (or receives) on this socket (sblock) */
-  private async lock(which: 'send' | 'recv'): Promise<() => void> {
+  /* lockRecv: serialise receives on this socket (sblock) */
+  private async lockRecv(): Promise<() => void> {
     let unlock!: () => void;
     const mine = new Promise<void>((r) => {
       unlock = r;
     });
-    const prev = which === 'send' ? this.sendLock : this.recvLock;
-    if (which === 'send') this.sendLock = mine;
-    else this.recvLock = mine;
+    const prev = this.recvLock;
+    this.recvLock = mine;
     await prev;
     return unlock;
   }
 }
 
-/* allDone: one completion for a send's chunks (unobserved, it rejects quietly) */
-function allDone(dones: Promise<void>[]): Promise<void> {
-  const done = dones.length === 1 ? dones[0] : Promise.all(dones).then(() => undefined);
-  done.catch(() => undefined);
-  return done;
+/*
+ * procError: may a call of proc's go on with [va, va + len)? ESRCH if the process has exited, EFAULT
+ * if the range is no longer mapped for `access`; null if it may
+ */
+function procError(fn: string, proc: Proc, va: number, len: number, access: number): KernelError | null {
+  if (proc.exited) return new KernelError('ESRCH', `${fn}: process ${proc.pid} exited while the call slept`);
+  try {
+    proc.checkRange(fn, va, len, access);
+  } catch (err) {
+    if (err instanceof KernelError) return err;
+    throw err;
+  }
+  return null;
 }
 
 function notSent(): KernelError {

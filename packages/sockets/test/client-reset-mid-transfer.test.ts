@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type Socket, sockConnect, sockListen } from '../src/index.js';
 import {
   expectAtRest,
+  failure,
   hashUntilClose,
   MiB,
   plainConnect,
@@ -184,7 +185,8 @@ describe('a client that resets mid-transfer', () => {
     expect(seen).toBeInstanceOf(KernelError);
     expect(['ECONNRESET', 'EPIPE']).toContain(seen.code);
     expect(so.isOpen).toBe(false);
-    await so.close();
+    /* close reports the reset too: what we sent may not all have reached the peer's program */
+    expect(['ECONNRESET', 'EPIPE']).toContain((await failure(so.close())).code);
     expect(k.stats().loanedPages).toBe(0);
     expect(mbufStats(k).kvaPagesInUse).toBe(0);
     p.exit();

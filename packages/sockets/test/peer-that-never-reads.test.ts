@@ -1,7 +1,10 @@
 /*
  * A peer that never reads: the host's buffers fill, then the socket's send buffer or the loan
  * address-space budget, and sends block -- holding no more than those limits allow. Closing the
- * socket (reset, or a short linger) must release a blocked send with EPIPE and leave nothing behind.
+ * socket (reset, or a short linger) must release a blocked send with EPIPE and leave nothing behind,
+ * and a close whose linger runs out with data still unsent says so (ETIMEDOUT). Whatever such sockets
+ * hold, a neighbour whose peer reads is never starved: its loans fall back to copies, and its copies
+ * may overdraft the cluster pool by one chunk.
  */
 import type { Kernel, Proc } from '@loanout/core';
 import { mbufStats } from '@loanout/mbuf';
@@ -70,11 +73,13 @@ describe('a peer that never reads', () => {
     const s = sendForever(so, p, va, 'loan');
     await stalled(() => mbufStats(k).loanChains, 'the loan send');
     expect(await settled(s.loop)).toBe(false);
-    expect(mbufStats(k).kvaWaiting).toBe(1);
+    /* it waits for its own loans to come back, not in the budget's line, and copies nothing */
+    expect(mbufStats(k).kvaWaiting).toBe(0);
     expect(mbufStats(k).kvaPagesInUse).toBeLessThanOrEqual(16);
     expect(k.stats().loanedPages).toBeLessThanOrEqual(16);
+    expect(mbufStats(k).copyChains).toBe(0);
 
-    await so.close({ linger: 20 });
+    expect((await failure(so.close({ linger: 20 }))).code).toBe('ETIMEDOUT');
     expect((await failure(s.loop)).code).toBe('EPIPE');
     await Promise.allSettled(s.results.map((r) => r.done));
     expectAtRest(k);
@@ -92,13 +97,13 @@ describe('a peer that never reads', () => {
     expect(mbufStats(k).clustersInUse).toBeLessThanOrEqual((128 * KiB) / 2048);
     expect(k.stats().loanedPages).toBe(0);
 
-    await so.close({ linger: 10 });
+    expect((await failure(so.close({ linger: 10 }))).code).toBe('ETIMEDOUT');
     expect((await failure(s.loop)).code).toBe('EPIPE');
     await Promise.allSettled(s.results.map((r) => r.done));
     expectAtRest(k);
   });
 
-  it('a send waiting for budget that a stuck neighbour holds is released by closing its own socket', async () => {
+  it('a neighbour whose peer reads is not starved when a stuck socket holds the whole loan budget: it copies', async () => {
     const k = scope.kernel({}, { kvaBudgetBytes: 256 * KiB });
     const stuck = await pausedPair(scope, k, { sendHighWater: MiB });
     const other = await drainedPair(scope, k);
@@ -106,19 +111,16 @@ describe('a peer that never reads', () => {
     const va = await userMemory(p, MiB);
     const s = sendForever(stuck.so, p, va, 'loan');
     await stalled(() => mbufStats(k).loanChains, 'the stuck send');
-    expect(mbufStats(k).kvaWaiting).toBe(1);
+    expect(mbufStats(k).kvaPagesInUse).toBe(64);
 
-    /* the neighbour's peer reads, but its loan must wait behind the stuck socket for budget */
-    const blocked = other.so.send(p, va, 128 * KiB, { mode: 'loan' });
-    blocked.catch(() => {});
-    await stalled(() => mbufStats(k).kvaWaiting, 'the second send');
-    expect(await settled(blocked)).toBe(false);
-    expect(mbufStats(k).kvaWaiting).toBe(2);
-
-    await other.so.close({ linger: 0 });
-    expect((await failure(blocked)).code).toBe('EPIPE');
-    expect(mbufStats(k).kvaWaiting).toBe(1);
-    expect((await other.got).bytes.length).toBe(0);
+    /* the neighbour asks for a loan; the budget is the stuck one's, so it is a copy, and it goes */
+    const r = await other.so.send(p, va, 128 * KiB, { mode: 'loan' });
+    expect(r).toMatchObject({ bytes: 128 * KiB, loanedBytes: 0, copiedBytes: 128 * KiB });
+    await r.done;
+    expect(mbufStats(k)).toMatchObject({ loanFallbacks: 1, loanFallbackBytes: 128 * KiB });
+    expect(other.so.stats().loanFallbackBytes).toBe(128 * KiB);
+    await other.so.close();
+    expect((await other.got).bytes.equals(await p.read(va, 128 * KiB))).toBe(true);
 
     /* the stuck one is still stuck, holding no more than the budget */
     expect(await settled(s.loop)).toBe(false);
@@ -126,6 +128,31 @@ describe('a peer that never reads', () => {
     await stuck.so.close({ linger: 0 });
     expect((await failure(s.loop)).code).toBe('EPIPE');
     await Promise.allSettled(s.results.map((r) => r.done));
+    expect(holding(k)).toBe(0);
+    expectAtRest(k);
+  });
+
+  it('a neighbour whose peer reads is not starved when stuck sockets hold the whole cluster pool: it overdraws', async () => {
+    const k = scope.kernel({}, { maxClusterBytes: 256 * KiB });
+    const stuck = [await pausedPair(scope, k), await pausedPair(scope, k)];
+    const other = await drainedPair(scope, k);
+    const p = k.createProcess();
+    const va = await userMemory(p, MiB);
+    const loops = stuck.map((x) => sendForever(x.so, p, va, 'copy'));
+    await stalled(() => mbufStats(k).copyChains, 'the stuck sends');
+    expect(mbufStats(k).clustersInUse).toBeGreaterThanOrEqual(128);
+
+    const r = await other.so.send(p, va, 200 * KiB, { mode: 'copy' });
+    await r.done;
+    expect(r.copiedBytes).toBe(200 * KiB);
+    /* one chunk at a time past the pool's limit, each only while nothing of its own was in flight */
+    expect(mbufStats(k).overdrafts).toBeGreaterThanOrEqual(4);
+    await other.so.close();
+    expect((await other.got).bytes.equals(await p.read(va, 200 * KiB))).toBe(true);
+
+    for (const x of stuck) await x.so.close({ linger: 0 });
+    for (const l of loops) expect((await failure(l.loop)).code).toBe('EPIPE');
+    for (const l of loops) await Promise.allSettled(l.results.map((r) => r.done));
     expect(holding(k)).toBe(0);
     expectAtRest(k);
   });

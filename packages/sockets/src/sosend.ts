@@ -1,0 +1,176 @@
+/*
+ * sosend.ts: one send() call on its way to the host -- its place in line, the bytes it captured at
+ * the call, and how much of it has gone (the state NetBSD's sosend keeps on its stack while it sleeps
+ * in sbwait, kept here in a record because a send is a promise, not a sleeping thread).
+ *
+ * The bytes at the call. A process here is a JavaScript caller that may go on running while its send
+ * is in progress -- as a second thread of a real process could -- and write the buffer it is sending.
+ * A real kernel gives no answer for that thread; we give one: a send carries the bytes that were in
+ * memory when send() was called. Whatever part of it cannot be handed to the host at once is *pinned*
+ * copy-on-write at the call, by loaning its pages to anons (uvmLoanNow(..., 'anon'): A->A for the
+ * process's anonymous pages, O->A for a file's or shared memory's, the zero page for memory never
+ * touched). From then on a write by the process takes a copy-on-write fault and gets a new page; the
+ * pinned anons keep the old bytes, and each chunk is later loaned (A->K) or copied from them. It is
+ * Cranor's loanout used the other way round: to let the *sender* move on without copying. A pin costs
+ * a reference per page, no copy and no kernel address space; a page the process then writes costs
+ * one page copy (the fault), which is what a copy into a socket buffer would have cost up front.
+ *
+ * One case cannot be pinned at once: pages of a file or of shared memory that are not in RAM (or are
+ * BUSY with I/O) when send() is called -- getting them would mean a sleep. Such a send is not pinned,
+ * and its bytes are read as each chunk is taken.
+ */
+import { type Anon, KernelError, PAGE_SIZE, type Proc, uvmLoanNow, uvmUnloanAnons } from '@loanout/core';
+
+/** what a send() resolves with */
+export interface SendResult {
+  /** bytes sent */
+  bytes: number;
+  /** of which loaned (zero-copy) ... */
+  loanedBytes: number;
+  /** ... and copied (into mbuf clusters) */
+  copiedBytes: number;
+  /** settles when the host has every byte and every loan has ended; rejects if the connection fails */
+  done: Promise<void>;
+}
+
+/**
+ * SendError: a send failed after it was accepted (queued). `code` is why (EFAULT, ESRCH, EPIPE,
+ * ECONNRESET, ECONNABORTED, ...); bytesSent bytes, from the start of the range, were handed to the
+ * host first -- they are on the stream and cannot be taken back; `done` settles when those are in the
+ * host and their loans have ended (it rejects if the connection fails first).
+ */
+export class SendError extends KernelError {
+  readonly bytesSent: number;
+  readonly done: Promise<void>;
+
+  constructor(cause: KernelError, bytesSent: number, len: number, done: Promise<void>) {
+    const why = cause.message.replace(/^sosend: /, '');
+    super(cause.code, `sosend: ${bytesSent} of ${len} bytes sent, then ${why}`, { cause });
+    this.bytesSent = bytesSent;
+    this.done = done;
+  }
+}
+
+/** a chunk's source in pinned pages: the anons of the pages it spans, and where it starts in the first */
+export interface PinnedSpan {
+  anons: Anon[];
+  off: number;
+}
+
+/** One send() in the socket's line: its range, what it pinned, and what has gone. */
+export class SendOp {
+  readonly proc: Proc;
+  readonly va: number;
+  readonly len: number;
+  /** chunks of at least this many bytes are loaned, smaller ones copied; null: `auto`, not yet measured */
+  loanFrom: number | null;
+  /** bytes handed to the host */
+  sent = 0;
+  loanedBytes = 0;
+  copiedBytes = 0;
+  readonly dones: Promise<void>[] = [];
+  settled = false;
+  /** the socket watches the process while this send waits (Proc.watch) */
+  watching = false;
+  /** a chunk is being built from the pins: a failure meanwhile must leave them until it is done */
+  building = false;
+  readonly promise: Promise<SendResult>;
+  private resolve!: (r: SendResult) => void;
+  private reject!: (e: Error) => void;
+  /* the pinned pages: anons[i] holds the page at pinVa + i pages; those before `kept` are released */
+  private anons: Anon[] | null = null;
+  private pinVa = 0;
+  private kept = 0;
+
+  constructor(proc: Proc, va: number, len: number, loanFrom: number | null) {
+    this.proc = proc;
+    this.va = va;
+    this.len = len;
+    this.loanFrom = loanFrom;
+    this.promise = new Promise<SendResult>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  /** pinned pages still held (for the socket's stats) */
+  get pinnedPages(): number {
+    return this.anons === null ? 0 : this.anons.length - this.kept;
+  }
+
+  /**
+   * pin: pin the bytes not yet sent copy-on-write, now (see the essay)
+   * => returns whether they are pinned; false leaves nothing pinned (a page would need I/O, or the
+   *    range cannot be loaned), and the bytes are read as each chunk is taken
+   */
+  pin(): boolean {
+    const from = this.va + this.sent;
+    const start = from - (from % PAGE_SIZE);
+    const end = Math.ceil((this.va + this.len) / PAGE_SIZE) * PAGE_SIZE;
+    let anons: Anon[] | null;
+    try {
+      anons = uvmLoanNow(this.proc.map, start, end - start, 'anon');
+    } catch {
+      return false;
+    }
+    if (anons === null) return false;
+    this.anons = anons;
+    this.pinVa = start;
+    this.kept = 0;
+    return true;
+  }
+
+  /**
+   * pinned: the pinned pages under the next n bytes to send, or null if the send is not pinned
+   * => the anons stay the op's: release them with unpinBefore / unpinAll
+   */
+  pinned(n: number): PinnedSpan | null {
+    if (this.anons === null) return null;
+    const from = this.va + this.sent;
+    const first = Math.floor((from - this.pinVa) / PAGE_SIZE);
+    const last = Math.ceil((from + n - this.pinVa) / PAGE_SIZE);
+    return { anons: this.anons.slice(first, last), off: from % PAGE_SIZE };
+  }
+
+  /** unpinBefore: release the pinned pages that hold only bytes before va + `upTo` (already taken) */
+  unpinBefore(upTo: number): void {
+    if (this.anons === null) return;
+    const k = Math.min(Math.floor((this.va + upTo - this.pinVa) / PAGE_SIZE), this.anons.length);
+    if (k <= this.kept) return;
+    uvmUnloanAnons(this.anons.slice(this.kept, k));
+    this.kept = k;
+  }
+
+  unpinAll(): void {
+    if (this.anons === null) return;
+    uvmUnloanAnons(this.anons.slice(this.kept));
+    this.anons = null;
+  }
+
+  /** finish: every byte went to the host; the pins go, the send resolves */
+  finish(): void {
+    this.unpinAll();
+    this.settled = true;
+    const { sent: bytes, loanedBytes, copiedBytes } = this;
+    this.resolve({ bytes, loanedBytes, copiedBytes, done: allDone(this.dones) });
+  }
+
+  /** fail: the send ends with `err` after bytesSent = sent bytes; the pins go (once no chunk is being built from them) */
+  fail(err: KernelError): void {
+    if (!this.building) this.unpinAll();
+    this.settled = true;
+    this.reject(new SendError(err, this.sent, this.len, allDone(this.dones)));
+  }
+}
+
+/** allDone: one completion for a send's chunks (unobserved, it rejects quietly) */
+export function allDone(dones: Promise<void>[]): Promise<void> {
+  const done =
+    dones.length === 1
+      ? dones[0]
+      : dones.length === 0
+        ? Promise.resolve()
+        : Promise.all(dones).then(() => undefined);
+  done.catch(() => undefined);
+  return done;
+}

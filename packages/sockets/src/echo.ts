@@ -20,7 +20,7 @@ import {
   VM_MIN_ADDRESS,
 } from '@loanout/core';
 import { mbufStats } from '@loanout/mbuf';
-import { checkInteger, checkOptions, listenConfig, MAX_LINGER_MS } from './sockopt.js';
+import { checkInteger, checkOptions, listenConfig, MAX_LINGER_MS, snapshot } from './sockopt.js';
 import type { SendMode, Socket, SocketOptions } from './uipc_socket.js';
 import { type Listener, listenChecked } from './uipc_syscalls.js';
 
@@ -102,8 +102,9 @@ interface Counts {
  *    process's address space (VM_MAX_ADDRESS - VM_MIN_ADDRESS, just under 1 GiB)
  * => throws EINVAL (bad options: checked before a kernel is made or the port bound), EADDRINUSE
  */
-export async function createEchoServer(opts: EchoServerOptions = {}): Promise<EchoServer> {
-  checkOptions('createEchoServer', opts);
+export async function createEchoServer(options: EchoServerOptions = {}): Promise<EchoServer> {
+  checkOptions('createEchoServer', options);
+  const opts = snapshot(options);
   if (opts.kernel !== undefined) checkKernel('createEchoServer', opts.kernel);
   const ring = ringConfig(opts);
   const physPages = opts.kernel?.uvm.pages.length ?? ECHO_PAGES;

@@ -101,9 +101,10 @@ export async function listenChecked(
 ): Promise<Listener> {
   const live = new Set<Socket>();
   /* a connection still setting up when close() runs must not slip in after it */
-  const state: AcceptState = { closing: false, dropped: 0, refused: 0, refusing: new Set() };
+  const state: AcceptState = { closing: false, dropped: 0, refused: 0, refusing: new Set(), settingUp: 0 };
   const accept = (raw: net.Socket) => {
-    if (live.size >= cfg.maxConnections) refuse(raw, state);
+    /* a connection holds its slot from here: setting it up may sleep (memory for its receive area) */
+    if (live.size + state.settingUp >= cfg.maxConnections) refuse(raw, state);
     else void acceptOne(kernel, cfg, raw, live, state, onConnection);
   };
   const server = await listenTcp(cfg.host, cfg.port, accept);
@@ -137,6 +138,8 @@ interface AcceptState {
   refused: number;
   /* refused connections still saying goodbye */
   refusing: Set<net.Socket>;
+  /* connections accepted and still being set up (their slot counts already) */
+  settingUp: number;
 }
 
 /* how long a refused connection may take to close its side after our FIN */
@@ -167,12 +170,15 @@ async function acceptOne(
   onConnection: (so: Socket) => void | Promise<void>,
 ): Promise<void> {
   let rcv: RecvBuffer;
+  state.settingUp++;
   try {
     rcv = await recvArea(kernel, cfg);
   } catch {
     state.dropped++;
     raw.destroy();
     return;
+  } finally {
+    state.settingUp--;
   }
   if (raw.destroyed || state.closing) {
     state.dropped++;

@@ -14,8 +14,11 @@
  *
  * What cannot move is copied, and counted by why, when it was whole pages that might have: the buffer
  * is unaligned with the bytes, not writable, a file's, shared, or no fresh run could be had. A receive
- * in transfer mode stops at the end of a chunk whose bytes ended mid-page (unless it already has all
- * it asked for): the next receive, into a fresh page-aligned buffer, then starts aligned again.
+ * that moved pages leaves a partial page behind rather than copy it: the reads append to the chunk,
+ * so that page fills up and moves whole next time; only a receive that finds no whole page at all
+ * copies what is there (it must return something). And one that copied up to the end of a chunk stops
+ * there if the next chunk's bytes would land mid-page in its buffer: the next receive, into a fresh
+ * page-aligned buffer, starts aligned again.
  */
 import { KernelError, PAGE_SIZE, type Proc, uvmPageTransfer, uvmTransferCheck } from '@loanout/core';
 import type { RecvBuffer, RecvFallback } from './sockbuf.js';
@@ -60,14 +63,18 @@ export interface Receive {
  */
 export async function receiveInto(r: Receive): Promise<number> {
   let done = 0;
+  let moved = false;
   let fallbackSeen = false;
   try {
     while (done < r.len && !r.rcv.empty) {
       const step = transferStep(r, done);
       if (typeof step === 'number') {
         done += step;
+        moved = true;
         continue;
       }
+      /* pages moved: leave a partial page to fill up and move whole next time */
+      if (moved && step.fallback === null && step.upTo < PAGE_SIZE) break;
       if (step.fallback !== null && !fallbackSeen) {
         fallbackSeen = true;
         count(r, (c) => {

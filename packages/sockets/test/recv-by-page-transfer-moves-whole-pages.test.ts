@@ -86,13 +86,15 @@ describe('recv by page transfer', () => {
     expectAtRest(k);
   });
 
-  it('copies what is not whole pages: a 10000-byte message is 2 pages moved and 1808 bytes copied', async () => {
+  it('moves whole pages at once and leaves a partial page to fill up; a recv that finds only that copies it', async () => {
     const k = scope.kernel();
     const data = pattern(10_000, 2);
     const { so } = await received(k, data);
     const p = k.createProcess();
     const va = p.mmap(16 * KiB);
-    expect(await so.recv(p, va, 16 * KiB, { mode: 'transfer' })).toBe(10_000);
+    expect(await so.recv(p, va, 16 * KiB, { mode: 'transfer' })).toBe(8192);
+    expect(so.recvQueued).toBe(1808);
+    expect(await so.recv(p, va + 8192, 16 * KiB - 8192, { mode: 'transfer' })).toBe(1808);
     expect((await p.read(va, 10_000)).equals(data)).toBe(true);
     expect(so.stats()).toMatchObject({
       receivedByTransfer: 8192,
@@ -253,18 +255,22 @@ describe('recv by page transfer', () => {
     expectAtRest(k);
   });
 
-  it('a recv in transfer mode stops at a chunk that ended mid-page, so the next one starts aligned', async () => {
+  it('reads append to the chunk: two messages whose sizes are not page multiples still move as whole pages', async () => {
     const k = scope.kernel();
     const p0 = await pair(scope, k, () => {}, { recvChunkBytes: 64 * KiB, recvChunks: 4 });
-    p0.remote.write(pattern(10_000, 10));
+    const first = pattern(10_000, 10);
+    const second = pattern(8192, 11);
+    p0.remote.write(first);
     await until(() => p0.so.recvQueued === 10_000, 'the first message');
-    p0.remote.write(pattern(8192, 11));
+    p0.remote.write(second);
     await until(() => p0.so.recvQueued === 18_192, 'the second message');
     const p = k.createProcess();
     const va = p.mmap(64 * KiB);
-    const va2 = p.mmap(64 * KiB);
-    expect(await p0.so.recv(p, va, 64 * KiB, { mode: 'transfer' })).toBe(10_000);
-    expect(await p0.so.recv(p, va2, 64 * KiB, { mode: 'transfer' })).toBe(8192);
+    expect(await p0.so.recv(p, va, 64 * KiB, { mode: 'transfer' })).toBe(4 * PAGE_SIZE);
+    expect(await p0.so.recv(p, va + 4 * PAGE_SIZE, 64 * KiB - 4 * PAGE_SIZE, { mode: 'transfer' })).toBe(
+      1808,
+    );
+    expect((await p.read(va, 18_192)).equals(Buffer.concat([first, second]))).toBe(true);
     expect(p0.so.stats()).toMatchObject({ pagesTransferred: 4, receivedByCopy: 1808 });
     p.exit();
     await p0.so.close({ linger: 0 });

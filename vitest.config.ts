@@ -14,6 +14,8 @@ export default defineConfig({
       'benches/**/*.test.ts',
     ],
     exclude: ['**/node_modules/**', '**/dist/**'],
+    /* NetBSD's DIAGNOSTIC for every kernel the tests boot: a loaned page that changes panics */
+    env: { LOANOUT_DIAGNOSTIC: '1' },
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',

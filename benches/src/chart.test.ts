@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { panels, renderChart } from './chart.js';
-import { buildRows } from './report.js';
+import { buildRows } from './rows.js';
 import { sampleResults } from './sample-results.js';
 
 /*
@@ -32,7 +32,8 @@ function wellFormed(xml: string): { root: string; tags: string[] } {
 }
 
 describe('chart.svg', () => {
-  const rows = buildRows(sampleResults());
+  const sample = sampleResults();
+  const rows = buildRows(sample.measurements, sample.autoThreshold, sample.soak);
   const svg = renderChart(rows, 'test');
 
   it('is well-formed SVG with the SVG namespace', () => {
@@ -64,6 +65,9 @@ describe('chart.svg', () => {
         'echo/raw',
         'loan-cost/copy',
         'loan-cost/loan',
+        'latency/copy',
+        'latency/loan',
+        'latency/raw',
       ].sort(),
     );
   });
@@ -76,8 +80,9 @@ describe('chart.svg', () => {
   it('leaves out suites with no rows, and still draws with none at all', () => {
     expect(panels(rows.filter((r) => r.suite !== 'echo')).map((p) => p.suite)).toEqual([
       'null-sink',
-      'tcp',
       'loan-cost',
+      'tcp',
+      'latency',
     ]);
     const empty = renderChart([]);
     expect(wellFormed(empty).root).toBe('svg');

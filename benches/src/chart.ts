@@ -1,15 +1,19 @@
 /*
- * chart.ts: benches/results/chart.svg -- the figures of latest.json drawn offline.
+ * chart.ts: a record's figures drawn offline -- <record>.svg beside every record, and chart.svg
+ * beside latest.json.
  *
  * benny's own chart.html loads Chart.js from a CDN, so it is useless on a machine without the network
  * and leaks a request when opened; this is one self-contained SVG file instead, no script at all. One
- * panel per suite: MB/s against send size for null-sink, tcp and echo (one polyline per mode, a dot
- * per size, a thin bar for the min..max spread over rounds), and ns/page against pages for loan-cost.
- * Both axes are logarithmic: sizes double, and throughput spans orders of magnitude.
+ * panel per suite, in suites.ts's order: MB/s against send size for the throughput suites (one
+ * polyline per mode, a dot per size, a thin bar for the min..max spread over rounds), ns/page against
+ * pages for loan-cost, and the p50 round trip against message size for latency (its bar: the lowest
+ * and highest round's p50). Both axes are logarithmic: sizes double, and figures span orders of
+ * magnitude.
  *
  * Pure: rows in, SVG text out.
  */
-import type { LatestRow, LoanCostRow, ThroughputRow } from './report.js';
+import type { LatencyRow, LoanCostRow, Row, ThroughputRow } from './rows.js';
+import { MODES, type Mode, SUITE_NAMES, SUITES, type SuiteName } from './suites.js';
 
 interface Point {
   x: number;
@@ -19,54 +23,63 @@ interface Point {
 }
 
 interface Panel {
-  suite: string;
+  suite: SuiteName;
   title: string;
   yLabel: string;
   xLabel: string;
-  series: { mode: string; points: Point[] }[];
+  series: { mode: Mode; points: Point[] }[];
 }
 
-const COLORS: Record<string, string> = { copy: '#d62728', loan: '#1f77b4', auto: '#2ca02c', raw: '#555555' };
-const MODES = ['copy', 'loan', 'auto', 'raw'];
+/** a colour per mode: a new mode needs one */
+const COLORS: Record<Mode, string> = { copy: '#d62728', loan: '#1f77b4', auto: '#2ca02c', raw: '#555555' };
 const PW = 480;
 const PH = 300;
 const M = { left: 64, right: 80, top: 34, bottom: 44 };
 
 /*
- * panels: the chart's panels from latest.json rows, in a fixed order; suites with no rows are left out.
+ * panels: the chart's panels from a record's rows, in suites.ts's order; suites with no rows are left out.
  */
-export function panels(rows: readonly LatestRow[]): Panel[] {
+export function panels(rows: readonly Row[]): Panel[] {
   const out: Panel[] = [];
-  const titles: Record<string, string> = {
-    'null-sink': 'null-sink: in-kernel send (MB/s)',
-    tcp: 'tcp: kernel sender -> node:net receiver (MB/s)',
-    echo: 'echo: client <-> echo server (MB/s)',
-  };
-  for (const suite of ['null-sink', 'tcp', 'echo']) {
-    const rs = rows.filter((r): r is ThroughputRow => r.suite === suite && 'mbps' in r);
-    if (rs.length === 0) continue;
-    out.push({
-      suite,
-      title: titles[suite],
-      yLabel: 'MB/s',
-      xLabel: 'send size',
-      series: seriesOf(rs, (r) => ({ x: r.size, y: r.mbps, lo: r.mbpsMin, hi: r.mbpsMax })),
-    });
-  }
-  const lc = rows.filter((r): r is LoanCostRow => r.suite === 'loan-cost');
-  if (lc.length > 0) {
-    out.push({
-      suite: 'loan-cost',
-      title: 'loan-cost: ns per page (lower is better)',
-      yLabel: 'ns/page',
-      xLabel: 'pages per call',
-      series: seriesOf(lc, (r) => ({ x: r.size, y: r.nsPerPage, lo: r.nsPerPageMin, hi: r.nsPerPageMax })),
-    });
+  for (const suite of SUITE_NAMES) {
+    const kind = SUITES[suite].kind;
+    const title = suite;
+    if (kind === 'throughput') {
+      const rs = rows.filter((r): r is ThroughputRow => r.suite === suite);
+      if (rs.length === 0) continue;
+      out.push({
+        suite,
+        title: `${title}: MB/s`,
+        yLabel: 'MB/s',
+        xLabel: 'send size',
+        series: seriesOf(rs, (r) => ({ x: r.size, y: r.mbps, lo: r.mbpsMin, hi: r.mbpsMax })),
+      });
+    } else if (kind === 'per-page') {
+      const rs = rows.filter((r): r is LoanCostRow => r.suite === suite);
+      if (rs.length === 0) continue;
+      out.push({
+        suite,
+        title: `${title}: ns per page (lower is better)`,
+        yLabel: 'ns/page',
+        xLabel: 'pages per call',
+        series: seriesOf(rs, (r) => ({ x: r.size, y: r.nsPerPage, lo: r.nsPerPageMin, hi: r.nsPerPageMax })),
+      });
+    } else if (kind === 'latency') {
+      const rs = rows.filter((r): r is LatencyRow => r.suite === suite);
+      if (rs.length === 0) continue;
+      out.push({
+        suite,
+        title: `${title}: p50 round trip, µs (lower is better)`,
+        yLabel: 'µs',
+        xLabel: 'message size',
+        series: seriesOf(rs, (r) => ({ x: r.size, y: r.p50Us, lo: r.p50UsMin, hi: r.p50UsMax })),
+      });
+    }
   }
   return out;
 }
 
-function seriesOf<R extends { mode: string }>(rows: R[], point: (r: R) => Point): Panel['series'] {
+function seriesOf<R extends { mode: Mode }>(rows: R[], point: (r: R) => Point): Panel['series'] {
   return MODES.map((mode) => ({
     mode,
     points: rows
@@ -126,7 +139,7 @@ function renderPanel(p: Panel, ox: number, oy: number): string {
   const y1 = oy + M.top;
   const sx = xs.length > 1 ? logScale(xs[0], xs[xs.length - 1], x0 + 10, x1 - 10) : () => (x0 + x1) / 2;
   const sy = logScale(yLo, yHi, y0, y1);
-  const pages = p.suite === 'loan-cost';
+  const pages = SUITES[p.suite].kind === 'per-page';
   const g: string[] = [`<g class="panel" data-suite="${esc(p.suite)}">`];
   g.push(
     `<text x="${ox + PW / 2}" y="${oy + 20}" text-anchor="middle" font-weight="bold">${esc(p.title)}</text>`,
@@ -182,7 +195,7 @@ function renderSeries(
       );
     }
     out.push(
-      `<circle cx="${x}" cy="${sy(q.y).toFixed(1)}" r="3" fill="${c}"><title>${esc(s.mode)} ${q.x}: ${q.y}</title></circle>`,
+      `<circle cx="${x}" cy="${sy(q.y).toFixed(1)}" r="3" fill="${c}"><title>${esc(s.mode)} ${q.x}: ${Number(q.y.toPrecision(4))}</title></circle>`,
     );
   }
   return out.join('\n');
@@ -192,7 +205,7 @@ function renderSeries(
  * renderChart: the whole chart as a standalone SVG document (no script, no external reference).
  * => panels in a 2-column grid; a note when there is nothing to draw
  */
-export function renderChart(rows: readonly LatestRow[], subtitle = ''): string {
+export function renderChart(rows: readonly Row[], subtitle = ''): string {
   const ps = panels(rows);
   const cols = 2;
   const nrows = Math.max(1, Math.ceil(ps.length / cols));

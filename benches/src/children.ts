@@ -1,11 +1,11 @@
 /*
- * children.ts: the benchmark's child processes (the TCP receiver, the echo servers) -- starting them,
- * talking to them, and making sure none outlives the run.
+ * children.ts: the benchmark's child processes (the sink of each network suite) -- starting them,
+ * stopping them, and making sure none outlives the run.
  *
  * A child is forked with the parent's node flags (so it runs TypeScript through tsx and imports the
- * workspace packages from source, like the parent) and an IPC channel. It answers requests by
- * message: it says `ready` (with its ports) once listening, answers `stats`, and on `close` shuts its
- * servers and exits. It also exits by itself when the channel drops, i.e. when the parent dies.
+ * workspace packages from source, like the parent) and an IPC channel. It says `ready` (with its
+ * port) once listening, and on `close` shuts its servers and exits; everything else goes over TCP
+ * (sink-client.ts). It also exits by itself when the channel drops, i.e. when the parent dies.
  *
  * The parent side keeps every live child in one set: `closeChild` asks politely and then kills after
  * a timeout, and an exit hook kills whatever is left (SIGKILL, by pid) however the parent ends --
@@ -15,7 +15,6 @@ import { type ChildProcess, fork } from 'node:child_process';
 
 interface Reply {
   type: string;
-  id?: number;
   [k: string]: unknown;
 }
 
@@ -28,7 +27,6 @@ export interface Child {
 
 const live = new Set<ChildProcess>();
 let hooked = false;
-let nextId = 1;
 
 /* killAll: SIGKILL every child still alive (the exit hook; safe to call twice) */
 export function killAll(): void {
@@ -77,20 +75,6 @@ export async function startChild(
 }
 
 /*
- * request: send a request to a child and wait for its reply (matched by id).
- * => throws if the child exits or doesn't answer within timeoutMs
- */
-export async function request(child: Child, type: string, timeoutMs = 10_000): Promise<Reply> {
-  const id = nextId++;
-  if (!child.proc.connected) throw new Error(`${child.name}: gone (asked for ${type})`);
-  const reply = waitFor(child.proc, (m) => m.id === id, timeoutMs, `${child.name}: no reply to ${type}`);
-  child.proc.send({ type, id }, (err) => {
-    if (err) child.proc.kill('SIGKILL');
-  });
-  return reply;
-}
-
-/*
  * closeChild: ask a child to close and wait for it to exit; kill it if it takes over timeoutMs.
  * => never throws; resolves once the child is gone
  */
@@ -132,15 +116,13 @@ function waitFor(
 export interface ChildService {
   /* sent with the ready message (ports) */
   ready: Record<string, unknown>;
-  /* answers a request (any type but close), e.g. 'stats' */
-  stats: (type: string) => Record<string, unknown> | Promise<Record<string, unknown>>;
   /* closes the servers */
   close: () => Promise<void>;
 }
 
 /*
- * serveChild: the child side -- start the service, report ready, answer requests, exit on close or
- * when the parent goes away.
+ * serveChild: the child side -- start the service, report ready, exit on close or when the parent
+ * goes away.
  * => for use as the body of a child script; exits the process with 1 on any error
  */
 export async function serveChild(start: () => Promise<ChildService>): Promise<void> {
@@ -154,16 +136,10 @@ export async function serveChild(start: () => Promise<ChildService>): Promise<vo
   try {
     const svc = await start();
     process.on('message', (m: Reply) => {
-      if (m.type === 'close') {
-        const bye = setTimeout(() => process.exit(0), 2_000);
-        bye.unref();
-        void svc.close().then(() => process.exit(0), die);
-      } else {
-        void Promise.resolve(svc.stats(m.type)).then(
-          (s) => process.send?.({ ...s, type: m.type, id: m.id }),
-          die,
-        );
-      }
+      if (m.type !== 'close') return;
+      const bye = setTimeout(() => process.exit(0), 2_000);
+      bye.unref();
+      void svc.close().then(() => process.exit(0), die);
     });
     process.send({ type: 'ready', ...svc.ready });
   } catch (err) {

@@ -1,22 +1,20 @@
 /*
- * echo-servers.ts: the servers of the echo suite, in their own OS process (a child of the bench).
+ * echo-servers.ts: the sink's echo services -- what the echo and latency suites talk to.
  *
- * Three servers listen on 127.0.0.1, each on a free port: the sockets package's createEchoServer in
- * `copy` mode and in `loan` mode (each in its own 64 MiB loanout kernel, default ring of 4 x 64 KiB
- * buffers per connection), and a raw node:net echo server, no kernel, as the ceiling. The raw server
- * is the zero-copy equivalent of socket.pipe(socket): pipe() allocates a fresh buffer for every read
- * (and was measured here at half the speed), while the kernel servers read with `onread` into
- * preallocated memory -- so a pipe() "ceiling" would sit below the servers it is meant to bound. Only one of them is busy at a time (the bench runs one case at a time), so they don't
- * compete for the process.
- *
- * Requests: `stats` -> what each server echoed, and for the kernel servers how many bytes were
- * loaned versus copied (the loan server must have loaned, the copy server copied).
+ * `echo-copy` and `echo-loan` are the sockets package's createEchoServer in `copy` and in `loan` mode,
+ * each in its own 64 MiB loanout kernel (so each server's loaned/copied counters are its own), with
+ * the default ring of 4 x 64 KiB buffers per connection. `echo-raw` is the ceiling: node:net alone, no
+ * kernel, echoing zero-copy. It is the no-allocation equivalent of socket.pipe(socket): pipe()
+ * allocates a fresh buffer for every read (and was measured here at half the speed), while the kernel
+ * servers read with `onread` into preallocated memory -- so a pipe() "ceiling" would sit below the
+ * servers it is meant to bound. Only one of them is busy at a time (the bench runs one case at a
+ * time), so they don't compete for the process.
  */
 import net from 'node:net';
 import { Kernel } from '@loanout/core';
 import { createEchoServer } from '@loanout/sockets';
-import { serveChild } from './children.js';
 import { adoptAccepted } from './net-onread.js';
+import { listen, type Service } from './service.js';
 
 const RING = 8;
 const CHUNK = 64 * 1024;
@@ -27,7 +25,7 @@ const CHUNK = 64 * 1024;
  * write callback fires. Reading pauses while fewer than two chunks are free (Node asks for the next
  * chunk right after every read, even one after which it pauses) and resumes when one frees up.
  */
-function ringEcho(raw: net.Socket, count: (n: number) => void): void {
+function ringEcho(raw: net.Socket, count: (n: number) => void): net.Socket {
   const free: Buffer[] = Array.from({ length: RING }, () => Buffer.allocUnsafe(CHUNK));
   let armed: Buffer | null = null;
   let paused = false;
@@ -51,40 +49,44 @@ function ringEcho(raw: net.Socket, count: (n: number) => void): void {
       return !paused;
     },
   });
+  return sock;
 }
 
-/* rawEcho: the ceiling -- node:net alone, echoing every connection zero-copy (ringEcho) */
-function rawEcho(): Promise<{ server: net.Server; echoed: () => number }> {
+/**
+ * startRawEcho: the ceiling -- node:net alone, echoing every connection zero-copy (ringEcho).
+ * => stats: { bytesEchoed }; throws listen's errors
+ */
+export async function startRawEcho(host: string, port: number): Promise<Service> {
   let echoed = 0;
-  const server = net.createServer({ pauseOnConnect: true }, (raw) =>
+  let open = 0;
+  const server = net.createServer({ pauseOnConnect: true }, (raw) => {
+    open++;
     ringEcho(raw, (n) => {
       echoed += n;
-    }),
-  );
-  return new Promise((resolve) =>
-    server.listen({ host: '127.0.0.1', port: 0 }, () => resolve({ server, echoed: () => echoed })),
-  );
+    }).once('close', () => open--);
+  });
+  return {
+    port: await listen(server, host, port),
+    open: () => open,
+    stats: () => ({ bytesEchoed: echoed }),
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
 
-await serveChild(async () => {
-  /* a kernel each, so that each server's loaned/copied counters are its own */
-  const copy = await createEchoServer({
-    kernel: new Kernel({ physPages: 16384, swapPages: 0 }),
-    mode: 'copy',
-    port: 0,
-  });
-  const loan = await createEchoServer({
-    kernel: new Kernel({ physPages: 16384, swapPages: 0 }),
-    mode: 'loan',
-    port: 0,
-  });
-  const raw = await rawEcho();
+/**
+ * startKernelEcho: createEchoServer in `mode`, in a kernel of its own (64 MiB, no swap).
+ * => stats: { bytesEchoed, loanedBytes, copiedBytes }; throws createEchoServer's errors
+ */
+export async function startKernelEcho(mode: 'copy' | 'loan', host: string, port: number): Promise<Service> {
+  const kernel = new Kernel({ physPages: 16384, swapPages: 0 });
+  const server = await createEchoServer({ kernel, mode, host, port });
   return {
-    ready: { copy: copy.port, loan: loan.port, raw: (raw.server.address() as net.AddressInfo).port },
-    stats: () => ({ copy: copy.stats(), loan: loan.stats(), raw: { bytesEchoed: raw.echoed() } }),
-    close: async () => {
-      await Promise.all([copy.close(), loan.close()]);
-      raw.server.close();
+    port: server.port,
+    open: () => server.stats().activeConnections,
+    stats: () => {
+      const s = server.stats();
+      return { bytesEchoed: s.bytesEchoed, loanedBytes: s.loanedBytes, copiedBytes: s.copiedBytes };
     },
+    close: () => server.close(),
   };
-});
+}

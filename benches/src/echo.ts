@@ -1,6 +1,7 @@
 /*
  * echo.ts: a client streaming through an echo server -- the kernel's echo server sending back by
- * copy or by loan, against a raw node:net echo server (echo-servers.ts, in a child process).
+ * copy or by loan, against a raw node:net echo server (echo-servers.ts, in the sink: a child process
+ * on 127.0.0.1, or another host with --peer).
  *
  * The client is the same for all three: plain node:net, writing views of one preallocated buffer in
  * messages of `size` bytes and reading the echo with `onread` into one reusable buffer, counting bytes.
@@ -14,10 +15,10 @@
  * userland, is the ceiling.
  */
 import net from 'node:net';
-import { type Child, closeChild, request, startChild } from './children.js';
 import { MiB, sendsPerOp } from './plan.js';
 import type { BenchCase } from './runner.js';
-import type { Mode } from './stats.js';
+import { delta, type SinkSession, type SinkStats } from './sink-client.js';
+import { type Mode, SUITES } from './suites.js';
 
 /*
  * EchoClient: one connection to an echo server; counts bytes written and echoed.
@@ -29,11 +30,11 @@ export class EchoClient {
   private error: Error | null = null;
   private sock: net.Socket | null = null;
 
-  /* connect: open the connection, reading the echo through onread into `inbuf` */
-  async connect(port: number, inbuf: Buffer): Promise<void> {
+  /** connect: open the connection, reading the echo through onread into `inbuf` */
+  async connect(host: string, port: number, inbuf: Buffer): Promise<void> {
     const onread = { buffer: inbuf, callback: (n: number) => this.got(n) };
     this.sock = await new Promise<net.Socket>((resolve, reject) => {
-      const s = net.connect({ host: '127.0.0.1', port, onread });
+      const s = net.connect({ host, port, onread });
       s.once('error', reject);
       s.once('connect', () => {
         s.off('error', reject);
@@ -103,55 +104,57 @@ export class EchoClient {
   }
 }
 
+/** the echo clients of a suite, one per mode, and what the sink had counted before they began */
 export interface EchoBench {
-  servers: Child;
-  clients: Record<'copy' | 'loan' | 'raw', EchoClient>;
+  sink: SinkSession;
+  clients: Partial<Record<Mode, EchoClient>>;
+  before: SinkStats;
   outbuf: Buffer;
 }
 
-export interface EchoCheck {
-  /* bytes each server echoed, and for the kernel servers what they loaned and copied */
-  copy: { bytesEchoed: number; loanedBytes: number; copiedBytes: number };
-  loan: { bytesEchoed: number; loanedBytes: number; copiedBytes: number };
-  raw: { bytesEchoed: number };
-}
+/** what each mode's server echoed of what its client wrote; the kernel servers' loaned and copied bytes */
+export type EchoCheck = Record<
+  string,
+  { written: number; echoed: number; loanedBytes?: number; copiedBytes?: number }
+>;
 
-/*
- * setupEcho: start the echo servers and connect one client to each.
- * => throws if the servers won't start or a connection fails (the servers are then closed)
+/**
+ * setupEcho: connect one client per mode to the sink's echo service of that mode (echo-<mode>).
+ * => modes: the suite's modes; throws if the sink lacks one or a connection fails (those made are closed)
  */
-export async function setupEcho(): Promise<EchoBench> {
-  const servers = await startChild('echo-servers', new URL('./echo-servers.ts', import.meta.url), []);
+export async function setupEcho(sink: SinkSession, modes: readonly Mode[]): Promise<EchoBench> {
+  const inbuf = Buffer.allocUnsafe(MiB);
+  const outbuf = Buffer.alloc(MiB);
+  for (let i = 0; i < MiB; i++) outbuf[i] = (i * 131) & 0xff;
+  const b: EchoBench = { sink, clients: {}, before: await sink.stats(), outbuf };
   try {
-    const inbuf = Buffer.allocUnsafe(MiB);
-    const outbuf = Buffer.alloc(MiB);
-    for (let i = 0; i < MiB; i++) outbuf[i] = (i * 131) & 0xff;
-    const clients = { copy: new EchoClient(), loan: new EchoClient(), raw: new EchoClient() };
-    for (const mode of ['copy', 'loan', 'raw'] as const) {
-      await clients[mode].connect(servers.ready[mode] as number, inbuf);
+    for (const mode of modes) {
+      const c = new EchoClient();
+      await c.connect(sink.host, sink.port(`echo-${mode}`), inbuf);
+      b.clients[mode] = c;
     }
-    return { servers, clients, outbuf };
+    return b;
   } catch (err) {
-    await closeChild(servers);
+    for (const c of Object.values(b.clients)) c.destroy();
     throw err;
   }
 }
 
-/*
- * echoCases: copy, loan and raw servers at each message size.
+/**
+ * echoCases: every mode at each message size, streaming.
  * => one operation exchanges ceil(batch / size) messages of `size` bytes
  */
 export function echoCases(b: EchoBench, sizes: number[], batch: number): BenchCase[] {
   const out: BenchCase[] = [];
   for (const size of sizes) {
-    for (const mode of ['copy', 'loan', 'raw'] as const) {
+    for (const mode of SUITES.echo.modes) {
       const n = sendsPerOp(size, batch);
       const view = b.outbuf.subarray(0, size);
       const window = Math.max(MiB, 2 * size);
-      const client = b.clients[mode];
+      const client = b.clients[mode]!;
       out.push({
         suite: 'echo',
-        mode: mode as Mode,
+        mode,
         size,
         perOp: n,
         bytesPerSend: size,
@@ -162,19 +165,25 @@ export function echoCases(b: EchoBench, sizes: number[], batch: number): BenchCa
   return out;
 }
 
-/*
- * closeEcho: close the clients, ask the servers what they did, and stop them.
- * => never leaves the servers running; returns null if they couldn't be asked
+/**
+ * closeEcho: close the clients, and ask the sink what each server did meanwhile.
+ * => never leaves a client open; returns null if the sink couldn't be asked
  */
 export async function closeEcho(b: EchoBench): Promise<EchoCheck | null> {
   try {
     await Promise.all(Object.values(b.clients).map((c) => c.close()));
-    await new Promise((r) => setTimeout(r, 50));
-    return (await request(b.servers, 'stats')) as unknown as EchoCheck;
+    const after = await b.sink.settle();
+    const check: EchoCheck = {};
+    for (const [mode, c] of Object.entries(b.clients)) {
+      const d = delta(b.before, after, `echo-${mode}`);
+      check[mode] = { written: c.written, echoed: d.bytesEchoed ?? 0 };
+      if (d.loanedBytes !== undefined)
+        Object.assign(check[mode], { loanedBytes: d.loanedBytes, copiedBytes: d.copiedBytes });
+    }
+    return check;
   } catch {
     return null;
   } finally {
     for (const c of Object.values(b.clients)) c.destroy();
-    await closeChild(b.servers);
   }
 }

@@ -15,7 +15,7 @@ import { PAGE_SIZE, uvmLoan, uvmUnloanPages } from '@loanout/core';
 import { mbufCopyin, mFreem } from '@loanout/mbuf';
 import type { SinkBench } from './null-sink.js';
 import type { BenchCase } from './runner.js';
-import type { Mode } from './stats.js';
+import type { Mode } from './suites.js';
 
 /*
  * loanCostCases: loan and copy cases for each page count.

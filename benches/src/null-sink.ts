@@ -16,7 +16,7 @@ import { Kernel, PAGE_SIZE, type Proc } from '@loanout/core';
 import { type Mbuf, mbufCopyin, mbufLoan, mFreem } from '@loanout/mbuf';
 import { MiB, sendsPerOp } from './plan.js';
 import type { BenchCase } from './runner.js';
-import type { Mode } from './stats.js';
+import type { Mode } from './suites.js';
 
 export interface SinkBench {
   kernel: Kernel;

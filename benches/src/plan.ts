@@ -9,7 +9,6 @@
  * "operation" is a batch of sends (a few dozen KiB in-kernel, a few MiB over TCP), so the per-call
  * overhead of benchmark.js's deferred machinery is spread over many sends, the same for every mode.
  */
-import type { Suite } from './stats.js';
 
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
@@ -33,8 +32,12 @@ export interface Plan {
   loanPages: number[];
   /* soak: in-kernel 4 KiB loan sends */
   soakSends: number;
+  /* latency: message sizes in bytes (one message in flight; an operation is one round trip) */
+  latencySizes: number[];
+  /* latency: at most this many round trips are kept per case and round (the rest are not timed) */
+  latencyKeep: number;
   /* bytes per benchmark operation, by suite (an op is ceil(batch / size) sends) */
-  batchBytes: Record<Exclude<Suite, 'loan-cost'>, number>;
+  batchBytes: Record<'null-sink' | 'tcp' | 'echo', number>;
   /* loan-cost: pages per benchmark operation (an op is ceil(batch / pages) calls) */
   loanCostBatchPages: number;
   cases: CaseOptions;
@@ -46,8 +49,8 @@ export interface Plan {
 
 /*
  * makePlan: the plan for a full or a quick run.
- * => quick: 4 sizes, 3 rounds, short samples, 10^5 soak sends; full: 5 sizes + sub-page crossover
- *    sizes, 7 rounds, 10^6 soak sends
+ * => quick: 4 sizes (3 for latency), 3 rounds, short samples, 10^5 soak sends; full: 5 sizes +
+ *    sub-page crossover sizes, 7 rounds, 10^6 soak sends
  */
 export function makePlan(quick: boolean): Plan {
   if (quick) {
@@ -58,6 +61,8 @@ export function makePlan(quick: boolean): Plan {
       crossoverSizes: [],
       loanPages: [1, 16, 256],
       soakSends: 100_000,
+      latencySizes: [64, 4 * KiB, 64 * KiB],
+      latencyKeep: 100_000,
       batchBytes: { 'null-sink': 64 * KiB, tcp: 2 * MiB, echo: 2 * MiB },
       loanCostBatchPages: 256,
       cases: { minTime: 0.02, maxTime: 0.06, minSamples: 3, delay: 0.001 },
@@ -72,6 +77,8 @@ export function makePlan(quick: boolean): Plan {
     crossoverSizes: [512, 1 * KiB, 2 * KiB],
     loanPages: [1, 16, 256],
     soakSends: 1_000_000,
+    latencySizes: [64, 1 * KiB, 4 * KiB, 16 * KiB, 64 * KiB],
+    latencyKeep: 200_000,
     batchBytes: { 'null-sink': 64 * KiB, tcp: 4 * MiB, echo: 4 * MiB },
     loanCostBatchPages: 1024,
     cases: { minTime: 0.05, maxTime: 0.3, minSamples: 5, delay: 0.002 },

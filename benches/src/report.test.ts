@@ -1,95 +1,102 @@
 import { describe, expect, it } from 'vitest';
-import { buildRows, evaluateTargets, fmtRatio, type RunResults, renderReport, table } from './report.js';
+import { fmtRatio, table } from './format.js';
+import { NOTE, type RunResults, renderReport, suiteSection } from './report.js';
+import { buildRows } from './rows.js';
 import { sampleResults } from './sample-results.js';
 
-describe('latest.json rows', () => {
-  const rows = buildRows(sampleResults());
-
-  it('has { suite, mode, size, mbps, opsPerSec } for every throughput cell', () => {
-    const tp = rows.filter((r) => r.suite === 'null-sink' || r.suite === 'tcp' || r.suite === 'echo');
-    expect(tp.length).toBe(2 * 3 + 2 * 4 + 2 * 3);
-    for (const r of tp) {
-      expect(['copy', 'loan', 'auto', 'raw']).toContain(r.mode);
-      expect(Number.isInteger(r.size) && (r.size as number) > 0).toBe(true);
-      expect(typeof (r as { mbps: unknown }).mbps).toBe('number');
-      expect(typeof (r as { opsPerSec: unknown }).opsPerSec).toBe('number');
-    }
-  });
-
-  it('gives medians over rounds with their spread, and per-round ratios', () => {
-    const loan = rows.find((r) => r.suite === 'null-sink' && r.mode === 'loan' && r.size === 4096);
-    expect(loan).toMatchObject({ mbps: 300, mbpsMin: 200, mbpsMax: 400, rounds: 3 });
-    expect(loan).toMatchObject({ vsCopy: { median: 3, min: 2, max: 4 } });
-    const tcpLoan = rows.find((r) => r.suite === 'tcp' && r.mode === 'loan' && r.size === 4096);
-    expect(tcpLoan).toHaveProperty('vsRaw');
-    const copy = rows.find((r) => r.suite === 'tcp' && r.mode === 'copy');
-    expect(copy).not.toHaveProperty('vsCopy');
-  });
-
-  it('has loan-cost rows in ns per page, one crossover row and one soak row', () => {
-    const lc = rows.filter((r) => r.suite === 'loan-cost');
-    expect(lc.map((r) => [r.mode, r.size])).toEqual([
-      ['loan', 16],
-      ['copy', 16],
-      ['loan', 256],
-      ['copy', 256],
-    ]);
-    for (const r of lc) expect(typeof (r as { nsPerPage: unknown }).nsPerPage).toBe('number');
-    expect(rows.filter((r) => r.suite === 'crossover')).toEqual([
-      { suite: 'crossover', mode: 'loan', size: 4096, atMost: true, autoThreshold: 8192 },
-    ]);
-    const soak = rows.find((r) => r.suite === 'soak');
-    expect(soak).toMatchObject({ mode: 'loan', size: 4096, sends: 1000, pagesLeaked: 0, heapGrowthPct: 2 });
-    for (const k of ['heapStartMiB', 'heapEndMiB', 'heapGrowthPct', 'pagesLeaked'])
-      expect(soak).toHaveProperty(k);
-  });
-
-  it('survives JSON', () => {
-    expect(JSON.parse(JSON.stringify(rows))).toEqual(rows);
-  });
-});
-
-describe('targets', () => {
-  it('marks each target met, missed, or not measured', () => {
-    const ts = evaluateTargets(sampleResults());
-    const by = (name: string) => ts.find((t) => t.name.startsWith(name))!;
-    expect(by('null-sink loan/copy at 4 KiB').met).toBe(true);
-    expect(by('null-sink loan/copy at 64 KiB').met).toBeNull();
-    expect(by('loan+unloan ns/page at 16').met).toBe(true);
-    expect(by('loan+unloan ns/page at 256').met).toBe(false);
-    expect(by('tcp loan >= copy').met).toBe(true);
-    expect(by('soak heap flat').met).toBe(true);
-    expect(by('soak pages all free').met).toBe(true);
-  });
-
-  it('judges a leak as missed', () => {
-    const r = sampleResults();
-    r.soak!.pagesLeaked = 3;
-    expect(evaluateTargets(r).find((t) => t.name === 'soak pages all free')!.met).toBe(false);
-  });
-});
-
 describe('terminal report', () => {
-  it('has a table per suite, the ratios, the checks and the targets', () => {
-    const text = renderReport(sampleResults());
-    for (const s of ['null-sink:', 'loan-cost:', 'tcp:', 'echo:', 'crossover:', 'soak:', 'targets:'])
+  const text = renderReport(sampleResults());
+
+  it('has a table per suite, the crossover, the checks and the targets', () => {
+    for (const s of [
+      'null-sink:',
+      'loan-cost:',
+      'tcp:',
+      'echo:',
+      'latency:',
+      'crossover:',
+      'soak:',
+      'targets:',
+    ])
       expect(text).toContain(s);
-    expect(text).toContain('loan/copy');
-    expect(text).toContain('loan/raw');
     expect(text).toMatch(/MISSED/);
     expect(text).toMatch(/\bmet\b/);
   });
 
+  it('explains median-of-ratios against ratio-of-medians in the note', () => {
+    expect(text).toContain(NOTE);
+    expect(NOTE).toMatch(/medians of ratios taken within\s+each round/);
+    expect(NOTE).toMatch(/differ from the ratio of the two medians/);
+  });
+
+  it('shows on each row its figure, spread, margin, sample count and ratios', () => {
+    const s = sampleResults();
+    const rows = buildRows(s.measurements, s.autoThreshold, s.soak);
+    const lines = suiteSection(rows, 'null-sink', '').split('\n');
+    expect(lines[1].trim().split(/\s{2,}/)).toEqual([
+      'size',
+      'mode',
+      'MB/s',
+      'min-max',
+      '±rme',
+      'n',
+      'vs copy',
+    ]);
+    /* 4 KiB loan: rounds at 200, 300, 400 MB/s against copy at 100; 4 samples a round; margin 10% */
+    const loan = lines.find((l) => /^\s+loan\s/.test(l))!;
+    expect(loan.trim().split(/\s{2,}/)).toEqual([
+      'loan',
+      '300',
+      '200-400',
+      '±10%',
+      '12',
+      '3.00x (2.00-4.00)',
+    ]);
+    expect(lines[2]).toMatch(/^ {2}4 KiB\s+copy/);
+  });
+
+  it('tables latency as p50, p99, p99.9, max, the p50 spread, round trips, and p50 ratios', () => {
+    const s = sampleResults();
+    const rows = buildRows(s.measurements, s.autoThreshold, s.soak);
+    const all = suiteSection(rows, 'latency', '127.0.0.1').split('\n');
+    const lines = all.slice(all.findIndex((l) => /^\s+size\s+mode/.test(l)) - 1);
+    expect(lines[1].trim().split(/\s{2,}/)).toEqual([
+      'size',
+      'mode',
+      'p50',
+      'p99',
+      'p99.9',
+      'max',
+      'p50 min-max',
+      'n',
+      'p50 vs copy',
+      'p50 vs raw',
+    ]);
+    expect(
+      lines[2]
+        .trim()
+        .split(/\s{2,}/)
+        .slice(0, 8),
+    ).toEqual(['64 B', 'copy', '150', '199', '201', '201', '149-151', '300']);
+  });
+
   it('says when a suite did not run, and lists errors', () => {
-    const r: RunResults = { ...sampleResults(), measurements: [], errors: ['tcp: boom'] };
-    const text = renderReport(r);
-    expect(text).toContain('(not run)');
-    expect(text).toContain('tcp: boom');
+    const r: RunResults = { ...sampleResults(), measurements: [], soak: null, errors: ['tcp: boom'] };
+    const out = renderReport(r);
+    expect(out).toContain('(not run)');
+    expect(out).toContain('tcp: boom');
+    expect(out).not.toContain('crossover:');
   });
 
   it('formats ratios as median (min-max) and pads columns', () => {
     expect(fmtRatio({ median: 1.5, min: 1.25, max: 2, n: 3 })).toBe('1.50x (1.25-2.00)');
     expect(fmtRatio({ median: Number.NaN, min: Number.NaN, max: Number.NaN, n: 0 })).toBe('-');
     expect(table(['a', 'bb'], [['xxx', '1']]).split('\n')).toEqual(['  a    bb', '  xxx   1']);
+  });
+
+  it('says a mismatch when a server did not echo every byte', () => {
+    const r = sampleResults();
+    r.echoCheck!.loan.echoed = 19;
+    expect(renderReport(r)).toContain('loan MISMATCH: 19/20');
   });
 });

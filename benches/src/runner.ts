@@ -16,10 +16,11 @@
  */
 import { add, configure, cycle, save, suite } from 'benny';
 import { type CaseOptions, formatSize } from './plan.js';
-import { type Measurement, type Mode, rotate, type Suite, throughput } from './stats.js';
+import { type Measurement, rotate, throughput } from './stats.js';
+import type { Mode, SuiteName } from './suites.js';
 
 export interface BenchCase {
-  suite: Suite;
+  suite: SuiteName;
   mode: Mode;
   /* bytes per send (pages per call for loan-cost) */
   size: number;
@@ -29,6 +30,8 @@ export interface BenchCase {
   bytesPerSend: number;
   /* one operation */
   run: () => Promise<void>;
+  /* latency cases: the round trips timed since the last call, µs (the runner drains it per round) */
+  drain?: () => number[];
 }
 
 export interface RoundHooks {
@@ -99,24 +102,35 @@ export async function runRound(
     ),
   );
   if (failure !== null) throw failure;
-  const secsByName = new Map(summary.results.map((r) => [r.name, r.details.median]));
-  return ordered.map((c) => measurement(c, round, secsByName.get(caseName(c))));
+  const byName = new Map(summary.results.map((r) => [r.name, r]));
+  return ordered.map((c) => measurement(c, round, byName.get(caseName(c))));
 }
 
-/* measurement: a case's figures from the median seconds per operation */
-function measurement(c: BenchCase, round: number, secsPerOp: number | undefined): Measurement {
-  if (secsPerOp === undefined || !(secsPerOp > 0)) {
+/** what benny says of one case */
+interface CaseResult {
+  samples: number;
+  details: { median: number; relativeMarginOfError: number };
+}
+
+/* measurement: a case's figures from benny's median seconds per operation, its sample count and margin */
+function measurement(c: BenchCase, round: number, r: CaseResult | undefined): Measurement {
+  const secsPerOp = r?.details.median;
+  if (r === undefined || secsPerOp === undefined || !(secsPerOp > 0)) {
     throw new Error(`bench: benny returned no samples for ${caseName(c)}`);
   }
   const opsPerSec = c.perOp / secsPerOp;
-  return {
+  const m: Measurement = {
     suite: c.suite,
     mode: c.mode,
     size: c.size,
     round,
     opsPerSec,
     mbps: throughput(opsPerSec, c.bytesPerSend),
+    samples: r.samples,
+    rme: r.details.relativeMarginOfError,
   };
+  if (c.drain !== undefined) m.latencies = c.drain();
+  return m;
 }
 
 /* muffled: run fn with console.log silenced (benny's chatter), restoring it whatever happens */

@@ -1,18 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import {
   byRound,
-  cells,
   crossover,
   type Measurement,
-  type Mode,
   median,
   nsPerPage,
+  percentile,
   ratio,
   rotate,
   roundRatios,
   summarize,
   throughput,
 } from './stats.js';
+import type { Mode } from './suites.js';
 
 /* m: a measurement of null-sink (or `suite`) at `size` in round `round` */
 function m(
@@ -22,7 +22,7 @@ function m(
   mbps: number,
   suite: Measurement['suite'] = 'null-sink',
 ): Measurement {
-  return { suite, mode, size, round, mbps, opsPerSec: (mbps * 1e6) / size };
+  return { suite, mode, size, round, mbps, opsPerSec: (mbps * 1e6) / size, samples: 5, rme: 1 };
 }
 
 describe('median and summarize', () => {
@@ -72,8 +72,8 @@ describe('per-round ratios', () => {
 
   it('can compare on another figure (ns per page: lower is better)', () => {
     const lc: Measurement[] = [
-      { suite: 'loan-cost', mode: 'loan', size: 16, round: 0, opsPerSec: 1e6, mbps: 0 },
-      { suite: 'loan-cost', mode: 'copy', size: 16, round: 0, opsPerSec: 1e5, mbps: 0 },
+      { suite: 'loan-cost', mode: 'loan', size: 16, round: 0, opsPerSec: 1e6, mbps: 0, samples: 5, rme: 1 },
+      { suite: 'loan-cost', mode: 'copy', size: 16, round: 0, opsPerSec: 1e5, mbps: 0, samples: 5, rme: 1 },
     ];
     const ns = (x: Measurement) => nsPerPage(x.opsPerSec, x.size);
     expect(roundRatios(lc, 'loan-cost', 16, 'loan', 'copy', ns)[0]).toBeCloseTo(0.1);
@@ -84,22 +84,6 @@ describe('per-round ratios', () => {
       [0, 100],
       [1, 400],
       [2, 50],
-    ]);
-  });
-});
-
-describe('cells', () => {
-  it('summarises each (suite, mode, size) over its rounds, in first-seen order', () => {
-    const cs = cells([
-      m('copy', 4096, 0, 10),
-      m('loan', 4096, 0, 30),
-      m('copy', 4096, 1, 20),
-      m('copy', 8192, 0, 5),
-    ]);
-    expect(cs.map((c) => [c.mode, c.size, c.mbps.median, c.mbps.n])).toEqual([
-      ['copy', 4096, 15, 2],
-      ['loan', 4096, 30, 1],
-      ['copy', 8192, 5, 1],
     ]);
   });
 });
@@ -120,6 +104,26 @@ describe('crossover', () => {
   it('is null when loan loses at the largest size', () => {
     const ms = [...at(1024, 120), ...at(2048, 90)];
     expect(crossover(ms, 'null-sink', 'loan', 'copy').size).toBeNull();
+  });
+});
+
+describe('percentile', () => {
+  const upTo = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+
+  it('is the nearest rank: the smallest value with at least p% at or below it', () => {
+    expect(percentile(upTo(100), 50)).toBe(50);
+    expect(percentile(upTo(100), 99)).toBe(99);
+    expect(percentile(upTo(1000), 99.9)).toBe(999);
+    expect(percentile(upTo(1000), 100)).toBe(1000);
+    expect(percentile(upTo(4), 50)).toBe(2);
+    expect(percentile(upTo(4), 51)).toBe(3);
+  });
+
+  it('gives the only value of one, the max of few for a high percentile, and NaN for none', () => {
+    expect(percentile([7], 50)).toBe(7);
+    expect(percentile([7], 99.9)).toBe(7);
+    expect(percentile(upTo(10), 99.9)).toBe(10);
+    expect(percentile([], 50)).toBeNaN();
   });
 });
 

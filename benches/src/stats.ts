@@ -11,20 +11,27 @@
  * Everything here is pure (no I/O, no clocks) so it can be unit-tested.
  */
 
-export type Suite = 'null-sink' | 'tcp' | 'echo' | 'loan-cost';
-export type Mode = 'copy' | 'loan' | 'auto' | 'raw';
+import type { Mode, SuiteName } from './suites.js';
 
-/* one benny case, measured in one round */
+type Suite = SuiteName;
+
+/** one benny case, measured in one round */
 export interface Measurement {
   suite: Suite;
   mode: Mode;
-  /* bytes per send (pages per call for loan-cost) */
+  /** bytes per send (pages per call for loan-cost) */
   size: number;
   round: number;
-  /* sends (loan-cost: calls) per second */
+  /** sends (loan-cost: calls; latency: round trips) per second: benny's median sample */
   opsPerSec: number;
-  /* bytes moved per second / 1e6 (loan-cost: pages * 4096 per call) */
+  /** bytes moved per second / 1e6 (loan-cost: pages * 4096 per call) */
   mbps: number;
+  /** how many samples benchmark.js took of the case in this round */
+  samples: number;
+  /** benchmark.js's relative margin of error of the case in this round, % (95% confidence) */
+  rme: number;
+  /** latency suite: every round trip timed in this round, µs */
+  latencies?: number[];
 }
 
 export interface Summary {
@@ -114,36 +121,6 @@ export function ratio(
   return summarize(roundRatios(ms, suite, size, num, den, value));
 }
 
-/* one (suite, mode, size) cell, summarised over its rounds */
-export interface Cell {
-  suite: Suite;
-  mode: Mode;
-  size: number;
-  mbps: Summary;
-  opsPerSec: Summary;
-}
-
-/*
- * cells: every (suite, mode, size) measured, each summarised over its rounds.
- * => in first-seen order of the measurements
- */
-export function cells(ms: readonly Measurement[]): Cell[] {
-  const groups = new Map<string, Measurement[]>();
-  for (const m of ms) {
-    const k = key(m.suite, m.mode, m.size);
-    const g = groups.get(k);
-    if (g === undefined) groups.set(k, [m]);
-    else g.push(m);
-  }
-  return [...groups.values()].map((g) => ({
-    suite: g[0].suite,
-    mode: g[0].mode,
-    size: g[0].size,
-    mbps: summarize(g.map((m) => m.mbps)),
-    opsPerSec: summarize(g.map((m) => m.opsPerSec)),
-  }));
-}
-
 /*
  * crossover: the smallest size from which `num` beats `den` (median per-round ratio > 1) at that
  * size and at every larger size measured.
@@ -164,6 +141,18 @@ export function crossover(
     from = sizes[i];
   }
   return { size: from, atMost: from !== null && from === sizes[0] };
+}
+
+/**
+ * percentile: the p-th percentile of xs by nearest rank: the smallest value with at least p% of the
+ * values at or below it (sorted[ceil(p/100 * n) - 1]).
+ * => xs sorted ascending (not checked), p in (0, 100]; NaN for an empty xs
+ */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  /* the epsilon keeps float error from pushing an exact rank up one (99.9% of 1000 is the 999th) */
+  const rank = Math.ceil((p * sorted.length) / 100 - 1e-9);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
 }
 
 /*

@@ -1,6 +1,6 @@
 /*
- * tcp.ts: copy versus loan over real TCP -- the sender here, the receiver in another OS process
- * (tcp-receiver.ts), both on 127.0.0.1.
+ * tcp.ts: copy versus loan over real TCP -- the sender here, the receiver in the sink's discard
+ * service (discard.ts): another OS process on 127.0.0.1, or another host with --peer.
  *
  * The sender is a loanout kernel: one process with a filled 1 MiB buffer and one connected socket
  * per mode (sockConnect); a send is `so.send(proc, va, size, { mode })` -- copy into clusters, loan
@@ -11,16 +11,16 @@
  *
  * One operation sends about `batch` bytes as back-to-back sends of `size` and waits until the last
  * is in the host's hands (its write callback) -- so each operation ends with nothing queued, and one
- * case's backlog never leaks into the next. The receiver counts what arrives; at the end the totals
- * must match what was sent, and the receiver's CPU use shows whether it had time to spare.
+ * case's backlog never leaks into the next. The sink counts what arrives; at the end what it counted
+ * during the suite must match what was sent, and its CPU use shows whether it had time to spare.
  */
 import net from 'node:net';
 import { Kernel, type Proc } from '@loanout/core';
 import { type Socket, sockConnect } from '@loanout/sockets';
-import { type Child, closeChild, request, startChild } from './children.js';
 import { MiB, sendsPerOp } from './plan.js';
 import type { BenchCase } from './runner.js';
-import type { Mode } from './stats.js';
+import { delta, type SinkSession, type SinkStats } from './sink-client.js';
+import { type Mode, SUITES } from './suites.js';
 
 /* the send buffer both the kernel sockets (their default) and the raw sender allow */
 const HIWAT = MiB;
@@ -76,7 +76,9 @@ export class RawSender {
 }
 
 export interface TcpBench {
-  receiver: Child;
+  sink: SinkSession;
+  /* the sink's counters before the suite */
+  before: SinkStats;
   kernel: Kernel;
   proc: Proc;
   va: number;
@@ -84,49 +86,47 @@ export interface TcpBench {
   raw: RawSender;
   rawBuf: Buffer;
   /* bytes sent, by mode */
-  sent: Record<Mode, number>;
+  sent: Partial<Record<Mode, number>>;
 }
 
 export interface TcpCheck {
   sent: number;
   received: number;
-  /* during a raw burst at the ceiling: receiver and sender CPU time / wall time, % of one core */
+  /* during a raw burst at the ceiling: sink and sender CPU time / wall time, % of one core */
   receiverCpuPct: number;
   senderCpuPct: number;
   burstMbps: number;
 }
 
-/*
- * setupTcp: start the receiver and connect one kernel socket per mode and one raw socket to it.
- * => throws if the receiver won't start or a connection fails (the receiver is then closed)
+/**
+ * setupTcp: connect one kernel socket per kernel mode and one raw socket to the sink's discard port.
+ * => throws if a connection fails (those made are closed)
  */
-export async function setupTcp(): Promise<TcpBench> {
-  const receiver = await startChild('tcp-receiver', new URL('./tcp-receiver.ts', import.meta.url), []);
+export async function setupTcp(sink: SinkSession): Promise<TcpBench> {
+  const port = sink.port('discard');
+  const host = sink.host;
+  const before = await sink.stats();
+  const kernel = new Kernel({ physPages: 16384, swapPages: 0 });
+  const proc = kernel.createProcess();
+  const va = proc.mmap(MiB);
+  const rawBuf = Buffer.alloc(MiB);
+  for (let i = 0; i < MiB; i++) rawBuf[i] = (i * 131) & 0xff;
+  await proc.write(va, rawBuf);
+  const sockets: Partial<TcpBench['sockets']> = {};
   try {
-    const port = receiver.ready.port as number;
-    const kernel = new Kernel({ physPages: 16384, swapPages: 0 });
-    const proc = kernel.createProcess();
-    const va = proc.mmap(MiB);
-    const rawBuf = Buffer.alloc(MiB);
-    for (let i = 0; i < MiB; i++) rawBuf[i] = (i * 131) & 0xff;
-    await proc.write(va, rawBuf);
-    const sockets = {
-      copy: await sockConnect(kernel, { port }),
-      loan: await sockConnect(kernel, { port }),
-      auto: await sockConnect(kernel, { port }),
-    };
-    const raw = new RawSender(await connectRaw(port));
-    const sent = { copy: 0, loan: 0, auto: 0, raw: 0 };
-    return { receiver, kernel, proc, va, sockets, raw, rawBuf, sent };
+    for (const mode of ['copy', 'loan', 'auto'] as const)
+      sockets[mode] = await sockConnect(kernel, { host, port });
+    const raw = new RawSender(await connectRaw(host, port));
+    return { sink, before, kernel, proc, va, sockets: sockets as TcpBench['sockets'], raw, rawBuf, sent: {} };
   } catch (err) {
-    await closeChild(receiver);
+    for (const so of Object.values(sockets)) so.destroy();
     throw err;
   }
 }
 
-function connectRaw(port: number): Promise<net.Socket> {
+function connectRaw(host: string, port: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: '127.0.0.1', port });
+    const sock = net.connect({ host, port });
     sock.once('error', reject);
     sock.once('connect', () => {
       sock.off('error', reject);
@@ -143,7 +143,7 @@ function connectRaw(port: number): Promise<net.Socket> {
 export function tcpCases(b: TcpBench, sizes: number[], batch: number): BenchCase[] {
   const out: BenchCase[] = [];
   for (const size of sizes) {
-    for (const mode of ['copy', 'loan', 'auto', 'raw'] as Mode[]) {
+    for (const mode of SUITES.tcp.modes) {
       const n = sendsPerOp(size, batch);
       const run = mode === 'raw' ? rawOp(b, size, n) : kernelOp(b, mode, size, n);
       out.push({ suite: 'tcp', mode, size, perOp: n, bytesPerSend: size, run });
@@ -159,7 +159,7 @@ function kernelOp(b: TcpBench, mode: Mode, size: number, n: number): () => Promi
     let last: Promise<void> = Promise.resolve();
     for (let i = 0; i < n; i++) last = (await so.send(b.proc, b.va, size, opts)).done;
     await last;
-    b.sent[mode] += n * size;
+    b.sent[mode] = (b.sent[mode] ?? 0) + n * size;
   };
 }
 
@@ -169,27 +169,26 @@ function rawOp(b: TcpBench, size: number, n: number): () => Promise<void> {
     let last: Promise<void> = Promise.resolve();
     for (let i = 0; i < n; i++) last = (await b.raw.send(view)).done;
     await last;
-    b.sent.raw += n * size;
+    b.sent.raw = (b.sent.raw ?? 0) + n * size;
   };
 }
 
 /*
  * rawBurst: send `bytes` raw in 256 KiB sends and see how busy each side was meanwhile -- if the
- * receiver is well under one core while the sender saturates the link, the receiver isn't the
- * bottleneck.
+ * sink is well under one core while the sender saturates the link, the sink isn't the bottleneck.
  */
 async function rawBurst(b: TcpBench, bytes: number): Promise<Omit<TcpCheck, 'sent' | 'received'>> {
   const size = 256 * 1024;
   const op = rawOp(b, size, Math.ceil(bytes / size));
-  const r0 = await request(b.receiver, 'stats');
+  const r0 = await b.sink.stats();
   const s0 = process.cpuUsage();
   const t0 = performance.now();
   await op();
   const wall = performance.now() - t0;
   const s1 = process.cpuUsage(s0);
-  const r1 = await request(b.receiver, 'stats');
-  const rBusy = (r1.cpuMs as number) - (r0.cpuMs as number);
-  const rWall = (r1.wallMs as number) - (r0.wallMs as number);
+  const r1 = await b.sink.stats();
+  const rBusy = r1.cpuMs - r0.cpuMs;
+  const rWall = r1.wallMs - r0.wallMs;
   return {
     receiverCpuPct: (100 * rBusy) / rWall,
     senderCpuPct: (100 * (s1.user + s1.system)) / 1000 / wall,
@@ -197,10 +196,10 @@ async function rawBurst(b: TcpBench, bytes: number): Promise<Omit<TcpCheck, 'sen
   };
 }
 
-/*
- * closeTcp: measure the receiver's headroom with a raw burst, close every connection, check the
- * receiver got every byte, and stop it.
- * => never leaves the receiver running; returns null if the check couldn't be made
+/**
+ * closeTcp: measure the sink's headroom with a raw burst, close every connection, and check the sink
+ * got every byte sent during the suite.
+ * => never leaves a connection open; returns null if the check couldn't be made
  */
 export async function closeTcp(b: TcpBench, burstBytes: number): Promise<TcpCheck | null> {
   try {
@@ -211,14 +210,13 @@ export async function closeTcp(b: TcpBench, burstBytes: number): Promise<TcpChec
       b.raw.sock.end();
       setTimeout(() => b.raw.sock.destroy(), 5_000).unref();
     });
-    const fin = await request(b.receiver, 'final', 10_000);
+    const after = await b.sink.settle();
     const sent = Object.values(b.sent).reduce((a, x) => a + x, 0);
-    return { sent, received: fin.bytes as number, ...burst };
+    return { sent, received: delta(b.before, after, 'discard').bytes ?? 0, ...burst };
   } catch {
     return null;
   } finally {
     for (const so of Object.values(b.sockets)) so.destroy();
     b.raw.sock.destroy();
-    await closeChild(b.receiver);
   }
 }

@@ -24,6 +24,14 @@ export function parseCount(name: string, s: string | undefined, dflt: number): n
   return n;
 }
 
+/* parseSeconds: a whole number of seconds, 0 or more (0: never) */
+export function parseSeconds(name: string, s: string | undefined, dflt: number): number {
+  if (s === undefined) return dflt;
+  const n = Number(s);
+  if (!Number.isSafeInteger(n) || n < 0 || n > 2_147_483) fail(`bad --${name} ${s} (seconds, 0 = never)`);
+  return n;
+}
+
 export function fail(msg: string): never {
   console.error(`error: ${msg}`);
   process.exit(2);

@@ -18,6 +18,14 @@ export interface KernelOptions {
   physPages?: number;
   /* swap in pages (default 8192 = 32 MiB; 0 = no swap) */
   swapPages?: number;
+  /**
+   * NetBSD's DIAGNOSTIC: check that no page changes while it is on loan -- a hash of each page taken
+   * at its first loan, checked whenever the kernel gives a loan back; a change panics, naming the
+   * frame and its owner (a kernel write through a raw view of a loaned mbuf, say). Costs a pass over
+   * the page per loan and unloan. Default: on when the environment has LOANOUT_DIAGNOSTIC=1 (the
+   * test suite sets it), else off.
+   */
+  diagnostic?: boolean;
 }
 
 export interface KernelStats {
@@ -77,7 +85,11 @@ export class Kernel implements ProcHost {
     if (!Number.isSafeInteger(swapPages) || swapPages < 0) {
       throw new KernelError('EINVAL', `Kernel: bad swapPages ${String(swapPages)}`);
     }
-    this.uvm = new Uvm({ physPages, swapPages });
+    const diagnostic = option(opts.diagnostic, process.env.LOANOUT_DIAGNOSTIC === '1');
+    if (typeof diagnostic !== 'boolean') {
+      throw new KernelError('EINVAL', `Kernel: diagnostic must be a boolean, not ${String(diagnostic)}`);
+    }
+    this.uvm = new Uvm({ physPages, swapPages, diagnostic });
     this.pagedaemon = new PageDaemon(this.uvm);
     this.uvm.pdaemon = this.pagedaemon;
     this.kva = new KernelVa(this.uvm.mmu.kernelPmap);

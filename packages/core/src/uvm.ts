@@ -68,6 +68,7 @@ export interface TraceEvent {
 export interface UvmOptions {
   physPages: number;
   swapPages: number;
+  diagnostic?: boolean;
 }
 
 export class Uvm {
@@ -108,6 +109,8 @@ export class Uvm {
   };
   wiredPages = 0;
   anons = 0;
+  /* DIAGNOSTIC: a hash of every loaned page's bytes, taken at its first loan (null when off) */
+  readonly loanHash: Uint32Array | null;
   amaps = 0;
   /* pagedaemon targets (pages) */
   freeMin: number;
@@ -132,6 +135,7 @@ export class Uvm {
     this.pages = new Array<VmPage>(opts.physPages);
     for (let f = 0; f < opts.physPages; f++) this.pages[f] = new VmPageClass(this, f);
     this.free = new PageFreeLists(this.pages);
+    this.loanHash = opts.diagnostic === true ? new Uint32Array(opts.physPages) : null;
     this.freeMin = Math.max(1, Math.floor(opts.physPages / 64));
     this.freeTarget = Math.max(2, Math.floor(opts.physPages / 32));
     this.zeroObject = new ZeroObject(this);

@@ -295,7 +295,7 @@ function loanToKernel(li: LoanInfo, pg: VmPage): void {
 /* loanPageToKernel: make every mapping read-only, count the loan, wire the page */
 function loanPageToKernel(pg: VmPage): void {
   const uvm = pg.uvm;
-  if (pg.loanCount === 0 && uvm.mmu.pv[pg.frame] !== null) uvm.mmu.pageProtect(pg.frame, Prot.READ);
+  if (pg.loanCount === 0) firstLoan(pg);
   pg.loanCount++;
   uvmPageWire(pg);
   if (uvm.tracers.length > 0) uvm.trace('loan', pg, 'kernel');
@@ -332,7 +332,7 @@ function uvmLoanUobjPage(li: LoanInfo, pg: VmPage): number {
     anon = uvmAnonAlloc(uvm);
     anon.page = pg;
     pg.uanon = anon;
-    if (pg.loanCount === 0) uvm.mmu.pageProtect(pg.frame, Prot.READ);
+    if (pg.loanCount === 0) firstLoan(pg);
     pg.loanCount++;
   }
   li.output[li.n++] = anon;
@@ -470,6 +470,7 @@ function describe(v: unknown): string {
 
 function unloanOne(pg: VmPage): void {
   const uvm = pg.uvm;
+  if (uvm.loanHash !== null) checkLoanedBytes(pg);
   pg.loanCount--;
   if (pg.uobject === null && pg.uanon !== null && !pg.anonOwns) {
     pg.loanCount--;
@@ -566,4 +567,35 @@ async function loanHeldAnonsSlow(anons: readonly Anon[], out: VmPage[], from: nu
     throw err;
   }
   return out;
+}
+
+/*
+ * firstLoan: a page goes on loan: every mapping of it read-only, so that a write faults (and breaks the
+ * loan) instead of changing the bytes under a borrower; under DIAGNOSTIC, note what the bytes are
+ */
+function firstLoan(pg: VmPage): void {
+  const uvm = pg.uvm;
+  if (uvm.mmu.pv[pg.frame] !== null) uvm.mmu.pageProtect(pg.frame, Prot.READ);
+  if (uvm.loanHash !== null) uvm.loanHash[pg.frame] = hashFrame(pg);
+}
+
+/* checkLoanedBytes: DIAGNOSTIC -- a loan given back must find its page as it lent it (else panic) */
+function checkLoanedBytes(pg: VmPage): void {
+  if (hashFrame(pg) === pg.uvm.loanHash![pg.frame]) return;
+  const owner =
+    pg.uobject !== null
+      ? `${pg.uobject.kind} object, page ${pg.offset}`
+      : pg.uanon !== null
+        ? 'an anon'
+        : 'nobody (an orphan)';
+  panic(`uvm_unloanpage: page ${pg.frame} (owner: ${owner}) was written while on loan`);
+}
+
+/* hashFrame: FNV-1a over a frame's 32-bit words (cheap, for DIAGNOSTIC only) */
+function hashFrame(pg: VmPage): number {
+  const ram = pg.uvm.ram;
+  const words = new Uint32Array(ram.buffer, pg.frame * PAGE_SIZE, PAGE_SIZE / 4);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < words.length; i++) h = Math.imul(h ^ words[i], 0x01000193);
+  return h >>> 0;
 }

@@ -21,6 +21,8 @@ import {
   uvmKmAllocPage,
   uvmKmFreePage,
   uvmLoan,
+  uvmLoanAnonPages,
+  uvmLoanNow,
   uvmLoanTry,
   uvmPageTransfer,
   uvmPglistAlloc,
@@ -223,6 +225,18 @@ const ROWS: Row[] = [
     call: ({ p }, a) => p.copyinPhys(...(a as [number, number, () => void])),
   },
   {
+    name: 'copyinPhysNow',
+    kinds: ['addr', 'len', 'fn'],
+    good: (w) => [w.rw, 8, () => undefined],
+    call: ({ p }, a) => p.copyinPhysNow(...(a as [number, number, () => void])),
+  },
+  {
+    name: 'watch',
+    kinds: ['fn'],
+    good: () => [() => undefined],
+    call: ({ p }, [fn]) => p.watch(fn as () => void),
+  },
+  {
     name: 'checkRange',
     kinds: ['addr', 'len', 'access'],
     good: (w) => [w.rw, 8, Prot.READ],
@@ -239,6 +253,18 @@ const ROWS: Row[] = [
     kinds: ['object', 'addr', 'len', 'object'],
     good: (w) => [w.p.map, w.rw, P, 'anon'],
     call: (_w, a) => uvmLoanTry(...(a as Parameters<typeof uvmLoanTry>)),
+  },
+  {
+    name: 'uvmLoanNow',
+    kinds: ['object', 'addr', 'len', 'object'],
+    good: (w) => [w.p.map, w.rw, P, 'anon'],
+    call: (_w, a) => uvmLoanNow(...(a as Parameters<typeof uvmLoanNow>)),
+  },
+  {
+    name: 'uvmLoanAnonPages',
+    kinds: ['list'],
+    good: () => [[]],
+    call: (_w, [anons]) => uvmLoanAnonPages(anons as never),
   },
   {
     name: 'uvmUnloanPages',
@@ -393,6 +419,13 @@ const ROWS: Row[] = [
     good: () => [16, 0],
     call: (_w, [physPages, swapPages]) => new Kernel({ physPages, swapPages } as never),
     optional: [0, 1],
+  },
+  {
+    name: 'new Kernel diagnostic',
+    kinds: ['object'],
+    good: () => [true],
+    call: (_w, [diagnostic]) => new Kernel({ physPages: 16, diagnostic } as never),
+    optional: [0],
   },
 ];
 

@@ -1,11 +1,23 @@
 /*
  * Loaned pages are entered read-only in kernel space (M_EXT_ROMAP): a kernel write through that mapping
  * (mCopyback) is a fatal fault, never a silent copy -- there is no owner to copy for. Clusters are the
- * kernel's own memory and take writes.
+ * kernel's own memory and take writes. A write that goes around the MMU -- through the raw Buffer
+ * views the socket layer hands to node:net -- cannot be stopped, but it is caught: a kernel booted
+ * with `diagnostic` (the test suite sets LOANOUT_DIAGNOSTIC=1) panics when the loan is given back,
+ * naming the frame and its owner, as a NetBSD DIAGNOSTIC kernel would.
  */
 import { Kernel, KernelPanic, PAGE_SIZE } from '@loanout/core';
 import { describe, expect, it } from 'vitest';
-import { MCLBYTES, mbufCopyin, mbufLoan, mCat, mCopyback, mCopydata, mFreem } from '../src/index.js';
+import {
+  MCLBYTES,
+  mBuffers,
+  mbufCopyin,
+  mbufLoan,
+  mCat,
+  mCopyback,
+  mCopydata,
+  mFreem,
+} from '../src/index.js';
 import { chainBytes, counters, expectPanic, pattern, userMemory } from './helpers.js';
 
 async function setup() {
@@ -55,6 +67,29 @@ describe('kernel writes into mbufs', () => {
     expect(mCopydata(head, 100, 50).equals(bytes.subarray(PAGE_SIZE, PAGE_SIZE + 50))).toBe(true);
     mFreem(head);
     expect(counters(k).loanedPages).toBe(0);
+    k.checkInvariants();
+  });
+});
+
+describe('a kernel write that goes around the MMU (a raw view of a loaned mbuf)', () => {
+  it('panics when the loan is given back, under diagnostic, naming the frame and its owner', async () => {
+    const k = new Kernel({ physPages: 64, swapPages: 0, diagnostic: true });
+    const p = k.createProcess();
+    const va = await userMemory(p, 2, 62);
+    const m = await mbufLoan(p, va + 10, PAGE_SIZE);
+    mBuffers(m)[0][3] ^= 0xff;
+    expectPanic(() => mFreem(m), /page \d+ \(owner: an anon\) was written while on loan/);
+  });
+
+  it('is on in the test suite (LOANOUT_DIAGNOSTIC=1), and off unless asked for otherwise', async () => {
+    expect(process.env.LOANOUT_DIAGNOSTIC).toBe('1');
+    expect(new Kernel({ physPages: 8 }).uvm.loanHash).not.toBeNull();
+    const k = new Kernel({ physPages: 64, swapPages: 0, diagnostic: false });
+    const p = k.createProcess();
+    const va = await userMemory(p, 1, 63);
+    const m = await mbufLoan(p, va, 100);
+    mBuffers(m)[0][0] ^= 0xff;
+    mFreem(m);
     k.checkInvariants();
   });
 });

@@ -49,6 +49,8 @@ describe('createEchoServer', () => {
         bytesEchoed: 3 * MiB + 17,
         errors: 0,
         dropped: 0,
+        refused: 0,
+        idleClosed: 0,
       });
       if (mode === 'copy') expect(st).toMatchObject({ loanedBytes: 0, copiedBytes: 3 * MiB + 17 });
       if (mode === 'loan') expect(st).toMatchObject({ loanedBytes: 3 * MiB + 17, copiedBytes: 0 });
@@ -152,7 +154,8 @@ describe('createEchoServer', () => {
       expect(err.message).toMatch(/^createEchoServer: options must be an object/);
     }
     const badListen = [0, -1, Number.NaN, 'x'].map((maxConnections) => ({ maxConnections }));
-    for (const bad of [...badListen, ...BAD_SOCKET_OPTIONS, { kernel: {} }, { buffers: '4' }]) {
+    const badIdle = [-1, 0.5, Number.NaN, '60', 2 ** 31].map((idleTimeoutMs) => ({ idleTimeoutMs }));
+    for (const bad of [...badListen, ...badIdle, ...BAD_SOCKET_OPTIONS, { kernel: {} }, { buffers: '4' }]) {
       const err = await expectError(createEchoServer({ kernel: k, port, ...bad } as never), 'EINVAL');
       expect(err.message).toMatch(/^createEchoServer: /);
       await expectPortFree(port);
@@ -246,6 +249,52 @@ describe('createEchoServer', () => {
     const run = await echoClient(client, echo.port, MiB, 'copy', 256 * KiB);
     expect(run.bytes).toBe(MiB);
     expect(run.echoed).toBe(run.sent);
+    await echo.close();
+    expectAtRest(echo.kernel);
+  });
+
+  it('cannot be filled with idle connections: they are closed after idleTimeoutMs and counted, and a newcomer is served', async () => {
+    const echo = scope.echo(
+      await createEchoServer({ kernel: scope.kernel(), port: 0, maxConnections: 3, idleTimeoutMs: 150 }),
+    );
+    const idle = await Promise.all([0, 1, 2].map(async () => scope.plain(await plainConnect(echo.port))));
+    const ended = idle.map((c) => drain(c));
+    await until(() => echo.stats().activeConnections === 3, 'the idle ones are accepted');
+    /* a fourth is refused while they hold every slot: a FIN, not a reset, and counted */
+    const refusedOne = scope.plain(await plainConnect(echo.port));
+    refusedOne.write('hello?');
+    const r = await drain(refusedOne);
+    expect(r.error).toBeNull();
+    expect(r.bytes.length).toBe(0);
+    expect(echo.stats().refused).toBe(1);
+    /* the idle ones are closed, cleanly, and counted apart from errors */
+    for (const e of await Promise.all(ended)) expect(e.error).toBeNull();
+    await until(() => echo.stats().activeConnections === 0, 'the idle ones are closed');
+    expect(echo.stats()).toMatchObject({ idleClosed: 3, errors: 0, refused: 1 });
+    const run = await echoClient(scope.kernel(), echo.port, 100 * KiB, 'copy', 64 * KiB);
+    expect(run.echoed).toBe(run.sent);
+    await echo.close();
+    expectAtRest(echo.kernel);
+  });
+
+  it('a connection that keeps echoing is not idle, however long it lasts', async () => {
+    const echo = scope.echo(await createEchoServer({ kernel: scope.kernel(), port: 0, idleTimeoutMs: 1000 }));
+    const c = scope.plain(await plainConnect(echo.port));
+    let got = 0;
+    c.on('data', (d: Buffer) => {
+      got += d.length;
+    });
+    /* 15 exchanges, 100 ms apart: longer in all than the idle timeout, never that long without progress */
+    for (let i = 1; i <= 15; i++) {
+      c.write(Buffer.alloc(1000, i));
+      await until(() => got === i * 1000, `echo ${i}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const ended = drain(c);
+    c.end();
+    expect((await ended).error).toBeNull();
+    await until(() => echo.stats().activeConnections === 0, 'the connection ends');
+    expect(echo.stats()).toMatchObject({ idleClosed: 0, errors: 0, bytesEchoed: 15_000 });
     await echo.close();
     expectAtRest(echo.kernel);
   });

@@ -20,9 +20,9 @@ import {
   VM_MIN_ADDRESS,
 } from '@loanout/core';
 import { mbufStats } from '@loanout/mbuf';
-import { checkInteger, checkOptions, listenConfig } from './sockopt.js';
+import { checkInteger, checkOptions, listenConfig, MAX_LINGER_MS, snapshot } from './sockopt.js';
 import type { SendMode, Socket, SocketOptions } from './uipc_socket.js';
-import { listenChecked } from './uipc_syscalls.js';
+import { type Listener, listenChecked } from './uipc_syscalls.js';
 
 export interface EchoServerOptions extends SocketOptions {
   /* the kernel to run in (default: a new one with 32768 pages = 128 MiB) */
@@ -39,6 +39,12 @@ export interface EchoServerOptions extends SocketOptions {
   bufferBytes?: number;
   /* ... and how many (default 4): the whole ring must fit a process's address space (just under 1 GiB) */
   buffers?: number;
+  /**
+   * close a connection that has made no progress -- no byte received, no send done -- for this many
+   * ms (default 60000; 0 = never; at most 2^31 - 1): idle connections can't keep the slots of
+   * maxConnections forever
+   */
+  idleTimeoutMs?: number;
 }
 
 export interface EchoStats {
@@ -52,6 +58,10 @@ export interface EchoStats {
   errors: number;
   /* connections reset at accept for want of kernel memory (Listener.dropped) */
   dropped: number;
+  /* connections refused politely because maxConnections were open (Listener.refused) */
+  refused: number;
+  /* connections closed after idleTimeoutMs without progress */
+  idleClosed: number;
 }
 
 export interface EchoServer {
@@ -74,6 +84,7 @@ interface Ring {
   mode: SendMode;
   bufferBytes: number;
   buffers: number;
+  idleTimeoutMs: number;
 }
 
 interface Counts {
@@ -81,6 +92,7 @@ interface Counts {
   active: number;
   bytes: number;
   errors: number;
+  idleClosed: number;
 }
 
 /*
@@ -90,21 +102,22 @@ interface Counts {
  *    process's address space (VM_MAX_ADDRESS - VM_MIN_ADDRESS, just under 1 GiB)
  * => throws EINVAL (bad options: checked before a kernel is made or the port bound), EADDRINUSE
  */
-export async function createEchoServer(opts: EchoServerOptions = {}): Promise<EchoServer> {
-  checkOptions('createEchoServer', opts);
+export async function createEchoServer(options: EchoServerOptions = {}): Promise<EchoServer> {
+  checkOptions('createEchoServer', options);
+  const opts = snapshot(options);
   if (opts.kernel !== undefined) checkKernel('createEchoServer', opts.kernel);
   const ring = ringConfig(opts);
   const physPages = opts.kernel?.uvm.pages.length ?? ECHO_PAGES;
   const cfg = listenConfig('createEchoServer', opts, physPages, { port: 7007, maxConnections: 128 });
   const kernel = opts.kernel ?? new Kernel({ physPages: ECHO_PAGES, swapPages: 0 });
-  const counts: Counts = { connections: 0, active: 0, bytes: 0, errors: 0 };
+  const counts: Counts = { connections: 0, active: 0, bytes: 0, errors: 0, idleClosed: 0 };
   const listener = await listenChecked(kernel, cfg, (so) => serve(kernel, so, ring, counts));
   return {
     host: listener.host,
     port: listener.port,
     mode: ring.mode,
     kernel,
-    stats: () => echoStats(kernel, counts, listener.dropped),
+    stats: () => echoStats(kernel, counts, listener),
     close: () => listener.close(),
   };
 }
@@ -118,9 +131,15 @@ function ringConfig(opts: EchoServerOptions): Ring {
       `createEchoServer: mode must be 'copy', 'loan' or 'auto', not ${String(mode)}`,
     );
   }
-  const ring = { mode, bufferBytes: opts.bufferBytes ?? 64 * 1024, buffers: opts.buffers ?? 4 };
+  const ring = {
+    mode,
+    bufferBytes: opts.bufferBytes ?? 64 * 1024,
+    buffers: opts.buffers ?? 4,
+    idleTimeoutMs: opts.idleTimeoutMs ?? 60_000,
+  };
   checkInteger('createEchoServer', 'bufferBytes', ring.bufferBytes, 1);
   checkInteger('createEchoServer', 'buffers', ring.buffers, 1);
+  checkInteger('createEchoServer', 'idleTimeoutMs', ring.idleTimeoutMs, 0, MAX_LINGER_MS);
   if (Math.ceil(ring.bufferBytes / PAGE_SIZE) * PAGE_SIZE * ring.buffers > USER_SPACE) {
     throw new KernelError(
       'EINVAL',
@@ -130,7 +149,7 @@ function ringConfig(opts: EchoServerOptions): Ring {
   return ring;
 }
 
-function echoStats(kernel: Kernel, counts: Counts, dropped: number): EchoStats {
+function echoStats(kernel: Kernel, counts: Counts, listener: Listener): EchoStats {
   const m = mbufStats(kernel);
   return {
     connections: counts.connections,
@@ -141,30 +160,64 @@ function echoStats(kernel: Kernel, counts: Counts, dropped: number): EchoStats {
     loanChains: m.loanChains,
     copyChains: m.copyChains,
     errors: counts.errors,
-    dropped,
+    dropped: listener.dropped,
+    refused: listener.refused,
+    idleClosed: counts.idleClosed,
   };
 }
+
+/* an idle timer: fires after idleTimeoutMs without a touch (never if 0) */
+interface Idle {
+  fired: boolean;
+  touch: () => void;
+  stop: () => void;
+}
+
+/* idleTimer: close the connection (gracefully, a short linger) when it has made no progress for a while */
+function idleTimer(so: Socket, ms: number, counts: Counts): Idle {
+  const idle: Idle = { fired: false, touch: () => {}, stop: () => {} };
+  if (ms === 0) return idle;
+  const timer = setTimeout(() => {
+    idle.fired = true;
+    counts.idleClosed++;
+    so.close({ linger: IDLE_LINGER_MS }).catch(() => undefined);
+  }, ms).unref();
+  idle.touch = () => timer.refresh();
+  idle.stop = () => clearTimeout(timer);
+  return idle;
+}
+
+/* how long an idle connection may take to say goodbye */
+const IDLE_LINGER_MS = 1000;
 
 /* serve: one connection, counted; however it fails (its setup too), the socket is closed */
 async function serve(kernel: Kernel, so: Socket, ring: Ring, counts: Counts): Promise<void> {
   counts.connections++;
   counts.active++;
+  const idle = idleTimer(so, ring.idleTimeoutMs, counts);
   try {
-    await echoConnection(kernel, so, ring, counts);
+    await echoConnection(kernel, so, ring, counts, idle.touch);
   } catch {
     so.destroy();
-    counts.errors++;
+    if (!idle.fired) counts.errors++;
   } finally {
+    idle.stop();
     counts.active--;
   }
 }
 
 /* echoConnection: one connection's process, which maps its ring and echoes; it exits however that ends */
-async function echoConnection(kernel: Kernel, so: Socket, ring: Ring, counts: Counts): Promise<void> {
+async function echoConnection(
+  kernel: Kernel,
+  so: Socket,
+  ring: Ring,
+  counts: Counts,
+  touch: () => void,
+): Promise<void> {
   const proc = kernel.createProcess();
   try {
     const bufs = Array.from({ length: ring.buffers }, () => proc.mmap(ring.bufferBytes));
-    await echoLoop(so, proc, bufs, ring, counts);
+    await echoLoop(so, proc, bufs, ring, counts, touch);
   } finally {
     proc.exit();
   }
@@ -172,9 +225,16 @@ async function echoConnection(kernel: Kernel, so: Socket, ring: Ring, counts: Co
 
 /*
  * echoLoop: receive into each buffer in turn and send it back from there, counting the bytes; a
- * buffer is reused only once its send is done
+ * buffer is reused only once its send is done; every byte received and every send done is progress
  */
-async function echoLoop(so: Socket, proc: Proc, bufs: number[], ring: Ring, counts: Counts): Promise<void> {
+async function echoLoop(
+  so: Socket,
+  proc: Proc,
+  bufs: number[],
+  ring: Ring,
+  counts: Counts,
+  touch: () => void,
+): Promise<void> {
   const n = bufs.length;
   const pending: (Promise<void> | null)[] = new Array(n).fill(null);
   try {
@@ -182,7 +242,10 @@ async function echoLoop(so: Socket, proc: Proc, bufs: number[], ring: Ring, coun
       if (pending[i] !== null) await pending[i];
       const got = await so.recv(proc, bufs[i], ring.bufferBytes);
       if (got === 0) break;
-      pending[i] = (await so.send(proc, bufs[i], got, { mode: ring.mode })).done;
+      touch();
+      const done = (await so.send(proc, bufs[i], got, { mode: ring.mode })).done;
+      done.then(touch, () => undefined);
+      pending[i] = done;
       counts.bytes += got;
     }
     await Promise.all(pending);

@@ -111,9 +111,18 @@ export function socketConfig(fn: string, opts: SocketOptions, physPages: number)
  */
 export function connectConfig(fn: string, opts: ConnectOptions, physPages: number): ConnectConfig {
   checkOptions(fn, opts, true);
-  const host = opts.host ?? '127.0.0.1';
-  checkHostPort(fn, host, opts.port, false);
-  return { ...socketConfig(fn, opts, physPages), host, port: opts.port };
+  const o = snapshot(opts);
+  const host = o.host ?? '127.0.0.1';
+  checkHostPort(fn, host, o.port, false);
+  return { ...socketConfig(fn, o, physPages), host, port: o.port };
+}
+
+/**
+ * snapshot: the options object's own fields, each read once -- what is checked is what is used, even
+ * if a getter would answer differently the second time (or the caller changes the object meanwhile)
+ */
+export function snapshot<T extends object>(opts: T): T {
+  return { ...opts };
 }
 
 /*
@@ -128,7 +137,7 @@ export function listenConfig(
   defaults: { port: number; maxConnections: number },
 ): ListenConfig {
   checkOptions(fn, opts);
-  const o = opts ?? {};
+  const o = snapshot(opts ?? {});
   const host = o.host ?? '127.0.0.1';
   const port = o.port ?? defaults.port;
   checkHostPort(fn, host, port, true);

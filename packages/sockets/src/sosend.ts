@@ -16,8 +16,8 @@
  * one page copy (the fault), which is what a copy into a socket buffer would have cost up front.
  *
  * One case cannot be pinned at once: pages of a file or of shared memory that are not in RAM (or are
- * BUSY with I/O) when send() is called -- getting them would mean a sleep. Such a send is not pinned,
- * and its bytes are read as each chunk is taken.
+ * BUSY with I/O) when send() is called -- getting them would mean a sleep. Those pages (and only
+ * those: the range is then pinned page by page) are read when their chunk is taken.
  */
 import { type Anon, KernelError, PAGE_SIZE, type Proc, uvmLoanNow, uvmUnloanAnons } from '@loanout/core';
 
@@ -72,11 +72,16 @@ export class SendOp {
   settled = false;
   /** the socket watches the process while this send waits (Proc.watch) */
   watching = false;
+  /** a chunk is being built from the pins: a failure meanwhile must leave them until it is done */
+  building = false;
   readonly promise: Promise<SendResult>;
   private resolve!: (r: SendResult) => void;
   private reject!: (e: Error) => void;
-  /* the pinned pages: anons[i] holds the page at pinVa + i pages; those before `kept` are released */
-  private anons: Anon[] | null = null;
+  /*
+   * the pinned pages: anons[i] holds the page at pinVa + i pages, or null where that page could not be
+   * pinned at the call (it needed I/O); those before `kept` are released
+   */
+  private anons: (Anon | null)[] | null = null;
   private pinVa = 0;
   private kept = 0;
 
@@ -93,41 +98,49 @@ export class SendOp {
 
   /** pinned pages still held (for the socket's stats) */
   get pinnedPages(): number {
-    return this.anons === null ? 0 : this.anons.length - this.kept;
+    if (this.anons === null) return 0;
+    let n = 0;
+    for (let i = this.kept; i < this.anons.length; i++) if (this.anons[i] !== null) n++;
+    return n;
   }
 
   /**
-   * pin: pin the bytes not yet sent copy-on-write, now (see the essay)
-   * => returns whether they are pinned; false leaves nothing pinned (a page would need I/O, or the
-   *    range cannot be loaned), and the bytes are read as each chunk is taken
+   * pin: pin the bytes not yet sent copy-on-write, now (see the essay): the whole range at once, or,
+   * if some page can't be had without a sleep, page by page -- every page that can be is pinned
    */
-  pin(): boolean {
+  pin(): void {
     const from = this.va + this.sent;
     const start = from - (from % PAGE_SIZE);
     const end = Math.ceil((this.va + this.len) / PAGE_SIZE) * PAGE_SIZE;
-    let anons: Anon[] | null;
-    try {
-      anons = uvmLoanNow(this.proc.map, start, end - start, 'anon');
-    } catch {
-      return false;
-    }
-    if (anons === null) return false;
-    this.anons = anons;
+    this.anons = pinNow(this.proc, start, end - start) ?? this.pinEach(start, end);
     this.pinVa = start;
     this.kept = 0;
-    return true;
+  }
+
+  /* pinEach: pin page by page; a page that would need a sleep is left null (read when it goes) */
+  private pinEach(start: number, end: number): (Anon | null)[] {
+    const anons: (Anon | null)[] = new Array((end - start) / PAGE_SIZE);
+    for (let a = start, i = 0; a < end; a += PAGE_SIZE, i++)
+      anons[i] = pinNow(this.proc, a, PAGE_SIZE)?.[0] ?? null;
+    return anons;
   }
 
   /**
-   * pinned: the pinned pages under the next n bytes to send, or null if the send is not pinned
+   * chunkFrom: where the next bytes to send come from, and how many of the next `n` come from there:
+   * pinned pages (span), or the process's memory (span null: not pinned, read when the chunk goes)
    * => the anons stay the op's: release them with unpinBefore / unpinAll
    */
-  pinned(n: number): PinnedSpan | null {
-    if (this.anons === null) return null;
+  chunkFrom(n: number): { n: number; span: PinnedSpan | null } {
     const from = this.va + this.sent;
+    if (this.anons === null) return { n, span: null };
     const first = Math.floor((from - this.pinVa) / PAGE_SIZE);
-    const last = Math.ceil((from + n - this.pinVa) / PAGE_SIZE);
-    return { anons: this.anons.slice(first, last), off: from % PAGE_SIZE };
+    const pinned = this.anons[first] !== null;
+    let last = first + 1;
+    const end = Math.ceil((from + n - this.pinVa) / PAGE_SIZE);
+    while (last < end && (this.anons[last] !== null) === pinned) last++;
+    const cut = Math.min(n, this.pinVa + last * PAGE_SIZE - from);
+    if (!pinned) return { n: cut, span: null };
+    return { n: cut, span: { anons: this.anons.slice(first, last) as Anon[], off: from % PAGE_SIZE } };
   }
 
   /** unpinBefore: release the pinned pages that hold only bytes before va + `upTo` (already taken) */
@@ -135,13 +148,13 @@ export class SendOp {
     if (this.anons === null) return;
     const k = Math.min(Math.floor((this.va + upTo - this.pinVa) / PAGE_SIZE), this.anons.length);
     if (k <= this.kept) return;
-    uvmUnloanAnons(this.anons.slice(this.kept, k));
+    unpin(this.anons, this.kept, k);
     this.kept = k;
   }
 
   unpinAll(): void {
     if (this.anons === null) return;
-    uvmUnloanAnons(this.anons.slice(this.kept));
+    unpin(this.anons, this.kept, this.anons.length);
     this.anons = null;
   }
 
@@ -153,12 +166,28 @@ export class SendOp {
     this.resolve({ bytes, loanedBytes, copiedBytes, done: allDone(this.dones) });
   }
 
-  /** fail: the send ends with `err` after bytesSent = sent bytes; the pins go */
+  /** fail: the send ends with `err` after bytesSent = sent bytes; the pins go (once no chunk is being built from them) */
   fail(err: KernelError): void {
-    this.unpinAll();
+    if (!this.building) this.unpinAll();
     this.settled = true;
     this.reject(new SendError(err, this.sent, this.len, allDone(this.dones)));
   }
+}
+
+/* pinNow: loan [start, start + len) to anons now, or null if that would need a sleep (or can't be done) */
+function pinNow(proc: Proc, start: number, len: number): Anon[] | null {
+  try {
+    return uvmLoanNow(proc.map, start, len, 'anon');
+  } catch {
+    return null;
+  }
+}
+
+/* unpin: end the loans to anons of anons[from, to) that were taken */
+function unpin(anons: (Anon | null)[], from: number, to: number): void {
+  const held: Anon[] = [];
+  for (let i = from; i < to; i++) if (anons[i] !== null) held.push(anons[i]!);
+  if (held.length > 0) uvmUnloanAnons(held);
 }
 
 /** allDone: one completion for a send's chunks (unobserved, it rejects quietly) */

@@ -107,6 +107,15 @@ interface InFlight {
   reject: (err: Error) => void;
 }
 
+/* a recv waiting for the receive side */
+interface RecvWaiter {
+  proc: Proc;
+  va: number;
+  len: number;
+  enter: () => void;
+  fail: (err: KernelError) => void;
+}
+
 /* a chunk built and ready to go */
 interface Built {
   m: Mbuf;
@@ -140,7 +149,9 @@ export class Socket {
   private discarding = false;
   /* a recv is copying out of the receive area (teardown must not free it under the copy) */
   private copying = false;
-  private recvLock: Promise<void> = Promise.resolve();
+  /* a recv holds the receive side (sblock); the others wait in line, watched (recvLine) */
+  private recvHeld = false;
+  private readonly recvLine: RecvWaiter[] = [];
   private dataWaiters: (() => void)[] = [];
   /* the sends in line, in call order; the first is the one going out */
   private readonly sendq: SendOp[] = [];
@@ -373,15 +384,21 @@ export class Socket {
       op.loanFrom = await sosendAutoThreshold();
       return true;
     }
-    const n = this.chunkSize(op);
+    /* a chunk comes all from pinned pages, or all from the process's memory */
+    const n = op.chunkFrom(this.chunkSize(op)).n;
     if (n === 0) return false;
     let built: Built | null;
+    op.building = true;
     try {
       built = await this.build(op, n);
     } catch (e) {
-      if (!(e instanceof KernelError) || op.settled) throw e;
+      /* a send that failed meanwhile (its process exited, ...) has its error already */
+      if (!(e instanceof KernelError)) throw e;
       this.failOp(op, op.proc.exitedMeanwhile(e) as KernelError);
       return true;
+    } finally {
+      op.building = false;
+      if (op.settled) op.unpinAll();
     }
     if (built === null) {
       void mbufSystem(this.kernel)
@@ -416,7 +433,7 @@ export class Socket {
 
   /* chain: n bytes of op by loan or copy, without waiting for the shared budgets (null if short) */
   private chain(op: SendOp, n: number, loan: boolean, overdraft: boolean): Promise<Mbuf | null> {
-    const pinned = op.pinned(n);
+    const pinned = op.chunkFrom(n).span;
     const opts = { nowait: true, overdraft: overdraft || undefined };
     if (pinned !== null) {
       const { anons, off } = pinned;
@@ -552,6 +569,12 @@ export class Socket {
       const err = procError('sosend', proc, op.va + op.sent, op.len - op.sent, Prot.READ);
       if (err !== null) this.failOp(op, err);
     }
+    for (const w of [...this.recvLine]) {
+      const err = w.proc === proc ? procError('soreceive', proc, w.va, w.len, Prot.WRITE) : null;
+      if (err === null) continue;
+      this.recvLine.splice(this.recvLine.indexOf(w), 1);
+      w.fail(err);
+    }
     this.wake();
     this.wakeReaders();
   }
@@ -560,15 +583,18 @@ export class Socket {
    * recv: read up to len bytes into a process's memory at va (soreceive).
    * => waits for data; returns the number of bytes read (>= 1), or 0 at end of stream or once the
    *    socket is closing or closed
+   * => receives go one at a time, in call order (sblock); waiting for its turn is waiting too
    * => throws EINVAL (bad arguments, a process of another kernel), ESRCH (the process has exited,
    *    also while it waits), EFAULT (unmapped or read-only memory, also if it becomes so while it
    *    waits), ECONNRESET, ECONNABORTED (destroy()); then nothing is consumed
+   * => a copy that fails part-way (the memory went while a fault slept) returns the count it moved;
+   *    the next recv meets the error with nothing consumed
    */
   async recv(proc: Proc, va: number, len: number): Promise<number> {
     this.checkProc('soreceive', proc);
     checkUserBuffer('soreceive', proc, va, len);
     proc.checkRange('soreceive', va, len, Prot.WRITE);
-    const unlock = await this.lockRecv();
+    await this.lockRecv(proc, va, len);
     try {
       while (this.rcv.empty) {
         /* a reset is an error, not an end of stream (soreceive checks so_error before CANTRCVMORE) */
@@ -579,9 +605,12 @@ export class Socket {
         if (err !== null) throw err;
         await this.waitData(proc);
       }
+      /* the range may have gone while we waited for the receive side: then nothing is consumed */
+      const err = procError('soreceive', proc, va, len, Prot.WRITE);
+      if (err !== null) throw err;
       return await this.copyout(proc, va, len);
     } finally {
-      unlock();
+      this.unlockRecv();
     }
   }
 
@@ -595,7 +624,12 @@ export class Socket {
     }
   }
 
-  /* copyout: move queued bytes to the user; the receive area stays pinned while a copy may sleep */
+  /*
+   * copyout: move queued bytes to the user; the receive area stays pinned while a copy may sleep
+   * => a copy that fails (its memory went while it slept on a fault) after some bytes were moved
+   *    returns their count, as soreceive returns what uiomove moved: those bytes are the caller's,
+   *    and the next recv meets the error with nothing consumed
+   */
   private async copyout(proc: Proc, va: number, len: number): Promise<number> {
     let done = 0;
     this.copying = true;
@@ -606,16 +640,19 @@ export class Socket {
         this.counts.received += bytes.length;
         if (this.rcv.consume(bytes.length)) this.resumeReading();
       }
+    } catch (err) {
+      if (done === 0 || !(err instanceof KernelError) || err.code !== 'EFAULT') throw err;
     } finally {
       this.copying = false;
       if (this.state === 'closed') this.rcv.release();
+      else if (this.discarding) this.discardReceived();
     }
     return done;
   }
 
   /* received: node:net read into the receive area; returns whether it may read on */
   private received(more: boolean): boolean {
-    if (this.discarding) {
+    if (this.discarding && !this.copying) {
       this.rcv.discard();
       return true;
     }
@@ -640,10 +677,11 @@ export class Socket {
    * returned, waiting readers woken (they get 0).
    * => opts: an object or undefined; linger: ms for all that (default 10 s); 0 resets the connection
    *    at once (pending sends fail with EPIPE)
-   * => resolves when every byte of every resolved `done` can still reach the peer; if the peer has not
-   *    closed its side within linger, the socket is closed anyway, gracefully (no reset)
+   * => resolves when every byte of every resolved `done` can still reach the peer (the peer closed its
+   *    side, and no reset will follow)
    * => rejects ETIMEDOUT if the linger ran out before every pending send was handed to the host and
-   *    taken by it (those sends fail with EPIPE); ECONNRESET (or the connection's other error) if the
+   *    taken by it (those sends fail with EPIPE), or before the peer closed its side (the socket is
+   *    closed anyway, without a reset unless the peer sends more); ECONNRESET (or the connection's other error) if the
    *    peer reset the connection, before or during the close; the socket is released all the same.
    *    With linger 0 -- a reset asked for -- and after destroy() it only waits for the release, as
    *    does a second close() (the first reports the outcome)
@@ -697,6 +735,7 @@ export class Socket {
       const finished = Promise.all([flushed, this.peerClosed()]);
       await Promise.race([finished, deadline, this.closed]);
       const taken = this.inflight.size === 0;
+      const finSeen = this.eof;
       this.tcp.destroy();
       await this.closed;
       this.throwIfReset();
@@ -705,6 +744,14 @@ export class Socket {
         throw new KernelError(
           'ETIMEDOUT',
           `soclose: the linger of ${linger} ms ran out before the data was sent`,
+        );
+      }
+      /* closing without the peer's FIN: if it sends more, its host gets a reset and may drop what
+         its program had not read yet -- we can't promise delivery, so we don't */
+      if (!finSeen) {
+        throw new KernelError(
+          'ETIMEDOUT',
+          `soclose: the linger of ${linger} ms ran out before the peer closed its side (what it had not read may be lost)`,
         );
       }
     } finally {
@@ -726,8 +773,13 @@ export class Socket {
   /* startDiscarding: from now on, what arrives is read and dropped; readers get 0 */
   private startDiscarding(): void {
     this.discarding = true;
-    if (!this.copying) this.rcv.discard();
     this.wakeReaders();
+    if (!this.copying) this.discardReceived();
+  }
+
+  /* discardReceived: drop what is queued (a copy in progress is done with it) and read on */
+  private discardReceived(): void {
+    this.rcv.discard();
     this.resumeReading();
   }
 
@@ -766,16 +818,29 @@ export class Socket {
     if (this.state !== 'open') throw new KernelError('EPIPE', 'sosend: socket is closed');
   }
 
-  /* lockRecv: serialise receives on this socket (sblock) */
-  private async lockRecv(): Promise<() => void> {
-    let unlock!: () => void;
-    const mine = new Promise<void>((r) => {
-      unlock = r;
-    });
-    const prev = this.recvLock;
-    this.recvLock = mine;
-    await prev;
-    return unlock;
+  /*
+   * lockRecv: take the receive side (sblock): receives on a socket go one at a time; one that waits
+   * for its turn is watched like one that waits for data, and fails (ESRCH, EFAULT) when its process
+   * or range goes
+   */
+  private async lockRecv(proc: Proc, va: number, len: number): Promise<void> {
+    if (!this.recvHeld) {
+      this.recvHeld = true;
+      return;
+    }
+    this.watch(proc);
+    try {
+      await new Promise<void>((enter, fail) => this.recvLine.push({ proc, va, len, enter, fail }));
+    } finally {
+      this.unwatch(proc);
+    }
+  }
+
+  /* unlockRecv: hand the receive side to the next in line (it stays held), or let it go */
+  private unlockRecv(): void {
+    const next = this.recvLine.shift();
+    if (next !== undefined) next.enter();
+    else this.recvHeld = false;
   }
 }
 

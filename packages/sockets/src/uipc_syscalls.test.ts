@@ -300,4 +300,29 @@ describe('sockListen (listen + accept)', () => {
     expectAtRest(client);
     expectAtRest(server);
   });
+  it('holds maxConnections in a burst of connects whose receive areas must wait for memory', async () => {
+    const k = scope.kernel({ physPages: 512, swapPages: 4096 });
+    const p = k.createProcess();
+    const va = p.mmap(4 << 20);
+    await p.write(va, Buffer.alloc(4 << 20, 1));
+    expect(k.stats().freePages).toBe(0);
+    const accepted: Socket[] = [];
+    const l = scope.listener(
+      await sockListen(k, { maxConnections: 2, recvChunkBytes: 16384, recvChunks: 2 }, (so) => {
+        accepted.push(so);
+      }),
+    );
+    const clients = await Promise.all(Array.from({ length: 10 }, () => plainConnect(l.port)));
+    for (const c of clients) {
+      scope.plain(c);
+      c.on('error', () => {});
+    }
+    await until(() => accepted.length + l.refused + l.dropped >= 10, 'every connection is handled');
+    await tick(50);
+    expect(accepted.length).toBeLessThanOrEqual(2);
+    expect(l.refused).toBeGreaterThanOrEqual(8 - l.dropped);
+    for (const so of accepted) await so.close({ linger: 0 });
+    p.exit();
+    expectAtRest(k);
+  });
 });

@@ -22,7 +22,11 @@ export interface ListenOptions extends SocketOptions {
   host?: string;
   /* default 0: any free port */
   port?: number;
-  /* connections beyond this are refused (closed at once); a positive integer, default 1024 */
+  /**
+   * connections beyond this many open ones are refused politely: accepted, closed with a FIN (not a
+   * reset), whatever they send read and dropped, and counted in `refused`; a positive integer,
+   * default 1024
+   */
   maxConnections?: number;
 }
 
@@ -33,6 +37,8 @@ export interface Listener {
   readonly connections: number;
   /* connections reset at accept: no kernel memory for their receive area, or the listener closing */
   readonly dropped: number;
+  /* connections refused politely because maxConnections were open */
+  readonly refused: number;
   /* stop listening, close every accepted connection, and wait until all are released */
   close(): Promise<void>;
 }
@@ -95,10 +101,13 @@ export async function listenChecked(
 ): Promise<Listener> {
   const live = new Set<Socket>();
   /* a connection still setting up when close() runs must not slip in after it */
-  const state = { closing: false, dropped: 0 };
-  const accept = (raw: net.Socket) => void acceptOne(kernel, cfg, raw, live, state, onConnection);
+  const state: AcceptState = { closing: false, dropped: 0, refused: 0, refusing: new Set(), settingUp: 0 };
+  const accept = (raw: net.Socket) => {
+    /* a connection holds its slot from here: setting it up may sleep (memory for its receive area) */
+    if (live.size + state.settingUp >= cfg.maxConnections) refuse(raw, state);
+    else void acceptOne(kernel, cfg, raw, live, state, onConnection);
+  };
   const server = await listenTcp(cfg.host, cfg.port, accept);
-  server.maxConnections = cfg.maxConnections;
   const addr = server.address() as net.AddressInfo;
   return {
     host: cfg.host,
@@ -109,8 +118,12 @@ export async function listenChecked(
     get dropped() {
       return state.dropped;
     },
+    get refused() {
+      return state.refused;
+    },
     close: async () => {
       state.closing = true;
+      for (const raw of state.refusing) raw.destroy();
       const stopped = new Promise<void>((r) => server.close(() => r()));
       await Promise.all([...live].map((so) => so.close({ linger: 0 })));
       await stopped;
@@ -118,21 +131,54 @@ export async function listenChecked(
   };
 }
 
+interface AcceptState {
+  /* the listener is closing: a connection still setting up must not slip in after it */
+  closing: boolean;
+  dropped: number;
+  refused: number;
+  /* refused connections still saying goodbye */
+  refusing: Set<net.Socket>;
+  /* connections accepted and still being set up (their slot counts already) */
+  settingUp: number;
+}
+
+/* how long a refused connection may take to close its side after our FIN */
+const REFUSE_LINGER_MS = 2000;
+
+/*
+ * refuse: turn a connection away politely -- a FIN, not a reset: whatever it sends is read and
+ * dropped until it closes its side too (or REFUSE_LINGER_MS pass), so that it learns it was refused
+ * instead of losing data to a reset
+ */
+function refuse(raw: net.Socket, state: AcceptState): void {
+  state.refused++;
+  state.refusing.add(raw);
+  raw.on('error', () => {});
+  raw.once('close', () => state.refusing.delete(raw));
+  raw.resume();
+  raw.end();
+  raw.once('end', () => raw.destroy());
+  setTimeout(() => raw.destroy(), REFUSE_LINGER_MS).unref();
+}
+
 async function acceptOne(
   kernel: Kernel,
   cfg: SocketConfig,
   raw: net.Socket,
   live: Set<Socket>,
-  state: { closing: boolean; dropped: number },
+  state: AcceptState,
   onConnection: (so: Socket) => void | Promise<void>,
 ): Promise<void> {
   let rcv: RecvBuffer;
+  state.settingUp++;
   try {
     rcv = await recvArea(kernel, cfg);
   } catch {
     state.dropped++;
     raw.destroy();
     return;
+  } finally {
+    state.settingUp--;
   }
   if (raw.destroyed || state.closing) {
     state.dropped++;

@@ -6,15 +6,19 @@
  * error, not a success; a linger that runs out with data unsent is an error too (ETIMEDOUT).
  */
 import { randomFillSync } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
-import type { Kernel } from '@loanout/core';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Kernel, Prot } from '@loanout/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { sockConnect } from '../src/index.js';
+import { type Socket, sockConnect } from '../src/index.js';
 import {
   type Drained,
   drain,
   expectAtRest,
   failure,
+  KiB,
   MiB,
   pattern,
   Scope,
@@ -37,6 +41,29 @@ async function floodingPeer(flood: number) {
     s.write(randomFillSync(Buffer.alloc(flood)));
   });
   return { peer, got: () => got, remote: () => remote };
+}
+
+/* a peer that does not read (until resume) and does `act` with its end as it is accepted */
+async function slowPeer(act: (s: net.Socket) => void) {
+  let remote!: net.Socket;
+  let got!: Promise<Drained>;
+  const peer = await scope.peer((s) => {
+    remote = s;
+    s.pause();
+    got = drain(s);
+    act(s);
+  });
+  return { port: peer.port, remote: () => remote, got: () => got };
+}
+
+/* close's outcome: null if it resolved, else its error */
+async function outcome(closing: Promise<void>): Promise<unknown> {
+  try {
+    await closing;
+    return null;
+  } catch (err) {
+    return err;
+  }
 }
 
 describe('close', () => {
@@ -81,6 +108,67 @@ describe('close', () => {
     expectAtRest(k);
   });
 
+  it('close while a recv copy sleeps on a page-in: what arrives is still read and dropped, no reset', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'loanout-close-'));
+    scope.defer(() => rm(dir, { recursive: true, force: true }));
+    await writeFile(join(dir, 'f'), Buffer.alloc(64 * KiB, 1));
+    const k = scope.kernel({ physPages: 8192 });
+    /* the peer floods us with 4 MiB, then its FIN */
+    const peer = await slowPeer((s) => {
+      s.write(randomFillSync(Buffer.alloc(4 * MiB)));
+      s.end();
+    });
+    const so = scope.socket(await sockConnect(k, { port: peer.port }));
+    await until(() => peer.remote() !== undefined, 'the peer accepts');
+    const p = k.createProcess();
+    const data = pattern(256 * KiB, 5);
+    const va = await userMemory(p, data.length, data);
+    await (await so.send(p, va, data.length, { mode: 'copy' })).done;
+    const unread = () => (so as unknown as { rcv: { cc: number } }).rcv.cc;
+    await stalled(unread, 'the flood');
+    /* a recv whose copy must page in a file page, and a close while it sleeps there */
+    const dst = await p.mmapFile(join(dir, 'f'), { prot: Prot.READ | Prot.WRITE });
+    const reading = so.recv(p, dst, 16 * KiB);
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+    expect((so as unknown as { copying: boolean }).copying).toBe(true);
+    const closed = await outcome(so.close({ linger: 300 }));
+    expect(await reading).toBe(16 * KiB);
+    peer.remote().resume();
+    const got = await peer.got();
+    /* either the peer has every byte of the done send, or close() said it could not promise it */
+    expect(closed !== null || (got.error === null && got.bytes.equals(data))).toBe(true);
+    p.exit();
+    expectAtRest(k);
+  });
+
+  it('a peer still sending when the linger runs out: close says the data may be lost (ETIMEDOUT)', async () => {
+    const k = scope.kernel({ physPages: 8192 });
+    let sending = true;
+    const peer = await slowPeer((s) => {
+      const chunk = Buffer.alloc(64 * KiB, 9);
+      const more = () => {
+        while (sending && !s.destroyed && s.write(chunk)) {}
+        if (sending && !s.destroyed) s.once('drain', more);
+      };
+      more();
+    });
+    const so: Socket = scope.socket(await sockConnect(k, { port: peer.port }));
+    await until(() => peer.remote() !== undefined, 'the peer accepts');
+    const p = k.createProcess();
+    const data = pattern(256 * KiB, 5);
+    const va = await userMemory(p, data.length, data);
+    await (await so.send(p, va, data.length, { mode: 'loan' })).done;
+    const closed = await outcome(so.close({ linger: 200 }));
+    sending = false;
+    peer.remote().resume();
+    const got = await peer.got();
+    expect(closed).toMatchObject({ code: 'ETIMEDOUT' });
+    /* and it was right to: the reset cost the peer what it had not read */
+    expect(got.error !== null || got.bytes.equals(data)).toBe(true);
+    p.exit();
+    expectAtRest(k);
+  });
+
   it('waits for the peer to close its side, reading and dropping what it still sends', async () => {
     const k = scope.kernel();
     const { so, remote } = await halfOpenPair(k);
@@ -97,7 +185,7 @@ describe('close', () => {
     expectAtRest(k);
   });
 
-  it('a peer that never closes: once the linger is over, close lets go gracefully (no reset)', async () => {
+  it('a peer that never closes: once the linger is over, close lets go without a reset, and says it could not wait (ETIMEDOUT)', async () => {
     const k = scope.kernel();
     const { so, remote } = await halfOpenPair(k);
     let reset = false;
@@ -107,7 +195,7 @@ describe('close', () => {
     const p = k.createProcess();
     const va = await userMemory(p, 4096);
     await (await so.send(p, va, 4096, { mode: 'loan' })).done;
-    await so.close({ linger: 50 });
+    expect((await failure(so.close({ linger: 50 }))).code).toBe('ETIMEDOUT');
     await until(() => remote.readableEnded, 'the peer sees our FIN');
     expect(reset).toBe(false);
     p.exit();

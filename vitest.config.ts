@@ -12,6 +12,7 @@ export default defineConfig({
       'test/**/*.test.ts',
       'examples/**/*.test.ts',
       'benches/**/*.test.ts',
+      'scripts/**/*.test.ts',
     ],
     exclude: ['**/node_modules/**', '**/dist/**'],
     /* NetBSD's DIAGNOSTIC for every kernel the tests boot: a loaned page that changes panics */

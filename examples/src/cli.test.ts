@@ -1,8 +1,12 @@
 /*
- * The examples' command lines, run as the README runs them (tsx with the source condition, in a child
- * process): `pnpm demo` tours the loans; `pnpm cow --ui` waits for a viewer, walks its steps and keeps
- * the page up until Ctrl-C; `pnpm echo --ui` serves the page map and reports on Ctrl-C; `pnpm sendfile
- * --ui --once` serves one connection and exits by itself.
+ * The examples' command lines, run as the README runs them (node with tsx and the source condition,
+ * in a child process; one test through pnpm itself): every command answers --help with its usage
+ * (exit 0) and a usage error with one line and the usage (exit 2, no stack trace); Ctrl-C after a
+ * report exits 0 with no word from pnpm; `pnpm demo` tours the loans; `pnpm cow --ui` waits for a
+ * viewer, walks its steps and keeps the page up until Ctrl-C; `pnpm echo --ui` serves the page map and
+ * reports both directions on Ctrl-C; `pnpm sendfile --ui --once` serves one connection and exits by
+ * itself; the reports say what they count (loan breaks beside COW faults, colours only with --ui,
+ * aligned columns).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -12,6 +16,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { COW } from './cow.js';
+import { DEMO } from './demo.js';
+import { ECHO_CLIENT, MAX_ECHO_BYTES } from './echo-client.js';
+import { ECHO } from './echo-server.js';
+import { SENDFILE } from './sendfile.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const children: ChildProcess[] = [];
@@ -50,6 +59,32 @@ async function until(run: { out: string }, re: RegExp, ms = 20_000): Promise<Reg
   throw new Error(`no ${re} in:\n${run.out}`);
 }
 
+/* command: run examples/src/<script> to its end (bounded by the test); its exit code, stdout, stderr */
+async function command(
+  script: string,
+  args: string[],
+): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@loanout/source', '--import', 'tsx', `examples/src/${script}`, ...args],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  children.push(child);
+  let out = '';
+  let err = '';
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    err += d;
+  });
+  const code = await new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c)));
+  return { code, out, err };
+}
+
+/* the page map's colour words: only --ui may use them */
+const COLOURS = /\b(red|blue|green|yellow|purple|black|grey|gr[ae]y|colou?rs?)\b/i;
+
 function exited(child: ChildProcess): Promise<number | null> {
   if (child.exitCode !== null) return Promise.resolve(child.exitCode);
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
@@ -70,7 +105,157 @@ function view(url: string): Promise<{ title: string; req: http.ClientRequest }> 
   });
 }
 
+const COMMANDS = [
+  ['demo.ts', DEMO],
+  ['echo-server.ts', ECHO],
+  ['echo-client.ts', ECHO_CLIENT],
+  ['sendfile.ts', SENDFILE],
+  ['cow.ts', COW],
+] as const;
+
+/* a usage error: nothing on stdout; on stderr one line saying what is wrong, a blank line, the usage */
+function expectUsageError(r: { code: number | null; out: string; err: string }, name: string, what: RegExp) {
+  expect(r.code).toBe(2);
+  expect(r.out).toBe('');
+  const [first, blank, usage] = r.err.split('\n');
+  expect(first).toMatch(new RegExp(`^${name}: `));
+  expect(first).toMatch(what);
+  expect(blank).toBe('');
+  expect(usage).toMatch(new RegExp(`^usage: ${name}`));
+  expect(r.err).not.toMatch(/^\s+at /m);
+}
+
+describe('every command says how to use it', () => {
+  it.each(COMMANDS)('%s --help prints its usage and every flag, exit 0', async (script, cmd) => {
+    const r = await command(script, ['--help']);
+    expect(r).toMatchObject({ code: 0, err: '' });
+    expect(r.out.startsWith(`usage: ${cmd.name} `)).toBe(true);
+    for (const [name, flag] of Object.entries(cmd.flags))
+      expect(r.out).toContain(flag.type === 'string' ? `--${name} ${flag.value}` : `--${name}`);
+    expect(r.out).toContain('-h, --help');
+    expect(r.out).toContain('exit status: 0 done, 1 failed, 2 usage error');
+  });
+
+  it.each(COMMANDS)('%s says what is wrong in one line, then its usage, exit 2', async (script, cmd) => {
+    const file = script === 'sendfile.ts' ? [ROOT] : [];
+    const stringFlag = Object.entries(cmd.flags).find(([, f]) => f.type === 'string')![0];
+    const [unknown, noValue, badValue, doubleDash] = await Promise.all([
+      command(script, [...file, '--bogus']),
+      command(script, [...file, `--${stringFlag}`]),
+      command(script, [...file, `--${stringFlag}`, 'x1']),
+      command(script, ['--', ...file, '--nope']),
+    ]);
+    expectUsageError(unknown, cmd.name, /unknown flag --bogus$/);
+    expectUsageError(noValue, cmd.name, new RegExp(`--${stringFlag} needs a value`));
+    expectUsageError(badValue, cmd.name, new RegExp(`bad --${stringFlag} x1: `));
+    expectUsageError(doubleDash, cmd.name, /unknown flag --nope$/);
+  });
+
+  it('pnpm sendfile without its file, or with two, is a usage error', async () => {
+    const [none, two] = await Promise.all([command('sendfile.ts', []), command('sendfile.ts', ['a', 'b'])]);
+    expectUsageError(none, 'pnpm sendfile', /missing <file>$/);
+    expectUsageError(two, 'pnpm sendfile', /unexpected argument b$/);
+  });
+
+  it('pnpm echo:client states its largest --bytes in the usage and in the error, before sending anything', async () => {
+    const [help, tooBig, tooMany, ui] = await Promise.all([
+      command('echo-client.ts', ['--help']),
+      command('echo-client.ts', ['--bytes', String(MAX_ECHO_BYTES + 1), '--port', '1']),
+      command('echo-client.ts', ['--bytes', '300000000', '--clients', '2', '--port', '1']),
+      command('echo-server.ts', ['--ui=yes']),
+    ]);
+    expect(help.out).toContain(`--bytes is at most ${MAX_ECHO_BYTES}`);
+    expect(help.out).toContain(`1..${MAX_ECHO_BYTES}`);
+    expectUsageError(tooBig, 'pnpm echo:client', new RegExp(`from 1 to ${MAX_ECHO_BYTES}: .*at most 1 GiB`));
+    expectUsageError(tooMany, 'pnpm echo:client', /2 clients of 300000000 bytes need .* more than the 1 GiB/);
+    expectUsageError(ui, 'pnpm echo', /--ui takes no value$/);
+  });
+
+  it('pnpm echo:client with no server: one line, exit 1, asking whether the server runs', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const srv = net.createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const r = await command('echo-client.ts', ['--port', String(port), '--bytes', '4096']);
+    expect(r.code).toBe(1);
+    expect(r.err.trim().split('\n')).toHaveLength(1);
+    expect(r.err).toMatch(
+      new RegExp(`ECONNREFUSED.*is the echo server running on 127\\.0\\.0\\.1:${port}\\?`),
+    );
+  });
+});
+
 describe('the examples from the command line', () => {
+  it('Ctrl-C of a real `pnpm echo` (to its whole process group, as a terminal sends it) reports both directions and exits 0, no pnpm noise', async () => {
+    const pnpm = process.env.npm_execpath?.includes('pnpm')
+      ? [process.execPath, process.env.npm_execpath]
+      : ['pnpm'];
+    const child = spawn(pnpm[0], [...pnpm.slice(1), 'echo', '--port', '0'], {
+      cwd: ROOT,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(child);
+    const run = { child, out: '' };
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      run.out += d;
+    });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      run.out += d;
+    });
+    const [, port] = await until(run, /echo server on 127\.0\.0\.1:(\d+)/);
+    const data = Buffer.alloc(1 << 20, 7);
+    const echoed = await new Promise<number>((resolve, reject) => {
+      let got = 0;
+      const s = net.connect(Number(port), '127.0.0.1', () => s.end(data));
+      s.on('data', (d: Buffer) => {
+        got += d.length;
+      });
+      s.on('end', () => resolve(got)).on('error', reject);
+    });
+    expect(echoed).toBe(1 << 20);
+    process.kill(-child.pid!, 'SIGINT');
+    expect(await exited(child)).toBe(0);
+    expect(run.out).toMatch(/connections 1, echoed 1\.0 MiB:/);
+    expect(run.out).toMatch(/^ {2}received by copy {2}1048576 bytes \(1\.0 MiB\)$/m);
+    expect(run.out).toMatch(/^ {2}sent by copy +0 bytes$/m);
+    expect(run.out).toMatch(/^ {2}sent by loan +1048576 bytes \(1\.0 MiB\) in \d+ chains$/m);
+    expect(run.out).toMatch(
+      /loan breaks 0 \(writes to a page on loan, which got a copy\), copy-on-write faults 0/,
+    );
+    expect(run.out).not.toMatch(/ELIFECYCLE|Command failed/);
+  }, 40_000);
+
+  it('pnpm cow shows loan breaks beside COW faults, says what each counts, in aligned columns, and names no colour', async () => {
+    const r = await command('cow.ts', ['--pages', '1200']);
+    expect(r).toMatchObject({ code: 0, err: '' });
+    expect(r.out).not.toMatch(COLOURS);
+    const lines = r.out.split('\n');
+    const head = lines.find((l) => l.includes('loaned pages'))!;
+    const rows = ['before send', 'after the overwrite', 'after done'].map(
+      (n) => lines.find((l) => l.startsWith(n))!,
+    );
+    /* every number ends where its column's heading ends */
+    const ends = ['loaned pages', 'loan breaks', 'cow faults', 'orphans freed'].map(
+      (h) => head.indexOf(h) + h.length,
+    );
+    const cells = rows.map((row) => ends.map((end) => Number(row.slice(0, end).split(' ').at(-1))));
+    for (const row of rows) expect(row.length).toBe(head.length);
+    for (const cellRow of cells) for (const c of cellRow) expect(Number.isInteger(c)).toBe(true);
+    expect(cells).toEqual([
+      [0, 0, 0, 0],
+      [1200, 1200, 0, 0],
+      [0, 1200, 0, 1200],
+    ]);
+    expect(r.out).toMatch(/^loan breaks {4}writes to a page on loan: each gave the writer a copy/m);
+    expect(r.out).toMatch(
+      /^cow faults {5}copy-on-write faults proper: .*\n.*none here, since the buffer was lent, never shared/m,
+    );
+    expect(r.out).toMatch(/the original: the wire kept the old bytes/);
+  }, 40_000);
+
   it('pnpm cow --ui waits for a viewer, walks its steps, and stays up until Ctrl-C', async () => {
     const run = example('cow.ts', ['--ui', '--pages', '64', '--step-ms', '20']);
     const [, url] = await until(run, /live page map: (http:\/\/127\.0\.0\.1:\d+\/)/);
@@ -84,6 +269,9 @@ describe('the examples from the command line', () => {
     expect(run.out).toMatch(/\d+ writes faulted and broke a loan/);
     expect(run.out).toMatch(/the peer read everything/);
     expect(run.out).toMatch(/the original: the wire kept the old bytes/);
+    /* with the page map, the steps name its colours */
+    expect(run.out).toMatch(/on loan to the kernel \(red\)/);
+    expect(run.out).toMatch(/orphans \(purple\)/);
     viewer.req.destroy();
     run.child.kill('SIGINT');
     expect(await exited(run.child)).toBe(0);
@@ -94,6 +282,9 @@ describe('the examples from the command line', () => {
     expect(await exited(run.child)).toBe(0);
     for (const kind of ['A->K', 'O->K', 'O->A', 'zero page']) expect(run.out).toContain(kind);
     expect(run.out).toMatch(/free pages 256\/256/);
+    /* without --ui there is no page map, so no colours */
+    expect(run.out).toContain('now belongs to no one: an orphan');
+    expect(run.out).not.toMatch(COLOURS);
   }, 40_000);
 
   it('pnpm echo --ui serves the page map and reports what it did on Ctrl-C', async () => {
@@ -115,6 +306,7 @@ describe('the examples from the command line', () => {
     run.child.kill('SIGINT');
     expect(await exited(run.child)).toBe(0);
     expect(run.out).toMatch(/connections 1, echoed/);
+    expect(run.out).toMatch(/^ {2}received by copy {2}11 bytes$/m);
   }, 40_000);
 
   it('pnpm sendfile --ui --once serves one connection, then exits by itself', async () => {

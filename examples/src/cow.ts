@@ -9,16 +9,39 @@
  *   pnpm cow [--pages 2048] [--ui] [--step-ms 3000]
  *
  * --ui serves the live page map and, once a browser has it open, walks through the steps slowly
- * (--step-ms each): the loaned pages turn red, then purple (orphans: the writer has new pages, the
- * network still holds the old ones), then free. Keep --pages well above what the host's socket buffers
+ * (--step-ms each), saying what to look for. Keep --pages well above what the host's socket buffers
  * hold (a few MiB): data the host has taken is unloaned at once, and leaves no loan to break.
  */
 import { createHash } from 'node:crypto';
 import net from 'node:net';
-import { Kernel, KernelError, type KernelStats, PAGE_SIZE } from '@loanout/core';
+import { Kernel, KernelError, type KernelStats, MAX_PHYS_PAGES, PAGE_SIZE } from '@loanout/core';
 import { sockConnect } from '@loanout/sockets';
-import { fail, parseArgs, parseCount } from './cli.js';
-import { walkthrough } from './ui/walkthrough.js';
+import { type Command, countValue, fail, isMain, parseCommand } from './cli.js';
+import { walkthrough } from './walkthrough.js';
+
+/* the most pages the demo may send: the kernel holds them three times over, in at most 1 GiB */
+export const MAX_COW_PAGES = Math.floor((MAX_PHYS_PAGES - 1024) / 3);
+
+export const COW: Command = {
+  name: 'pnpm cow',
+  summary:
+    'Sends a buffer by page loan to a peer that is slow to read, then overwrites the buffer: each write\n' +
+    'breaks a loan and gives the sender a copy, while the peer still gets the original bytes (hashes\n' +
+    'and counters printed).',
+  flags: {
+    pages: {
+      type: 'string',
+      value: 'N',
+      help: `pages to send, 1..${MAX_COW_PAGES} (default 2048 = 8 MiB); with far fewer, the host's socket buffers may take everything before the overwrite, and no loan is left to break`,
+    },
+    ui: {
+      type: 'boolean',
+      help: 'serve the live page map, wait for a browser to open it, then walk through the steps slowly',
+    },
+    'step-ms': { type: 'string', value: 'MS', help: 'with --ui, milliseconds at each step (default 3000)' },
+  },
+  notes: ['With --ui the page map stays up after the last step; Ctrl-C quits.'],
+};
 
 export interface CowResult {
   sentHash: string;
@@ -128,45 +151,88 @@ function sha256(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex').slice(0, 16);
 }
 
-/* say: what the page map shows at each step, from the kernel's counters */
+/* say: what happened at each step, from the kernel's counters ([colours] for the page map: walkthrough.ts) */
 function say(step: CowStep, s: KernelStats, before: KernelStats): string {
   switch (step) {
     case 'written':
-      return `the sender has written its buffer: ${s.physPages - s.freePages} pages in use (blue: anon pages)`;
+      return `the sender has written its buffer: ${s.physPages - s.freePages} pages in use [blue: anon pages]`;
     case 'sent':
       return (
-        `sent by loan to a peer that is not reading: ${s.loanedPages} pages are on loan to the kernel (red); ` +
+        `sent by loan to a peer that is not reading: ${s.loanedPages} pages are on loan to the kernel [red]; ` +
         'whatever the host took into its own socket buffers has been unloaned already'
       );
     case 'overwritten':
       return (
         `the sender overwrote its buffer: ${s.loanBreaks - before.loanBreaks} writes faulted and broke a loan; ` +
-        `the sender has new pages (blue), the network still holds the old ones, owned by no one (purple: ${s.orphanPages} orphans)`
+        `the sender has new pages [blue], the network still holds the old ones, owned by no one: ${s.orphanPages} orphans [purple]`
       );
     case 'done':
       return `the peer read everything: ${s.orphansFreed - before.orphansFreed} orphans were freed as the network let go of them`;
   }
 }
 
+const COLUMNS: [string, (s: KernelStats) => number][] = [
+  ['loaned pages', (s) => s.loanedPages],
+  ['loan breaks', (s) => s.loanBreaks],
+  ['cow faults', (s) => s.cowFaults],
+  ['orphans freed', (s) => s.orphansFreed],
+];
+
+/* cowTable: the counters at each step, one row each, every column right-aligned under its heading */
+export function cowTable(rows: [string, KernelStats][]): string[] {
+  const first = Math.max(...rows.map(([name]) => name.length));
+  const widths = COLUMNS.map(([head, get]) =>
+    Math.max(head.length, ...rows.map(([, s]) => String(get(s)).length)),
+  );
+  const line = (name: string, cells: string[]) =>
+    [name.padEnd(first), ...cells.map((c, i) => c.padStart(widths[i]))].join('  ');
+  return [
+    line(
+      '',
+      COLUMNS.map(([head]) => head),
+    ),
+    ...rows.map(([name, s]) =>
+      line(
+        name,
+        COLUMNS.map(([, get]) => String(get(s))),
+      ),
+    ),
+  ];
+}
+
+/* what the columns count */
+export const COW_LEGEND = [
+  'loan breaks    writes to a page on loan: each gave the writer a copy of the page and left the',
+  '               original, unchanged, to the network -- owned by no one (an orphan) until it is sent',
+  'cow faults     copy-on-write faults proper: writes to memory shared after a fork, or to a private',
+  '               mapping of a file; none here, since the buffer was lent, never shared',
+  'orphans freed  orphans freed when the network let go of them, their bytes sent',
+];
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { pages: { type: 'string' }, ui: { type: 'boolean' }, 'step-ms': { type: 'string' } },
+  const args = parseCommand(COW);
+  const pages = countValue(COW, args, 'pages', 2048, {
+    max: MAX_COW_PAGES,
+    why: 'the kernel holds them three times over, in at most 1 GiB',
   });
-  const pages = parseCount('pages', values.pages, 2048);
-  const stepMs = parseCount('step-ms', values['step-ms'], 3000);
+  const stepMs = countValue(COW, args, 'step-ms', 3000);
+  const ui = args.values.ui === true;
   const kernel = new Kernel({ physPages: 3 * pages + 1024 });
-  const walk = await walkthrough(kernel, 'pnpm cow', values.ui === true, stepMs);
+  const walk = await walkthrough(kernel, 'pnpm cow', ui, stepMs);
   let before: KernelStats | null = null;
   const step = (name: CowStep, stats: KernelStats) => {
     before ??= stats;
     return walk.step(say(name, stats, before));
   };
   const r = await runCowDemo({ pages, kernel, step }).catch((err: Error) => fail(err.message));
-  const row = (name: string, s: KernelStats) =>
-    `${name.padEnd(24)} loaned pages ${String(s.loanedPages).padStart(3)}  loan breaks ${String(s.loanBreaks).padStart(3)}  cow faults ${String(s.cowFaults).padStart(3)}  orphans freed ${s.orphansFreed}`;
-  console.log(row('before send', r.before));
-  console.log(row('after user overwrite', r.afterWrite));
-  console.log(row('after done', r.afterDone));
+  console.log(
+    `\n${cowTable([
+      ['before send', r.before],
+      ['after the overwrite', r.afterWrite],
+      ['after done', r.afterDone],
+    ]).join('\n')}`,
+  );
+  console.log(`\n${COW_LEGEND.join('\n')}`);
   console.log(`\nhash of the bytes sent:        ${r.sentHash}`);
   console.log(
     `hash of what the peer got:     ${r.receivedHash}  ${r.receivedHash === r.sentHash ? '(the original: the wire kept the old bytes)' : '(DIFFERENT!)'}`,
@@ -175,4 +241,4 @@ async function main(): Promise<void> {
   walk.finish();
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await main();
+if (isMain(import.meta.url)) await main();

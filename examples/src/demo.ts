@@ -7,8 +7,7 @@
  * leaves the kernel holding an orphan; it maps a real file and lends its pages to the kernel (O->K)
  * and to anons (O->A), then unmaps the file while the anons still borrow them (orphans again); and it
  * lends memory it never touched, which all borrows the one zero page. With --ui each step is shown on
- * the live page map: red on loan to the kernel, yellow on loan to anons, purple orphans, black the
- * zero page.
+ * the live page map, and each step's text names the colours to look for (only then: walkthrough.ts).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,8 +22,23 @@ import {
   uvmUnloanPages,
   type VmPage,
 } from '@loanout/core';
-import { fail, parseArgs, parseCount } from './cli.js';
-import { walkthrough } from './ui/walkthrough.js';
+import { type Command, countValue, fail, isMain, parseCommand } from './cli.js';
+import { walkthrough } from './walkthrough.js';
+
+export const DEMO: Command = {
+  name: 'pnpm demo',
+  summary:
+    'A tour of page loanout, one kind of loan at a time: A->K and the write that breaks it, O->K and\n' +
+    "O->A of a real file's pages, the file unmapped under its loans, zero-fill loans of the zero page.",
+  flags: {
+    ui: {
+      type: 'boolean',
+      help: 'serve the live page map, wait for a browser to open it, then show each step on it',
+    },
+    'step-ms': { type: 'string', value: 'MS', help: 'with --ui, milliseconds at each step (default 4000)' },
+  },
+  notes: ['With --ui the page map stays up after the last step; Ctrl-C quits.'],
+};
 
 export type TourStep =
   | 'a->k'
@@ -39,7 +53,7 @@ export type TourStep =
 export interface TourOptions {
   /* the kernel to tour (default 256 pages) */
   kernel?: Kernel;
-  /* told each step and what to look for; awaited, so a caller can pause */
+  /* told each step and what happened (with the page map's colours in [brackets]); awaited, so a caller can pause */
   step?: (step: TourStep, what: string) => Promise<void> | void;
 }
 
@@ -81,14 +95,14 @@ async function anonToKernel(p: Proc, step: Step): Promise<void> {
   const pages = await uvmLoan(p.map, va, BYTES, 'kernel');
   await step(
     'a->k',
-    `A->K: ${N} anon pages lent to the kernel, wired, the process's mappings made read-only (red)`,
+    `A->K: ${N} anon pages lent to the kernel, wired, the process's mappings made read-only [red]`,
   );
   await p.write(va, Buffer.from('a write'));
   const first = pages[0];
   await step(
     'loan broken',
-    `the process wrote to page 0: the fault broke that loan and gave it a copy (blue); frame ${first.frame}, ` +
-      `still on loan, now belongs to no one (purple: an orphan)`,
+    `the process wrote to page 0: the fault broke that loan and gave it a copy [blue]; frame ${first.frame}, ` +
+      `still on loan, now belongs to no one: an orphan [purple]`,
   );
   uvmUnloanPages(pages);
   await step(
@@ -105,19 +119,19 @@ async function objectLoans(k: Kernel, p: Proc, dir: string, step: Step): Promise
   const toKernel: VmPage[] = await uvmLoan(p.map, va, BYTES, 'kernel');
   await step(
     'o->k',
-    `O->K: the file's ${N} pages, read in from the file, lent to the kernel as they sit in the page cache (red)`,
+    `O->K: the file's ${N} pages, read in from the file, lent to the kernel as they sit in the page cache [red]`,
   );
   uvmUnloanPages(toKernel);
   const toAnons: Anon[] = await uvmLoan(p.map, va, BYTES, 'anon');
   await step(
     'o->a',
-    `O->A: the same ${N} pages lent to ${toAnons.length} anons; the file still owns them (yellow)`,
+    `O->A: the same ${N} pages lent to ${toAnons.length} anons; the file still owns them [yellow]`,
   );
   p.munmap(va, BYTES);
   await k.idle();
   await step(
     'file unmapped',
-    `the file's mapping is gone, and its object with it; the anons still hold the ${N} pages: orphans (purple)`,
+    `the file's mapping is gone, and its object with it; the anons still hold the ${N} pages: orphans [purple]`,
   );
   uvmUnloanAnons(toAnons);
 }
@@ -128,21 +142,17 @@ async function zeroFill(p: Proc, step: Step): Promise<void> {
   const zero = pages[0];
   await step(
     'zero-fill',
-    `memory never touched: the ${N} loans all borrow the one zero page, frame ${zero.frame} (black, loanCount ${zero.loanCount})`,
+    `memory never touched: the ${N} loans all borrow the one zero page, frame ${zero.frame}, loanCount ${zero.loanCount} [black]`,
   );
   uvmUnloanPages(pages);
   p.munmap(va, BYTES);
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { ui: { type: 'boolean' }, 'step-ms': { type: 'string' } } });
+  const args = parseCommand(DEMO);
+  const stepMs = countValue(DEMO, args, 'step-ms', 4000);
   const kernel = new Kernel({ physPages: 256 });
-  const walk = await walkthrough(
-    kernel,
-    'pnpm demo',
-    values.ui === true,
-    parseCount('step-ms', values['step-ms'], 4000),
-  );
+  const walk = await walkthrough(kernel, 'pnpm demo', args.values.ui === true, stepMs);
   const s = await runLoanTour({ kernel, step: (_s, what) => walk.step(what) }).catch((err: Error) =>
     fail(err.message),
   );
@@ -153,4 +163,4 @@ async function main(): Promise<void> {
   walk.finish();
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await main();
+if (isMain(import.meta.url)) await main();

@@ -5,47 +5,110 @@
  *             [--idle-timeout 60] [--ui]
  *
  * Any TCP client works (`pnpm echo:client`, nc, python's socket). Ctrl-C prints what the kernel did
- * (loans, copies, bytes) and exits. --ui also serves a live page map of the kernel on 127.0.0.1.
+ * -- the bytes received and sent, and how each moved (copy or loan) -- and exits 0. --ui also serves a
+ * live page map of the kernel on 127.0.0.1.
  */
-import { createEchoServer, sosendAutoThreshold } from '@loanout/sockets';
-import { fail, mb, parseArgs, parseCount, parseMode, parsePort, parseSeconds } from './cli.js';
-import { startPageMap } from './ui/page-map-server.js';
+import type { KernelStats } from '@loanout/core';
+import { startPageMap } from '@loanout/pagemap';
+import { createEchoServer, type EchoStats, sosendAutoThreshold } from '@loanout/sockets';
+import {
+  type Command,
+  countValue,
+  fail,
+  isMain,
+  mb,
+  modeValue,
+  onInterrupt,
+  parseCommand,
+  portValue,
+  secondsValue,
+  stringValue,
+  type Traffic,
+  trafficLines,
+} from './cli.js';
 
-const { values } = parseArgs({
-  options: {
-    port: { type: 'string' },
-    host: { type: 'string' },
-    mode: { type: 'string' },
-    'max-connections': { type: 'string' },
-    'idle-timeout': { type: 'string' },
-    ui: { type: 'boolean' },
+export const ECHO: Command = {
+  name: 'pnpm echo',
+  summary:
+    'An echo server on the loanout kernel, one process per connection; any TCP client works\n' +
+    '(pnpm echo:client, nc 127.0.0.1 7007). Ctrl-C prints the bytes received and sent, and how each\n' +
+    'moved (by copy or by loan), then exits.',
+  flags: {
+    port: {
+      type: 'string',
+      value: 'PORT',
+      help: 'port to listen on, 0..65535; 0 picks a free one (default 7007)',
+    },
+    host: { type: 'string', value: 'ADDR', help: 'address to listen on (default 127.0.0.1)' },
+    mode: {
+      type: 'string',
+      value: 'copy|loan|auto',
+      help: 'how the echo is sent back: copied, loaned, or loaned from a size measured here (default loan)',
+    },
+    'max-connections': {
+      type: 'string',
+      value: 'N',
+      help: 'connections served at once, a whole number (default 128); more are refused',
+    },
+    'idle-timeout': {
+      type: 'string',
+      value: 'SECONDS',
+      help: 'close a connection that has made no progress for this long; 0 never (default 60)',
+    },
+    ui: { type: 'boolean', help: 'also serve the live page map of the kernel on 127.0.0.1' },
   },
-});
-const mode = parseMode(values.mode, 'loan');
-const server = await createEchoServer({
-  host: values.host ?? '127.0.0.1',
-  port: parsePort(values.port, 7007),
-  mode,
-  maxConnections: parseCount('max-connections', values['max-connections'], 128),
-  idleTimeoutMs: parseSeconds('idle-timeout', values['idle-timeout'], 60) * 1000,
-}).catch((err: Error) => fail(err.message));
+};
 
-const threshold = mode === 'auto' ? ` (auto loans from ${await sosendAutoThreshold()} bytes)` : '';
-console.log(`loanout echo server on ${server.host}:${server.port}, mode ${mode}${threshold}; Ctrl-C to stop`);
-const ui = values.ui ? await startPageMap(server.kernel, { title: 'pnpm echo' }) : null;
-if (ui !== null) console.log(`live page map: ${ui.url}`);
+/*
+ * echoTraffic: what crossed the network, each way. Every received byte is copied today: recv
+ * copies it out of the kernel's receive area into the process (a receive by page transfer, when
+ * there is one, is a row of its own).
+ */
+export function echoTraffic(s: EchoStats): Traffic[] {
+  return [
+    { direction: 'received', how: 'by copy', bytes: s.bytesEchoed },
+    { direction: 'sent', how: 'by copy', bytes: s.copiedBytes, chains: s.copyChains },
+    { direction: 'sent', how: 'by loan', bytes: s.loanedBytes, chains: s.loanChains },
+  ];
+}
 
-process.once('SIGINT', async () => {
-  const s = server.stats();
-  const k = server.kernel.stats();
-  await ui?.close();
-  await server.close();
+/* echoReport: the lines Ctrl-C prints */
+export function echoReport(s: EchoStats, k: KernelStats): string[] {
+  const dropped = s.dropped > 0 ? ` (and ${s.dropped} dropped: no memory for them)` : '';
+  const refused = s.refused > 0 ? ` (and ${s.refused} refused: --max-connections were open)` : '';
+  const idle = s.idleClosed > 0 ? `, ${s.idleClosed} closed idle` : '';
+  return [
+    `connections ${s.connections}${dropped}${refused}${idle}, echoed ${mb(s.bytesEchoed)}:`,
+    ...trafficLines(echoTraffic(s)),
+    `kernel: loans ${k.loans}, loan breaks ${k.loanBreaks} (writes to a page on loan, which got a copy), ` +
+      `copy-on-write faults ${k.cowFaults}`,
+  ];
+}
+
+async function main(): Promise<void> {
+  const args = parseCommand(ECHO);
+  const mode = modeValue(ECHO, args, 'loan');
+  const server = await createEchoServer({
+    host: stringValue(args, 'host', '127.0.0.1'),
+    port: portValue(ECHO, args, 'port', 7007),
+    mode,
+    maxConnections: countValue(ECHO, args, 'max-connections', 128),
+    idleTimeoutMs: secondsValue(ECHO, args, 'idle-timeout', 60) * 1000,
+  }).catch((err: Error) => fail(err.message));
+  const threshold = mode === 'auto' ? ` (auto loans from ${await sosendAutoThreshold()} bytes)` : '';
   console.log(
-    `\nconnections ${s.connections}${s.dropped > 0 ? ` (and ${s.dropped} dropped: no memory for them)` : ''}` +
-      `${s.refused > 0 ? ` (and ${s.refused} refused: --max-connections were open)` : ''}` +
-      `${s.idleClosed > 0 ? `, ${s.idleClosed} closed idle` : ''}, echoed ${mb(s.bytesEchoed)}: loaned ${mb(s.loanedBytes)} in ${s.loanChains} chains, ` +
-      `copied ${mb(s.copiedBytes)} in ${s.copyChains} chains; kernel loans ${k.loans}, loan breaks ${k.loanBreaks}, ` +
-      `cow faults ${k.cowFaults}`,
+    `loanout echo server on ${server.host}:${server.port}, mode ${mode}${threshold}; Ctrl-C to stop`,
   );
-  process.exit(0);
-});
+  const ui = args.values.ui ? await startPageMap(server.kernel, { title: 'pnpm echo' }) : null;
+  if (ui !== null) console.log(`live page map: ${ui.url}`);
+
+  onInterrupt(async () => {
+    const s = server.stats();
+    const k = server.kernel.stats();
+    await ui?.close();
+    await server.close();
+    console.log(`\n${echoReport(s, k).join('\n')}`);
+  });
+}
+
+if (isMain(import.meta.url)) await main();

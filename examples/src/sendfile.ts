@@ -9,9 +9,30 @@
  * live page map: the file's pages (green) turn red while they are on loan to the network.
  */
 import { Kernel, KernelError, type Proc, VnodeObject } from '@loanout/core';
+import { startPageMap } from '@loanout/pagemap';
 import { type Listener, sockListen } from '@loanout/sockets';
-import { fail, mb, parseArgs, parsePort } from './cli.js';
-import { startPageMap } from './ui/page-map-server.js';
+import { type Command, fail, isMain, mb, onInterrupt, parseCommand, portValue, stringValue } from './cli.js';
+
+export const SENDFILE: Command = {
+  name: 'pnpm sendfile',
+  summary:
+    'Serves a real file over TCP by page loan (O->K), without copying it: every connection gets the\n' +
+    'whole file (nc 127.0.0.1 7008 > copy). Ctrl-C prints what was served and exits.',
+  argument: { name: '<file>', help: 'the file to serve' },
+  flags: {
+    port: {
+      type: 'string',
+      value: 'PORT',
+      help: 'port to listen on, 0..65535; 0 picks a free one (default 7008)',
+    },
+    host: { type: 'string', value: 'ADDR', help: 'address to listen on (default 127.0.0.1)' },
+    once: { type: 'boolean', help: 'serve one connection, report, and exit' },
+    ui: {
+      type: 'boolean',
+      help: "also serve the live page map: the file's pages (green) turn red while on loan to the network",
+    },
+  },
+};
 
 export interface SendfileServer {
   listener: Listener;
@@ -59,24 +80,17 @@ function fileSize(p: Proc, va: number): number {
 }
 
 async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      port: { type: 'string' },
-      host: { type: 'string' },
-      once: { type: 'boolean' },
-      ui: { type: 'boolean' },
-    },
-  });
-  const path =
-    positionals[0] ?? fail('usage: pnpm sendfile <file> [--port 7008] [--host 127.0.0.1] [--once] [--ui]');
-  const srv = await serveFile(path, values.host ?? '127.0.0.1', parsePort(values.port, 7008)).catch(
-    (err: Error) => fail(err.message),
-  );
+  const args = parseCommand(SENDFILE);
+  const path = args.argument!;
+  const srv = await serveFile(
+    path,
+    stringValue(args, 'host', '127.0.0.1'),
+    portValue(SENDFILE, args, 'port', 7008),
+  ).catch((err: Error) => fail(err.message));
   console.log(`serving ${path} on ${srv.listener.host}:${srv.listener.port} by page loan; Ctrl-C to stop`);
-  const ui = values.ui ? await startPageMap(srv.kernel, { title: 'pnpm sendfile' }) : null;
+  const ui = args.values.ui ? await startPageMap(srv.kernel, { title: 'pnpm sendfile' }) : null;
   if (ui !== null) console.log(`live page map: ${ui.url}`);
-  const report = async () => {
+  const report = onInterrupt(async () => {
     const s = srv.served();
     const k = srv.kernel.stats();
     await ui?.close();
@@ -85,10 +99,8 @@ async function main(): Promise<void> {
       `\nserved ${s.connections} connection(s), ${mb(s.bytes)} (${mb(s.loanedBytes)} loaned): ` +
         `O->K loans ${k.loansObj}, page-ins from the file ${k.pageins}`,
     );
-    process.exit(0);
-  };
-  process.once('SIGINT', report);
-  if (values.once) {
+  });
+  if (args.values.once) {
     const timer = setInterval(() => {
       if (srv.served().connections > 0) {
         clearInterval(timer);
@@ -98,4 +110,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await main();
+if (isMain(import.meta.url)) await main();

@@ -14,20 +14,23 @@ import type { AddressInfo } from 'node:net';
 import { checkKernel, FRAME_STATE_NAMES, type Kernel, KernelError, type TraceEvent } from '@loanout/core';
 import { mbufStats } from '@loanout/mbuf';
 
+/** What {@link startPageMap} accepts; every field is optional. */
 export interface PageMapOptions {
-  /* default 0: any free port (the host is always 127.0.0.1) */
+  /** the port to listen on, an integer 0..65535; default 0: any free port (the host is always 127.0.0.1) */
   port?: number;
-  /* ms between updates (default 250) */
+  /** milliseconds between two updates, at least 20; default 250 */
   intervalMs?: number;
-  /* what is running, shown as the page's heading (default "loanout") */
+  /** what is running, shown as the page's heading and title; default "loanout" */
   title?: string;
 }
 
+/** A running page map, as {@link startPageMap} returns it. */
 export interface PageMap {
+  /** where to open it, `http://127.0.0.1:<port>/` */
   readonly url: string;
-  /* browsers (event streams) open now */
+  /** browsers (event streams) open now */
   viewers(): number;
-  /* stop serving, end every stream, unsubscribe from the trace */
+  /** stop serving, end every stream, unsubscribe from the trace; resolves once the server is closed */
   close(): Promise<void>;
 }
 
@@ -37,6 +40,11 @@ const TRACE_MAX = 512;
 /* a stream that has this much unsent is skipped until its browser catches up */
 const STREAM_BACKLOG_MAX = 1 << 20;
 
+/*
+ * The page and its script live in the package's static/ directory, beside src/ and dist/: the same
+ * relative URL finds them from the source (tests, examples) and from the built, installed package.
+ */
+const STATIC_DIR = new URL('../static/', import.meta.url);
 const STATIC: Record<string, { file: string; type: string }> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
@@ -63,9 +71,11 @@ class TraceWindow {
   }
 }
 
-/*
- * startPageMap: serve the live page map of `kernel` on 127.0.0.1
- * => throws EINVAL (not a kernel, bad options), EADDRINUSE
+/**
+ * startPageMap: serve the live page map of `kernel` on 127.0.0.1.
+ * => kernel: a Kernel of @loanout/core; opts: as {@link PageMapOptions}, checked before anything starts
+ * => resolves to the running map, subscribed to the kernel's trace until its close()
+ * => throws KernelError EINVAL (not a kernel, bad options), EADDRINUSE (the port is taken), EIO
  */
 export async function startPageMap(kernel: Kernel, opts: PageMapOptions = {}): Promise<PageMap> {
   const { intervalMs, port, title } = checkOptions(kernel, opts);
@@ -128,7 +138,7 @@ async function route(
   const file = STATIC[url.pathname];
   if (req.method !== 'GET') return reply(res, 405, 'text/plain', 'GET only\n');
   if (file !== undefined) {
-    const body = await readFile(new URL(`./static/${file.file}`, import.meta.url));
+    const body = await readFile(new URL(file.file, STATIC_DIR));
     return reply(res, 200, file.type, body);
   }
   if (url.pathname === '/events') return openStream(kernel, title, res, streams);

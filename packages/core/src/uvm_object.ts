@@ -13,6 +13,8 @@
  *
  * Whoever wants to free a BUSY page (truncate, last reference) marks it RELEASED instead; the I/O's
  * owner then calls releasePage(). A page loaned out when its object frees it becomes an orphan.
+ * An object whose last reference went is dead: a get() that slept meanwhile fails (EFAULT) rather
+ * than bring a page into it, since nothing would ever free that page.
  */
 import { KernelError, kassert } from './errors.js';
 import { Prot } from './param.js';
@@ -86,7 +88,9 @@ export abstract class UvmObject {
   /*
    * get: the asynchronous half of pgo_get.
    * => returns the page BUSY (possibly RELEASED meanwhile: the caller must check)
-   * => throws EFAULT past the end, ENOMEM when no page can be reclaimed, EIO when the read fails
+   * => throws EFAULT past the end, or once the object has died (its last mapping went while we slept
+   *    on a BUSY page or for memory: a page brought into a dead object would never be freed), ENOMEM
+   *    when no page can be reclaimed, EIO when the read fails
    */
   async get(idx: number): Promise<VmPage> {
     for (;;) {
@@ -196,7 +200,11 @@ export abstract class UvmObject {
   /* loanReturned: an anon gave back a page it had borrowed (O->A); most objects ignore it. */
   loanReturned(_pg: VmPage): void {}
 
+  /* checkIndex: EFAULT unless idx is a page of this object, and the object is still alive */
   protected checkIndex(idx: number): void {
+    if (this.dead) {
+      throw new KernelError('EFAULT', `pgo_get: the ${this.kind} object has gone (its last mapping went)`);
+    }
     if (idx < 0 || idx >= this.npages) {
       throw new KernelError('EFAULT', `pgo_get: page ${idx} beyond the end of a ${this.kind} object`);
     }

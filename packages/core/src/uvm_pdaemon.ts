@@ -168,6 +168,9 @@ export class PageDaemon {
    * => a dirty page is first paged out through its object's pager (a file page to its file, a shared
    *    anonymous page to swap), as the seed-era pagedaemon did with PGO_CLEANIT|PGO_FREE: only a clean
    *    page may leave its object, whose pager then has the bytes
+   * => the page stays BUSY from the write-back until it has left the object: a fault or loan that
+   *    slept on it meanwhile wakes to find it gone and looks again (had we unbusied it first, the
+   *    waker could take it BUSY, and we would take it from the object under it)
    * => returns 0 (no page is freed here; the page changes owner)
    */
   private async takeLoanedFromObject(pg: VmPage): Promise<number> {
@@ -175,13 +178,11 @@ export class PageDaemon {
     const obj = pg.uobject!;
     if (pg.wireCount > 0 || pg.uanon === null) return 0;
     uvm.mmu.pageProtect(pg.frame, Prot.NONE);
-    if (obj.isDirty(pg)) {
-      if (!(await this.cleanLoanedPage(pg, obj))) return 0;
-      /* a read fault may have mapped it again while it was being written */
-      uvm.mmu.pageProtect(pg.frame, Prot.NONE);
-    }
+    const cleaned = obj.isDirty(pg);
+    if (cleaned && !(await this.cleanLoanedPage(pg, obj))) return 0;
     uvmPageRemove(pg);
-    uvmAnonAdopt(pg.uanon);
+    uvmAnonAdopt(pg.uanon!);
+    if (cleaned) uvmPageUnbusy(pg);
     uvm.exp.loanBreaks++;
     uvm.trace('loanbreak', pg, 'pagedaemon');
     return 0;
@@ -190,8 +191,9 @@ export class PageDaemon {
   /**
    * cleanLoanedPage: write a dirty O->A page back through its object's pager (pgo_put).
    * => returns true if the page is now clean and still the object's, loaned only to its anon,
-   *    unwired and inactive: ready to be taken from the object; false if the write failed
-   *    (the page stays dirty and is reactivated) or the world moved while it slept
+   *    unwired, inactive and unmapped: ready to be taken from the object, and still BUSY (ours) for
+   *    the caller to unbusy once it has; false if the write failed (the page stays dirty and is
+   *    reactivated) or the world moved while it slept -- then the page is no longer BUSY
    */
   private async cleanLoanedPage(pg: VmPage, obj: UvmObject): Promise<boolean> {
     pg.flags |= PG_BUSY;
@@ -206,15 +208,16 @@ export class PageDaemon {
       obj.releasePage(pg);
       return false;
     }
-    uvmPageUnbusy(pg);
-    return (
+    const ready =
       pg.uobject === obj &&
       pg.uanon !== null &&
       pg.loanCount > 0 &&
       pg.wireCount === 0 &&
       pg.queue === PQ_INACTIVE &&
-      !obj.isDirty(pg)
-    );
+      this.uvm.mmu.pv[pg.frame] === null &&
+      !obj.isDirty(pg);
+    if (!ready) uvmPageUnbusy(pg);
+    return ready;
   }
 
   private async pageoutObjectPage(pg: VmPage): Promise<number> {

@@ -31,7 +31,14 @@ interface Panel {
 }
 
 /** a colour per mode: a new mode needs one */
-const COLORS: Record<Mode, string> = { copy: '#d62728', loan: '#1f77b4', auto: '#2ca02c', raw: '#555555' };
+const COLORS: Record<Mode, string> = {
+  copy: '#d62728',
+  loan: '#1f77b4',
+  auto: '#2ca02c',
+  transfer: '#9467bd',
+  zerocopy: '#ff7f0e',
+  raw: '#555555',
+};
 const PW = 480;
 const PH = 300;
 const M = { left: 64, right: 80, top: 34, bottom: 44 };

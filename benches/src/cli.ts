@@ -30,9 +30,9 @@ export const BENCH_USAGE = `usage: pnpm bench [--quick] [--only SUITES] [--round
 
 export const SINK_USAGE = `usage: pnpm sink [--host HOST] [--port N]
 
-  Runs the far side of the tcp, echo and latency suites, for \`pnpm bench --peer THIS_HOST:N\` on
+  Runs the far side of the tcp, recv, echo and latency suites, for \`pnpm bench --peer THIS_HOST:N\` on
   another machine: a control port N, and data ports N+1 (discard), N+2 (echo-copy), N+3 (echo-loan),
-  N+4 (echo-raw). Ctrl-C stops it.
+  N+4 (echo-raw), N+5 (source), N+6 (echo-zerocopy). Ctrl-C stops it.
 
   --host HOST        the address to listen on (default 127.0.0.1: this machine only); 0.0.0.0 (or
                      this host's address) lets other hosts in, and the sink says so loudly

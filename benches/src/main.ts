@@ -44,6 +44,7 @@ import {
   SCHEMA,
   writeRecord,
 } from './record.js';
+import { closeRecv, recvCases, setupRecv } from './recv.js';
 import { type RunResults, renderReport } from './report.js';
 import { buildRows } from './rows.js';
 import { type BenchCase, runRound } from './runner.js';
@@ -90,6 +91,7 @@ const RUNNERS: Record<SuiteName, Runner> = {
   'loan-cost': { steps: (p) => p.loanPages.length * 2 * p.rounds, run: loanCostSuite },
   soak: { steps: () => 1, run: soakSuite },
   tcp: { steps: netSteps('tcp', (p) => p.sizes), run: tcpSuite },
+  recv: { steps: netSteps('recv', (p) => p.sizes), run: recvSuite },
   echo: { steps: netSteps('echo', (p) => p.sizes), run: echoSuite },
   latency: { steps: netSteps('latency', (p) => p.latencySizes), run: latencySuite },
 };
@@ -166,6 +168,18 @@ async function tcpSuite(ctx: Ctx): Promise<void> {
     } finally {
       ctx.progress.phase('tcp: checking and closing');
       ctx.res.tcpCheck = await closeTcp(b, ctx.plan.quick ? 32 * MiB : 128 * MiB);
+    }
+  });
+}
+
+async function recvSuite(ctx: Ctx): Promise<void> {
+  await withSink(ctx, 'recv', async (sink) => {
+    const b = await setupRecv(sink, Math.max(...ctx.plan.sizes));
+    try {
+      await runRounds(ctx, 'recv', recvCases(b, ctx.plan.sizes, ctx.plan.batchBytes.recv));
+    } finally {
+      ctx.progress.phase('recv: checking and closing');
+      ctx.res.recvCheck = await closeRecv(b);
     }
   });
 }
@@ -274,6 +288,7 @@ function newContext(cmd: RunCommand): Ctx {
     autoThreshold: null,
     soak: null,
     tcpCheck: null,
+    recvCheck: null,
     echoCheck: null,
     latencyCheck: null,
     errors: [],

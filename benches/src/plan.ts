@@ -37,7 +37,7 @@ export interface Plan {
   /* latency: at most this many round trips are kept per case and round (the rest are not timed) */
   latencyKeep: number;
   /* bytes per benchmark operation, by suite (an op is ceil(batch / size) sends) */
-  batchBytes: Record<'null-sink' | 'tcp' | 'echo', number>;
+  batchBytes: Record<'null-sink' | 'tcp' | 'recv' | 'echo', number>;
   /* loan-cost: pages per benchmark operation (an op is ceil(batch / pages) calls) */
   loanCostBatchPages: number;
   cases: CaseOptions;
@@ -63,7 +63,7 @@ export function makePlan(quick: boolean): Plan {
       soakSends: 100_000,
       latencySizes: [64, 4 * KiB, 64 * KiB],
       latencyKeep: 100_000,
-      batchBytes: { 'null-sink': 64 * KiB, tcp: 2 * MiB, echo: 2 * MiB },
+      batchBytes: { 'null-sink': 64 * KiB, tcp: 2 * MiB, recv: 2 * MiB, echo: 2 * MiB },
       loanCostBatchPages: 256,
       cases: { minTime: 0.02, maxTime: 0.06, minSamples: 3, delay: 0.001 },
       deadlineSec: 150,
@@ -79,7 +79,7 @@ export function makePlan(quick: boolean): Plan {
     soakSends: 1_000_000,
     latencySizes: [64, 1 * KiB, 4 * KiB, 16 * KiB, 64 * KiB],
     latencyKeep: 200_000,
-    batchBytes: { 'null-sink': 64 * KiB, tcp: 4 * MiB, echo: 4 * MiB },
+    batchBytes: { 'null-sink': 64 * KiB, tcp: 4 * MiB, recv: 4 * MiB, echo: 4 * MiB },
     loanCostBatchPages: 1024,
     cases: { minTime: 0.05, maxTime: 0.3, minSamples: 5, delay: 0.002 },
     deadlineSec: 900,

@@ -10,6 +10,7 @@
 import type { EchoCheck } from './echo.js';
 import { fmtNum, fmtRange, fmtRatio, table } from './format.js';
 import { formatSize } from './plan.js';
+import type { RecvCheck } from './recv.js';
 import { buildRows, type LatencyRow, type LoanCostRow, type Row, type ThroughputRow } from './rows.js';
 import type { SoakResult } from './soak.js';
 import type { Measurement } from './stats.js';
@@ -26,6 +27,7 @@ export interface RunResults {
   autoThreshold: number | null;
   soak: SoakResult | null;
   tcpCheck: TcpCheck | null;
+  recvCheck: RecvCheck | null;
   echoCheck: EchoCheck | null;
   latencyCheck: EchoCheck | null;
   /** what went wrong (a suite that failed), printed under the table */
@@ -154,6 +156,12 @@ function checkLines(r: RunResults): string[] {
     const t = r.tcpCheck;
     out.push(
       `tcp: the sink received ${t.received.toLocaleString('en-US')} of ${t.sent.toLocaleString('en-US')} bytes sent ${t.received === t.sent ? '(all)' : '(MISMATCH)'}; during a raw burst at ${fmtNum(t.burstMbps)} MB/s the sink used ${t.receiverCpuPct.toFixed(0)}% of a core, the sender ${t.senderCpuPct.toFixed(0)}%`,
+    );
+  }
+  if (r.recvCheck !== null) {
+    const c = r.recvCheck;
+    out.push(
+      `recv: the receivers got ${c.received.toLocaleString('en-US')} of ${c.sent.toLocaleString('en-US')} bytes the source sent ${c.received === c.sent ? '(all)' : '(MISMATCH)'}; the kernel receivers copied ${c.copiedBytes.toLocaleString('en-US')} B and moved ${c.transferredBytes.toLocaleString('en-US')} B by page transfer`,
     );
   }
   if (r.echoCheck !== null) out.push(echoLine('echo', r.echoCheck));

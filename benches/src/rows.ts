@@ -50,7 +50,7 @@ interface Counted {
 }
 
 export interface ThroughputRow extends Counted {
-  suite: 'null-sink' | 'tcp' | 'echo';
+  suite: 'null-sink' | 'tcp' | 'recv' | 'echo';
   /** median over rounds, 10^6 bytes/s */
   mbps: number;
   mbpsMin: number;

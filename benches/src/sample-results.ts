@@ -88,6 +88,7 @@ export function sampleResults(): RunResults {
     },
     far: 'the sink, another process on 127.0.0.1',
     tcpCheck: { sent: 100, received: 100, receiverCpuPct: 30, senderCpuPct: 95, burstMbps: 1000 },
+    recvCheck: { received: 100, sent: 100, copiedBytes: 50, transferredBytes: 50 },
     echoCheck: {
       copy: { written: 10, echoed: 10, loanedBytes: 0, copiedBytes: 10 },
       loan: { written: 20, echoed: 20, loanedBytes: 20, copiedBytes: 0 },

@@ -10,6 +10,8 @@
  *   port N+2    echo-copy  the kernel echo server, sending back by copy   (echo, latency)
  *   port N+3    echo-loan  the kernel echo server, sending back by loan   (echo, latency)
  *   port N+4    echo-raw   node:net echo, zero-copy, the ceiling         (echo, latency)
+ *   port N+5    source     streams the bytes each request asks for       (recv)
+ *   port N+6    echo-zerocopy  the kernel echo server, in by page transfer, out by loan (echo, latency)
  *
  * With port 0 every port is a free one instead; `hello` tells which. The control protocol:
  *
@@ -27,6 +29,7 @@ import { startDiscard } from './discard.js';
 import { startKernelEcho, startRawEcho } from './echo-servers.js';
 import { machine } from './record.js';
 import type { Service } from './service.js';
+import { startSource } from './source.js';
 
 /** the control protocol's version: a bench refuses a sink that speaks another */
 export const PROTOCOL = 1;
@@ -45,6 +48,12 @@ export const SERVICES: readonly { name: string; what: string; start: typeof star
     start: (h, p) => startKernelEcho('loan', h, p),
   },
   { name: 'echo-raw', what: 'node:net zero-copy echo, the ceiling (echo, latency)', start: startRawEcho },
+  { name: 'source', what: 'streams the bytes each request asks for (recv suite)', start: startSource },
+  {
+    name: 'echo-zerocopy',
+    what: 'kernel echo server, in by page transfer and out by loan (echo, latency)',
+    start: (h, p) => startKernelEcho('zerocopy', h, p),
+  },
 ];
 
 /** the highest control port: N+1 .. N+SERVICES.length must be ports too */

@@ -15,11 +15,11 @@
  */
 
 /** every way of moving bytes the suites compare */
-export const MODES = ['copy', 'loan', 'auto', 'raw'] as const;
+export const MODES = ['copy', 'loan', 'auto', 'transfer', 'zerocopy', 'raw'] as const;
 export type Mode = (typeof MODES)[number];
 
 /** every suite, in the order a run goes through them */
-export const SUITE_NAMES = ['null-sink', 'loan-cost', 'soak', 'tcp', 'echo', 'latency'] as const;
+export const SUITE_NAMES = ['null-sink', 'loan-cost', 'soak', 'tcp', 'recv', 'echo', 'latency'] as const;
 export type SuiteName = (typeof SUITE_NAMES)[number];
 
 /** what figure a suite's rows carry */
@@ -61,16 +61,24 @@ export const SUITES: Record<SuiteName, SuiteInfo> = {
     modes: ['copy', 'loan', 'auto', 'raw'],
     title: (far) => `tcp: loanout kernel sender -> node:net receiver in ${far}`,
   },
+  recv: {
+    kind: 'throughput',
+    place: 'net',
+    modes: ['copy', 'transfer', 'raw'],
+    title: (far) =>
+      `recv: node:net sender in ${far} -> loanout kernel receiver (recv of size bytes: copy, or page transfer)`,
+  },
   echo: {
     kind: 'throughput',
     place: 'net',
-    modes: ['copy', 'loan', 'raw'],
-    title: (far) => `echo: raw client <-> echo server in ${far}, streaming (MB/s each way)`,
+    modes: ['copy', 'loan', 'zerocopy', 'raw'],
+    title: (far) =>
+      `echo: raw client <-> echo server in ${far}, streaming (MB/s each way; every server holds at most 1 MiB per connection)`,
   },
   latency: {
     kind: 'latency',
     place: 'net',
-    modes: ['copy', 'loan', 'raw'],
+    modes: ['copy', 'loan', 'zerocopy', 'raw'],
     title: (far) =>
       `latency: ping-pong through the echo servers in ${far}, one message in flight\n` +
       '  (round trip in µs: lower is better, a ratio below 1 is faster; n: round trips timed, all rounds;\n' +

@@ -51,9 +51,20 @@ export function evaluateTargets(r: RunResults): TargetResult[] {
     });
   }
   out.push(flatTarget(ms));
-  atLeast('tcp loan/raw at 256 KiB', ratio(ms, 'tcp', 256 * 1024, 'loan', 'raw'), 0.9);
+  out.push(everySize(ms, 'tcp', 'loan', 'raw', 16 * 1024, 0.9));
   out.push(tcpLoanVsCopy(ms));
+  atLeast('recv transfer/copy at 64 KiB', ratio(ms, 'recv', 65536, 'transfer', 'copy'), 1.3);
+  atLeast('recv transfer/copy at 1 MiB', ratio(ms, 'recv', 1 << 20, 'transfer', 'copy'), 1.5);
+  out.push(everySize(ms, 'recv', 'transfer', 'raw', 64 * 1024, 0.9));
   atLeast('echo loan server/raw at 64 KiB', ratio(ms, 'echo', 65536, 'loan', 'raw'), 0.8);
+  for (const size of [65536, 256 * 1024, 1 << 20]) {
+    atLeast(
+      `echo zerocopy server/raw at ${formatSize(size)}`,
+      ratio(ms, 'echo', size, 'zerocopy', 'raw'),
+      0.95,
+    );
+  }
+  atLeast('echo zerocopy/loan server at 64 KiB', ratio(ms, 'echo', 65536, 'zerocopy', 'loan'), 1.3);
   out.push(...soakTargets(r.soak));
   return out;
 }
@@ -92,6 +103,33 @@ function flatTarget(ms: Measurement[]): TargetResult {
     goal: '<= 1.25x',
     figure: fmtRatio(s, 1.25),
     met: s.n === 0 ? null : s.median <= 1.25,
+  };
+}
+
+/*
+ * everySize: mode/base >= goal in `suite` at every size from `from` up (per-round medians); the figure
+ * is the worst size's
+ */
+function everySize(
+  ms: Measurement[],
+  suite: 'tcp' | 'recv',
+  mode: 'loan' | 'transfer',
+  base: 'raw' | 'copy',
+  from: number,
+  goal: number,
+): TargetResult {
+  const sizes = [...new Set(ms.filter((m) => m.suite === suite && m.size >= from).map((m) => m.size))].sort(
+    (a, b) => a - b,
+  );
+  const rs = sizes.map((size) => ({ size, r: ratio(ms, suite, size, mode, base) })).filter((x) => x.r.n > 0);
+  const name = `${suite} ${mode}/${base} at every size from ${formatSize(from)} up`;
+  if (rs.length === 0) return { name, goal: `>= ${goal}x each`, figure: '-', met: null };
+  const worst = rs.reduce((a, x) => (x.r.median < a.r.median ? x : a));
+  return {
+    name,
+    goal: `>= ${goal}x each`,
+    figure: `worst ${fmtRatio(worst.r, goal)} at ${formatSize(worst.size)}`,
+    met: rs.every((x) => x.r.median >= goal),
   };
 }
 

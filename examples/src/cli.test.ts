@@ -219,13 +219,44 @@ describe('the examples from the command line', () => {
     process.kill(-child.pid!, 'SIGINT');
     expect(await exited(child)).toBe(0);
     expect(run.out).toMatch(/connections 1, echoed 1\.0 MiB:/);
-    expect(run.out).toMatch(/^ {2}received by copy {2}1048576 bytes \(1\.0 MiB\)$/m);
+    expect(run.out).toMatch(/^ {2}received by copy +1048576 bytes \(1\.0 MiB\)$/m);
+    expect(run.out).toMatch(/^ {2}received by transfer +0 bytes$/m);
     expect(run.out).toMatch(/^ {2}sent by copy +0 bytes$/m);
     expect(run.out).toMatch(/^ {2}sent by loan +1048576 bytes \(1\.0 MiB\) in \d+ chains$/m);
     expect(run.out).toMatch(
       /loan breaks 0 \(writes to a page on loan, which got a copy\), copy-on-write faults 0/,
     );
     expect(run.out).not.toMatch(/ELIFECYCLE|Command failed/);
+  }, 40_000);
+
+  it('pnpm echo --mode zerocopy echoes for a python client, moving bytes in by page transfer and copying none out', async () => {
+    const run = example('echo-server.ts', ['--mode', 'zerocopy', '--port', '0']);
+    const [, port] = await until(run, /echo server on 127\.0\.0\.1:(\d+), mode zerocopy/);
+    const py = [
+      'import socket, hashlib, sys',
+      's = socket.create_connection(("127.0.0.1", int(sys.argv[1])))',
+      'data = bytes((i * 7) % 251 for i in range(1 << 20))',
+      's.sendall(data); s.shutdown(socket.SHUT_WR)',
+      'got = b"".join(iter(lambda: s.recv(65536), b""))',
+      'print("ok" if got == data else "MISMATCH", len(got))',
+    ].join('\n');
+    const client = await new Promise<{ out: string; code: number | null }>((resolve) => {
+      const c = spawn('python3', ['-c', py, port]);
+      let out = '';
+      c.stdout.setEncoding('utf8').on('data', (d: string) => {
+        out += d;
+      });
+      c.on('close', (code) => resolve({ out, code }));
+    });
+    expect(client).toEqual({ out: `ok ${1 << 20}\n`, code: 0 });
+    run.child.kill('SIGINT');
+    expect(await exited(run.child)).toBe(0);
+    expect(run.out).toMatch(/^ {2}sent by copy +0 bytes$/m);
+    expect(run.out).toMatch(/^ {2}sent by loan +1048576 bytes/m);
+    const inByTransfer = Number(run.out.match(/^ {2}received by transfer +(\d+) bytes/m)?.[1]);
+    const inByCopy = Number(run.out.match(/^ {2}received by copy +(\d+) bytes/m)?.[1]);
+    expect(inByTransfer + inByCopy).toBe(1 << 20);
+    expect(inByTransfer).toBeGreaterThan(inByCopy);
   }, 40_000);
 
   it('pnpm cow shows loan breaks beside COW faults, says what each counts, in aligned columns, and names no colour', async () => {
@@ -306,7 +337,7 @@ describe('the examples from the command line', () => {
     run.child.kill('SIGINT');
     expect(await exited(run.child)).toBe(0);
     expect(run.out).toMatch(/connections 1, echoed/);
-    expect(run.out).toMatch(/^ {2}received by copy {2}11 bytes$/m);
+    expect(run.out).toMatch(/^ {2}received by copy +11 bytes$/m);
   }, 40_000);
 
   it('pnpm sendfile --ui --once serves one connection, then exits by itself', async () => {

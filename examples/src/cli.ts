@@ -22,7 +22,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { SendMode } from '@loanout/sockets';
+import type { EchoMode, SendMode } from '@loanout/sockets';
 
 export interface Flag {
   /* a boolean flag takes no value; a string flag takes one, shown in the usage as `value` */
@@ -172,6 +172,14 @@ export function modeValue(cmd: Command, p: Parsed, dflt: SendMode): SendMode {
   const m = p.values.mode ?? dflt;
   if (m !== 'copy' && m !== 'loan' && m !== 'auto')
     usageError(cmd, `bad --mode ${String(m)}: copy, loan or auto`);
+  return m;
+}
+
+/* echoModeValue: --mode for an echo server: a send mode, or zerocopy */
+export function echoModeValue(cmd: Command, p: Parsed, dflt: EchoMode): EchoMode {
+  const m = p.values.mode ?? dflt;
+  if (m !== 'copy' && m !== 'loan' && m !== 'auto' && m !== 'zerocopy')
+    usageError(cmd, `bad --mode ${String(m)}: copy, loan, auto or zerocopy`);
   return m;
 }
 

@@ -1,11 +1,11 @@
 /*
  * echo-server.ts: `pnpm echo` -- an echo server on the loanout kernel.
  *
- *   pnpm echo [--port 7007] [--host 127.0.0.1] [--mode copy|loan|auto] [--max-connections 128]
+ *   pnpm echo [--port 7007] [--host 127.0.0.1] [--mode copy|loan|auto|zerocopy] [--max-connections 128]
  *             [--idle-timeout 60] [--ui]
  *
  * Any TCP client works (`pnpm echo:client`, nc, python's socket). Ctrl-C prints what the kernel did
- * -- the bytes received and sent, and how each moved (copy or loan) -- and exits 0. --ui also serves a
+ * -- the bytes received and sent, and how each moved (copy, page transfer, loan) -- and exits 0. --ui also serves a
  * live page map of the kernel on 127.0.0.1.
  */
 import type { KernelStats } from '@loanout/core';
@@ -14,10 +14,10 @@ import { createEchoServer, type EchoStats, sosendAutoThreshold } from '@loanout/
 import {
   type Command,
   countValue,
+  echoModeValue,
   fail,
   isMain,
   mb,
-  modeValue,
   onInterrupt,
   parseCommand,
   portValue,
@@ -32,7 +32,7 @@ export const ECHO: Command = {
   summary:
     'An echo server on the loanout kernel, one process per connection; any TCP client works\n' +
     '(pnpm echo:client, nc 127.0.0.1 7007). Ctrl-C prints the bytes received and sent, and how each\n' +
-    'moved (by copy or by loan), then exits.',
+    'moved (by copy, by page transfer, by loan), then exits. --mode zerocopy copies nothing either way.',
   flags: {
     port: {
       type: 'string',
@@ -42,8 +42,10 @@ export const ECHO: Command = {
     host: { type: 'string', value: 'ADDR', help: 'address to listen on (default 127.0.0.1)' },
     mode: {
       type: 'string',
-      value: 'copy|loan|auto',
-      help: 'how the echo is sent back: copied, loaned, or loaned from a size measured here (default loan)',
+      value: 'copy|loan|auto|zerocopy',
+      help:
+        'how bytes move: received by copy and sent back copied, loaned, or loaned from a size measured\n' +
+        'here; or zerocopy: received by page transfer and sent back by loan (default loan)',
     },
     'max-connections': {
       type: 'string',
@@ -60,13 +62,14 @@ export const ECHO: Command = {
 };
 
 /*
- * echoTraffic: what crossed the network, each way. Every received byte is copied today: recv
- * copies it out of the kernel's receive area into the process (a receive by page transfer, when
- * there is one, is a row of its own).
+ * echoTraffic: what crossed the network, each way: received by copy (out of the kernel's receive area
+ * into the process) or by page transfer (the receive area's pages became the process's), sent by
+ * copy or by loan
  */
 export function echoTraffic(s: EchoStats): Traffic[] {
   return [
-    { direction: 'received', how: 'by copy', bytes: s.bytesEchoed },
+    { direction: 'received', how: 'by copy', bytes: s.recvCopiedBytes },
+    { direction: 'received', how: 'by transfer', bytes: s.recvTransferredBytes },
     { direction: 'sent', how: 'by copy', bytes: s.copiedBytes, chains: s.copyChains },
     { direction: 'sent', how: 'by loan', bytes: s.loanedBytes, chains: s.loanChains },
   ];
@@ -87,7 +90,7 @@ export function echoReport(s: EchoStats, k: KernelStats): string[] {
 
 async function main(): Promise<void> {
   const args = parseCommand(ECHO);
-  const mode = modeValue(ECHO, args, 'loan');
+  const mode = echoModeValue(ECHO, args, 'loan');
   const server = await createEchoServer({
     host: stringValue(args, 'host', '127.0.0.1'),
     port: portValue(ECHO, args, 'port', 7007),

@@ -40,4 +40,8 @@ export { PG_BUSY, PG_CLEAN, PG_FAKE, PG_RELEASED, PG_WANTED, VmPage } from './uv
 export type { FrameInfo, FrameMapping, FrameStateCode } from './uvm_pageinfo.js';
 export { FRAME_STATE_NAMES, FrameState, frameState } from './uvm_pageinfo.js';
 export { PageDaemon } from './uvm_pdaemon.js';
+export type { PglistOptions } from './uvm_pglist.js';
+export { uvmPglistAlloc, uvmPglistFree } from './uvm_pglist.js';
+export type { TransferRefusal } from './uvm_transfer.js';
+export { TRANSFER_REFUSALS, uvmPageTransfer, uvmTransferCheck } from './uvm_transfer.js';
 export { VnodeObject } from './uvm_vnode.js';

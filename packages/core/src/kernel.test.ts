@@ -166,6 +166,8 @@ describe('Kernel.checkInvariants', () => {
     ['a free page with flags', ({ k }) => void (k.uvm.free.head!.flags = PG_BUSY)],
     ['a free page with an owner', ({ k }) => void (k.uvm.free.head!.uanon = k.uvm.active.head!.uanon)],
     ['the wired page counter', ({ k }) => void k.uvm.wiredPages++],
+    ['the order of a free block', ({ k }) => void k.uvm.free.order[k.uvm.free.head!.frame]++],
+    ['a free page taken off the free lists by hand', ({ k }) => void k.uvm.free.allocPage()],
     ['a page lost from every queue', ({ k }) => k.uvm.active.remove(k.uvm.active.head!)],
     [
       'an anon page pointing at another anon',
@@ -229,7 +231,7 @@ describe('Kernel.checkInvariants', () => {
         pg.anonOwns = false;
         anon.page = null;
         k.uvm.active.remove(pg);
-        k.uvm.free.insertTail(pg);
+        k.uvm.free.freePage(pg);
         pg.flags = 0;
       },
     ],

@@ -50,6 +50,11 @@ export interface KernelStats {
   loansZero: number;
   unloans: number;
   orphansFreed: number;
+  /* uvmPglistAlloc: runs of contiguous pages asked for, and how many of those found none free */
+  pglistAllocs: number;
+  pglistFailed: number;
+  /* pages moved into processes by uvmPageTransfer */
+  pagesTransferred: number;
   swapPages: number;
   swapUsed: number;
   anons: number;
@@ -180,7 +185,7 @@ export class Kernel implements ProcHost {
   }
 
   /*
-   * onTrace: subscribe to loan/unloan/loanbreak/orphan/adopt/pageout/pagein events, delivered
+   * onTrace: subscribe to loan/unloan/loanbreak/orphan/adopt/pageout/pagein/transfer events, delivered
    * synchronously as they happen; returns the unsubscribe function (idempotent)
    * => listener a function (EINVAL); one that throws is removed, with a process warning
    * => with no listener, the kernel pays one length check per event
@@ -296,6 +301,9 @@ export class Kernel implements ProcHost {
       loansZero: x.loansZero,
       unloans: x.unloans,
       orphansFreed: x.orphansFreed,
+      pglistAllocs: x.pglistAllocs,
+      pglistFailed: x.pglistFailed,
+      pagesTransferred: x.pagesTransferred,
       swapPages: uvm.swap.nslots,
       swapUsed: uvm.swap.used,
       anons: uvm.anons,

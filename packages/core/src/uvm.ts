@@ -10,14 +10,8 @@ import { PhysMem } from './physmem.js';
 import { Mmu } from './pmap.js';
 import { KernelObject, ZeroObject } from './uvm_aobj.js';
 import type { UvmObject } from './uvm_object.js';
-import {
-  PageQueue,
-  PQ_ACTIVE,
-  PQ_FREE,
-  PQ_INACTIVE,
-  type VmPage,
-  VmPage as VmPageClass,
-} from './uvm_page.js';
+import { PageQueue, PQ_ACTIVE, PQ_INACTIVE, type VmPage, VmPage as VmPageClass } from './uvm_page.js';
+import { PageFreeLists } from './uvm_pgfl.js';
 import { Swap } from './uvm_swap.js';
 import type { VnodeObject } from './uvm_vnode.js';
 
@@ -37,6 +31,11 @@ export interface UvmExp {
   orphansFreed: number;
   pdaemonRuns: number;
   pdaemonWaits: number;
+  /* uvmPglistAlloc: runs of contiguous pages asked for, and how many of those found no run */
+  pglistAllocs: number;
+  pglistFailed: number;
+  /* pages moved into a process by uvmPageTransfer */
+  pagesTransferred: number;
 }
 
 /* An I/O about to complete: tests may hook it to change the world while the caller sleeps. */
@@ -48,7 +47,16 @@ export interface IoEvent {
   frame: number;
 }
 
-export type TraceKind = 'loan' | 'unloan' | 'loanbreak' | 'orphan' | 'adopt' | 'pageout' | 'pagein' | 'free';
+export type TraceKind =
+  | 'loan'
+  | 'unloan'
+  | 'loanbreak'
+  | 'orphan'
+  | 'adopt'
+  | 'pageout'
+  | 'pagein'
+  | 'free'
+  | 'transfer';
 
 export interface TraceEvent {
   kind: TraceKind;
@@ -67,7 +75,8 @@ export class Uvm {
   readonly ram: PhysMem;
   readonly mmu: Mmu;
   readonly pages: VmPage[];
-  readonly free = new PageQueue(PQ_FREE);
+  /* the free pages, a buddy system (uvm_pgfl.ts); free.length is uvmexp.free */
+  readonly free: PageFreeLists;
   readonly active = new PageQueue(PQ_ACTIVE);
   readonly inactive = new PageQueue(PQ_INACTIVE);
   readonly swap: Swap;
@@ -94,6 +103,9 @@ export class Uvm {
     orphansFreed: 0,
     pdaemonRuns: 0,
     pdaemonWaits: 0,
+    pglistAllocs: 0,
+    pglistFailed: 0,
+    pagesTransferred: 0,
   };
   wiredPages = 0;
   anons = 0;
@@ -121,11 +133,8 @@ export class Uvm {
     this.swap = new Swap(opts.swapPages);
     this.mmu = new Mmu(this.ram);
     this.pages = new Array<VmPage>(opts.physPages);
-    for (let f = 0; f < opts.physPages; f++) {
-      const pg = new VmPageClass(this, f);
-      this.pages[f] = pg;
-      this.free.insertTail(pg);
-    }
+    for (let f = 0; f < opts.physPages; f++) this.pages[f] = new VmPageClass(this, f);
+    this.free = new PageFreeLists(this.pages);
     this.loanHash = opts.diagnostic === true ? new Uint32Array(opts.physPages) : null;
     this.freeMin = Math.max(1, Math.floor(opts.physPages / 64));
     this.freeTarget = Math.max(2, Math.floor(opts.physPages / 32));

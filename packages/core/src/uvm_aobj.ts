@@ -102,4 +102,11 @@ export class ZeroObject extends KernelOwnedObject {
  */
 export class KernelObject extends KernelOwnedObject {
   readonly kind = 'kernel' as const;
+
+  constructor(uvm: Uvm, npages: number) {
+    super(uvm, npages);
+    /* a slot per frame from the start: filled at random frames, a growing array would turn sparse
+       (a slow dictionary in V8) */
+    for (let i = 0; i < npages; i++) this.pages.push(undefined);
+  }
 }

@@ -5,6 +5,8 @@
  *   pages    every frame is in exactly one state (free / active / inactive / wired / busy / orphan),
  *            the queues link up and their lengths match, wired and loan counts agree with each other
  *            (a page's wires are exactly its kernel loans), owners point back at their pages
+ *   free     every free page is in exactly one free block, of its order, aligned to its size; no
+ *            two free buddies are left unmerged; the lists link up and their counts match
  *   loans    no page on loan has a writable user mapping; orphans are exactly the ownerless pages
  *            on loan; the shared zero page is never writable
  *   pmaps    pv lists and page tables agree both ways; every user mapping maps the page its entry's
@@ -52,7 +54,7 @@ function checkQueues(uvm: Uvm): void {
     kassert(n === q.length, `invariant: queue ${id} has ${n} pages, length says ${q.length}`);
     return n;
   };
-  const free = count(uvm.free, PQ_FREE);
+  const free = checkFreeLists(uvm);
   const active = count(uvm.active, PQ_ACTIVE);
   const inactive = count(uvm.inactive, PQ_INACTIVE);
   let none = 0;
@@ -63,6 +65,71 @@ function checkQueues(uvm: Uvm): void {
   }
   kassert(free + active + inactive + none === uvm.pages.length, 'invariant: page conservation');
   kassert(wired === uvm.wiredPages, `invariant: ${wired} wired pages, counter says ${uvm.wiredPages}`);
+}
+
+/**
+ * checkFreeLists: audit the buddy free lists (uvm_pgfl.ts) -- every listed block aligned, within RAM,
+ * made of free pages no other block holds, its buddy not a free block of its order (they would have
+ * merged); every free page in a block; only block heads have an order; list links, block counts, the
+ * non-empty mask and the page count agree
+ * => returns the number of free pages; a KernelPanic at the first broken rule
+ */
+export function checkFreeLists(uvm: Uvm): number {
+  const fl = uvm.free;
+  const held = new Uint8Array(uvm.pages.length);
+  let pages = 0;
+  for (let k = 0; k <= fl.maxOrder; k++) pages += checkFreeList(uvm, k, held);
+  let heads = 0;
+  for (let f = 0; f < uvm.pages.length; f++) {
+    kassert(
+      (uvm.pages[f].queue === PQ_FREE) === (held[f] === 1),
+      `invariant: free page ${f} in no free block`,
+    );
+    if (fl.order[f] >= 0) heads++;
+  }
+  kassert(heads === sumBlocks(fl.blocks), 'invariant: a frame has an order but heads no listed free block');
+  kassert(pages === fl.length, `invariant: ${pages} pages in free blocks, length says ${fl.length}`);
+  return pages;
+}
+
+/* checkFreeList: the blocks of one order, marking their pages in `held`; returns how many pages they hold */
+function checkFreeList(uvm: Uvm, k: number, held: Uint8Array): number {
+  const fl = uvm.free;
+  const n = uvm.pages.length;
+  let blocks = 0;
+  let prev: VmPage | null = null;
+  for (let pg = fl.heads[k]; pg !== null; prev = pg, pg = pg.next) {
+    const f = pg.frame;
+    kassert(pg.prev === prev, `invariant: free list ${k} broken back link at page ${f}`);
+    kassert(fl.order[f] === k, `invariant: free block at ${f} on list ${k} says order ${fl.order[f]}`);
+    kassert(
+      f % (1 << k) === 0 && f + (1 << k) <= n,
+      `invariant: free block at ${f} of order ${k} misaligned`,
+    );
+    for (let i = f; i < f + (1 << k); i++) {
+      kassert(held[i] === 0, `invariant: free page ${i} in two free blocks`);
+      kassert(uvm.pages[i].queue === PQ_FREE, `invariant: page ${i} in a free block isn't free`);
+      held[i] = 1;
+    }
+    const buddy = f ^ (1 << k);
+    kassert(
+      k === fl.maxOrder || buddy >= n || fl.order[buddy] !== k,
+      `invariant: free buddies ${f}, ${buddy} unmerged`,
+    );
+    blocks++;
+  }
+  kassert(
+    blocks === fl.blocks[k],
+    `invariant: free list ${k} has ${blocks} blocks, count says ${fl.blocks[k]}`,
+  );
+  kassert(blocks > 0 === ((fl.nonEmpty & (1 << k)) !== 0), `invariant: free list ${k} mask bit is wrong`);
+  return blocks << k;
+}
+
+function sumBlocks(blocks: Int32Array): number {
+  let n = 0;
+  for (const b of blocks) n += b;
+  return n;
 }
 
 function checkPage(uvm: Uvm, pg: VmPage): void {

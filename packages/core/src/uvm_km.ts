@@ -12,15 +12,15 @@ import type { Pmap } from './pmap.js';
 import { Uvm } from './uvm.js';
 import {
   checkPageArg,
-  PQ_FREE,
   uvmPageAlloc,
   uvmPageFree,
-  uvmPageGrab,
+  uvmPageInsert,
   uvmPageUnbusy,
   uvmPageUnwire,
   uvmPageWire,
   type VmPage,
 } from './uvm_page.js';
+import { checkPglistArgs, type PglistOptions, uvmPglistAlloc } from './uvm_pglist.js';
 
 /* kernel space starts at 2 GiB (above every user map) */
 export const VM_MIN_KERNEL_ADDRESS = 0x8000_0000;
@@ -128,11 +128,11 @@ export async function uvmKmAllocPage(uvm: Uvm): Promise<VmPage> {
   }
 }
 
+/* uvmPageAllocAnyFrame: a free page as kernel memory (the kernel object holds it at its frame) */
 function uvmPageAllocAnyFrame(uvm: Uvm): VmPage | null {
-  const head = uvm.free.head;
-  if (head === null) return null;
-  const pg = uvmPageAlloc(uvm, uvm.kernelObject, head.frame, null, true);
+  const pg = uvmPageAlloc(uvm, null, 0, null, true);
   if (pg === null) return null;
+  uvmPageInsert(pg, uvm.kernelObject, pg.frame);
   uvmPageWire(pg);
   uvmPageUnbusy(pg);
   return pg;
@@ -149,42 +149,25 @@ export function uvmKmFreePage(pg: VmPage): void {
   uvmPageFree(pg);
 }
 
-/*
- * uvmKmAllocContig: npages of physically contiguous wired kernel memory, zero-filled
- * (uvm_pglistalloc): what a device that wants one flat buffer (the socket layer's receive area, which
- * Node reads into) needs. Returns the pages in frame order.
- * => waits for the pagedaemon a few times when no run is free; then throws ENOMEM
+/**
+ * uvmKmAllocContig: npages of physically contiguous wired kernel memory (uvm_pglistalloc with
+ * waitok): uvmPglistAlloc, waiting for the pagedaemon a few times when no run is free.
+ * => arguments as uvmPglistAlloc's (EINVAL, before anything is done)
+ * => returns the pages in frame order, kernel memory, zero-filled unless opts.zero is false
+ * => throws ENOMEM when three pagedaemon passes still leave no run (every try counts in
+ *    uvmexp.pglistAllocs, every miss in pglistFailed)
  */
-export async function uvmKmAllocContig(uvm: Uvm, npages: number): Promise<VmPage[]> {
-  checkUvm('uvm_pglistalloc', uvm);
-  if (!Number.isSafeInteger(npages) || npages < 1 || npages > uvm.pages.length) {
-    throw new KernelError('EINVAL', `uvm_pglistalloc: bad page count ${String(npages)}`);
-  }
+export async function uvmKmAllocContig(
+  uvm: Uvm,
+  npages: number,
+  opts: PglistOptions = {},
+): Promise<VmPage[]> {
+  checkPglistArgs('uvm_pglistalloc', uvm, npages, opts);
   for (let tries = 0; ; tries++) {
-    const first = findFreeRun(uvm, npages);
-    if (first >= 0) return takeRun(uvm, first, npages);
+    const run = uvmPglistAlloc(uvm, npages, opts);
+    if (run !== null) return run;
     if (tries === 3) break;
     await uvm.pdaemon?.run();
   }
   throw new KernelError('ENOMEM', `uvm_pglistalloc: no ${npages} contiguous free pages`);
-}
-
-function findFreeRun(uvm: Uvm, npages: number): number {
-  let run = 0;
-  for (let f = 0; f < uvm.pages.length; f++) {
-    run = uvm.pages[f].queue === PQ_FREE ? run + 1 : 0;
-    if (run === npages) return f - npages + 1;
-  }
-  return -1;
-}
-
-function takeRun(uvm: Uvm, first: number, npages: number): VmPage[] {
-  const out: VmPage[] = [];
-  for (let f = first; f < first + npages; f++) {
-    const pg = uvmPageGrab(uvm.pages[f], uvm.kernelObject, f, null, true);
-    uvmPageWire(pg);
-    uvmPageUnbusy(pg);
-    out.push(pg);
-  }
-  return out;
 }

@@ -437,12 +437,12 @@ export function uvmUnloanPages(pages: readonly VmPage[]): void {
     for (let i = 0; i < pages.length; i++) {
       const pg = pages[i];
       if (pg.loanCount < 1) panic(`uvm_unloanpage: page ${pg.frame} isn't loaned`);
-      if (++pg.unloanMark > pg.wireCount || pg.unloanMark > pg.loanCount) {
-        panic(`uvm_unloanpage: page ${pg.frame} isn't loaned to the kernel ${pg.unloanMark} times`);
+      if (++pg.mark > pg.wireCount || pg.mark > pg.loanCount) {
+        panic(`uvm_unloanpage: page ${pg.frame} isn't loaned to the kernel ${pg.mark} times`);
       }
     }
   } finally {
-    for (let i = 0; i < pages.length; i++) pages[i].unloanMark = 0;
+    for (let i = 0; i < pages.length; i++) pages[i].mark = 0;
   }
   for (let i = 0; i < pages.length; i++) unloanOne(pages[i]);
 }

@@ -1,7 +1,7 @@
 /*
  * uvm_page.ts: the vm_page, one per physical frame, and the page queues.
  *
- * A page is free (on the free queue, no owner) or allocated. An allocated page has an owner -- an
+ * A page is free (in a block of the free lists, uvm_pgfl.ts; no owner) or allocated. An allocated page has an owner -- an
  * object (uobject + offset) or an anon (uanon with anonOwns set, NetBSD's PQ_ANON) -- or it is an
  * *orphan*: its owner let go of it while it was on loan, and the last unloan frees it. A page loaned
  * from an object to an anon (O->A) has both uobject and uanon, with anonOwns clear: the object owns it,
@@ -15,9 +15,10 @@
  * WANTED and waits; whoever wanted to free it meanwhile sets RELEASED and the I/O's owner frees it.
  *
  * The queues are intrusive doubly linked lists threaded through the pages themselves, so nothing on
- * the hot paths (wire, unwire, activate) allocates.
+ * the hot paths (wire, unwire, activate) allocates; the free lists use the same links (a free page is
+ * on no paging queue).
  */
-import { KernelError, kassert, panic } from './errors.js';
+import { KernelError, panic } from './errors.js';
 import { Prot } from './param.js';
 import type { Uvm } from './uvm.js';
 import type { Anon } from './uvm_anon.js';
@@ -50,8 +51,9 @@ export class VmPage {
   /* page index within uobject */
   offset = 0;
   uanon: Anon | null = null;
-  /* scratch for uvmUnloanPages' check of a whole call before it changes anything: always 0 between calls */
-  unloanMark = 0;
+  /* scratch for the checks of a whole call before it changes anything (uvmUnloanPages counts a page's
+     listings in it, uvmPglistFree and uvmPageTransfer look for a page listed twice): always 0 between calls */
+  mark = 0;
   /* queue links */
   prev: VmPage | null = null;
   next: VmPage | null = null;
@@ -114,8 +116,8 @@ export function uvmPageDequeue(pg: VmPage): void {
   else if (pg.queue === PQ_INACTIVE) uvm.inactive.remove(pg);
 }
 
-/*
- * uvmPageAlloc: allocate a free page (uvm_pagealloc).
+/**
+ * uvmPageAlloc: allocate a free page (uvm_pagealloc): the free lists' smallest block gives it.
  * => owner: an object and page index, or an anon (which then owns it), or neither
  * => returns the page BUSY|FAKE|CLEAN on no queue, or null when no page is free (caller waits with
  *    uvmWait); `zero` fills it with zeros
@@ -127,20 +129,20 @@ export function uvmPageAlloc(
   anon: Anon | null,
   zero = false,
 ): VmPage | null {
-  const pg = uvm.free.head;
+  const pg = uvm.free.allocPage();
   if (pg === null) {
     uvm.pdaemonWake();
     return null;
   }
-  return uvmPageGrab(pg, obj, offset, anon, zero);
+  return uvmPageInit(pg, obj, offset, anon, zero);
 }
 
-/*
- * uvmPageGrab: allocate one particular free page (for uvmPageAlloc, and for callers that need given
- * frames, such as physically contiguous runs).
- * => pg must be free (panic otherwise); returns it BUSY|FAKE|CLEAN on no queue, owned as asked
+/**
+ * uvmPageInit: set up a page just taken off the free lists (for uvmPageAlloc, and for uvmPglistAlloc,
+ * which takes whole runs of them).
+ * => returns it BUSY|FAKE|CLEAN on no queue, owned as asked, zero-filled if `zero`
  */
-export function uvmPageGrab(
+export function uvmPageInit(
   pg: VmPage,
   obj: UvmObject | null,
   offset: number,
@@ -148,8 +150,6 @@ export function uvmPageGrab(
   zero: boolean,
 ): VmPage {
   const uvm = pg.uvm;
-  if (pg.queue !== PQ_FREE) panic(`uvm_pagealloc: ${pg} isn't free`);
-  uvm.free.remove(pg);
   pg.flags = PG_BUSY | PG_FAKE | PG_CLEAN;
   if (obj !== null) uvmPageInsert(pg, obj, offset);
   if (anon !== null) {
@@ -164,8 +164,9 @@ export function uvmPageGrab(
 
 /* uvmPageInsert / uvmPageRemove: tie a page to (or untie it from) an object's page array. */
 export function uvmPageInsert(pg: VmPage, obj: UvmObject, offset: number): void {
-  kassert(pg.uobject === null, `uvm_pageinsert: ${pg} already in an object`);
-  kassert(obj.pages[offset] === undefined, `uvm_pageinsert: offset ${offset} already has a page`);
+  /* (if + panic, not kassert: a kassert's message would be built on every call) */
+  if (pg.uobject !== null) panic(`uvm_pageinsert: ${pg} already in an object`);
+  if (obj.pages[offset] !== undefined) panic(`uvm_pageinsert: offset ${offset} already has a page`);
   obj.pages[offset] = pg;
   obj.resident++;
   pg.uobject = obj;
@@ -174,7 +175,7 @@ export function uvmPageInsert(pg: VmPage, obj: UvmObject, offset: number): void 
 
 export function uvmPageRemove(pg: VmPage): void {
   const obj = pg.uobject;
-  kassert(obj !== null && obj.pages[pg.offset] === pg, `uvm_pageremove: ${pg} not in its object`);
+  if (obj === null || obj.pages[pg.offset] !== pg) panic(`uvm_pageremove: ${pg} not in its object`);
   obj.pages[pg.offset] = undefined;
   obj.resident--;
   pg.uobject = null;
@@ -209,7 +210,7 @@ export function uvmPageFree(pg: VmPage): void {
   uvmPageDequeue(pg);
   if (pg.flags & PG_WANTED) uvm.wakeup(pg);
   pg.flags = 0;
-  uvm.free.insertTail(pg);
+  uvm.free.freePage(pg);
 }
 
 /* disownLoanedPage: the owner of a loaned page drops it; the loans keep it alive. */

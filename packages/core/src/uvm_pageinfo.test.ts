@@ -9,6 +9,8 @@ import {
   uvmKmAllocPage,
   uvmKmFreePage,
   uvmLoan,
+  uvmPglistAlloc,
+  uvmPglistFree,
   uvmUnloanAnons,
   uvmUnloanPages,
 } from './index.js';
@@ -96,6 +98,18 @@ describe('Kernel.frameInfo', () => {
     uvmUnloanPages([pg]);
     p.exit();
     expect(k.frameInfo(pg.frame)).toMatchObject({ state: 'free', owner: 'none', mappings: [] });
+  });
+
+  it('places a free frame in its free block, and an allocated one in none', () => {
+    const k = new Kernel({ physPages: 32 });
+    const run = uvmPglistAlloc(k.uvm, 3)!;
+    expect(run[0].frame).toBe(0);
+    expect(k.frameInfo(3).freeBlock).toEqual({ first: 3, pages: 1 });
+    expect(k.frameInfo(6).freeBlock).toEqual({ first: 4, pages: 4 });
+    expect(k.frameInfo(31).freeBlock).toEqual({ first: 16, pages: 16 });
+    expect(k.frameInfo(1).freeBlock).toBeNull();
+    uvmPglistFree(run);
+    expect(k.frameInfo(1).freeBlock).toEqual({ first: 0, pages: 32 });
   });
 
   it('names a file page by its path and offset', async () => {

@@ -4,7 +4,9 @@
  *
  * frameStates() fills one byte per frame with a state code -- cheap enough to call a few times a
  * second on the whole of RAM -- and frameInfo() describes one frame in full: owner, offset, loan and
- * wire counts, and every user mapping of it.
+ * wire counts, every user mapping of it, and for a free frame the free block it is part of (which
+ * shows how fragmented free memory is: uvm_pgfl.ts). A page transferred into a process (uvm_transfer.ts)
+ * is an anon's like any other: the `transfer` trace event is what tells it apart, when it happens.
  */
 import { KernelError } from './errors.js';
 import { PAGE_SIZE, Prot } from './param.js';
@@ -90,6 +92,8 @@ export interface FrameInfo {
   anonOwns: boolean;
   busy: boolean;
   mappings: FrameMapping[];
+  /* a free frame's block in the buddy free lists (its first frame and its size in pages); else null */
+  freeBlock: { first: number; pages: number } | null;
 }
 
 /*
@@ -102,6 +106,7 @@ export function frameInfo(uvm: Uvm, procs: readonly Proc[], frame: number): Fram
   }
   const pg = uvm.pages[frame];
   const pidOf = new Map(procs.map((p) => [p.map.pmap, p.pid]));
+  const block = uvm.free.blockOf(frame);
   return {
     frame,
     state: FRAME_STATE_NAMES[stateOf(pg)],
@@ -117,6 +122,7 @@ export function frameInfo(uvm: Uvm, procs: readonly Proc[], frame: number): Fram
       va: m.vpn * PAGE_SIZE,
       writable: (m.prot & Prot.WRITE) !== 0,
     })),
+    freeBlock: block === null ? null : { first: block[0], pages: 1 << block[1] },
   };
 }
 

@@ -24,6 +24,10 @@ import {
   uvmLoanAnonPages,
   uvmLoanNow,
   uvmLoanTry,
+  uvmPageTransfer,
+  uvmPglistAlloc,
+  uvmPglistFree,
+  uvmTransferCheck,
   uvmUnloanAnons,
   uvmUnloanPages,
 } from '../src/index.js';
@@ -45,7 +49,8 @@ type Kind =
   | 'fn'
   | 'object'
   | 'list'
-  | 'bytes';
+  | 'bytes'
+  | 'flag';
 
 const NUMBERS = [Number.NaN, Number.POSITIVE_INFINITY, -1, 0.5, 2 ** 32 + 1, 2 ** 53];
 const NOT_NUMBERS = [
@@ -102,6 +107,8 @@ function badValues(kind: Kind): unknown[] {
         [Symbol('bad')],
         [Promise.resolve()],
       ];
+    case 'flag':
+      return [null, 0, 1, Number.NaN, 'true', {}, [], Symbol('bad'), Promise.resolve(true), 1n, () => true];
     case 'bytes':
       return [
         undefined,
@@ -357,9 +364,47 @@ const ROWS: Row[] = [
   },
   {
     name: 'uvmKmAllocContig',
-    kinds: ['object', 'count'],
-    good: (w) => [w.k.uvm, 1],
+    kinds: ['object', 'count', 'opts'],
+    good: (w) => [w.k.uvm, 1, {}],
     call: (_w, a) => uvmKmAllocContig(...(a as [never, number])),
+  },
+  {
+    name: 'uvmPglistAlloc',
+    kinds: ['object', 'count', 'opts'],
+    good: (w) => [w.k.uvm, 1, {}],
+    call: (_w, a) => uvmPglistAlloc(...(a as [never, number])),
+  },
+  {
+    name: 'uvmPglistAlloc zero',
+    kinds: ['flag'],
+    good: () => [true],
+    call: ({ k }, [zero]) => uvmPglistAlloc(k.uvm, 1, { zero } as never),
+    optional: [0],
+  },
+  {
+    name: 'uvmPglistFree',
+    kinds: ['list'],
+    good: () => [[]],
+    call: (_w, [pages]) => uvmPglistFree(pages as never),
+  },
+  {
+    name: 'uvmTransferCheck',
+    kinds: ['object', 'uaddr', 'count'],
+    good: (w) => [w.p.map, w.rw, 1],
+    call: (_w, a) => uvmTransferCheck(...(a as [never, number, number])),
+  },
+  {
+    name: 'uvmPageTransfer',
+    kinds: ['object', 'addr', 'list'],
+    good: (w) => [w.p.map, w.rw, uvmPglistAlloc(w.k.uvm, 1)],
+    call: (_w, a) => uvmPageTransfer(...(a as [never, number, never])),
+  },
+  {
+    name: 'uvmKmAllocContig zero',
+    kinds: ['flag'],
+    good: () => [true],
+    call: ({ k }, [zero]) => uvmKmAllocContig(k.uvm, 1, { zero } as never),
+    optional: [0],
   },
   {
     name: 'uvmKmFreePage',

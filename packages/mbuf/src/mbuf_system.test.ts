@@ -93,7 +93,8 @@ describe('mbufStats', () => {
     /* the same counters a set-up system has, every one 0 */
     const live = mbufSystem(new Kernel({ physPages: 8 })).stats();
     expect(Object.keys(s).sort()).toEqual(Object.keys(live).sort());
-    for (const [name, v] of Object.entries(s)) expect([name, v]).toEqual([name, 0]);
+    for (const [name, v] of Object.entries(s))
+      expect([name, v]).toEqual([name, name === 'recvFallbacks' ? {} : 0]);
   });
 
   it('reading them before first use sets nothing up: a later mbufInit still applies its options', () => {

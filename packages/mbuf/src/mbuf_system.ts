@@ -35,6 +35,12 @@ export interface MbufStats {
   loanFallbackBytes: number;
   /* chains taken past the cluster pool's limit: a socket's guaranteed minimum (see subr_pool.ts) */
   overdrafts: number;
+  /* the receive side (soreceive): bytes copied out to processes, and moved as whole pages (page transfer) */
+  recvCopiedBytes: number;
+  recvTransferredBytes: number;
+  recvPagesTransferred: number;
+  /* copies of bytes that could have moved as whole pages, by why not (unaligned, shared, no-run, ...) */
+  recvFallbacks: Record<string, number>;
 }
 
 export class MbufSystem {
@@ -48,6 +54,13 @@ export class MbufSystem {
   loanFallbacks = 0;
   loanFallbackBytes = 0;
   overdrafts = 0;
+  /** the socket layer's receive side adds here (soreceive.ts) */
+  readonly recv = {
+    copiedBytes: 0,
+    transferredBytes: 0,
+    pagesTransferred: 0,
+    fallbacks: {} as Record<string, number>,
+  };
   private released: { promise: Promise<void>; resolve: () => void } | null = null;
 
   constructor(kernel: Kernel, opts: MbufOptions) {
@@ -103,6 +116,10 @@ export class MbufSystem {
       loanFallbacks: this.loanFallbacks,
       loanFallbackBytes: this.loanFallbackBytes,
       overdrafts: this.overdrafts,
+      recvCopiedBytes: this.recv.copiedBytes,
+      recvTransferredBytes: this.recv.transferredBytes,
+      recvPagesTransferred: this.recv.pagesTransferred,
+      recvFallbacks: { ...this.recv.fallbacks },
     };
   }
 }
@@ -141,7 +158,7 @@ export function mbufSystem(kernel: Kernel): MbufSystem {
  *    no budget is set, and every counter is 0; mbufInit with options still works afterwards
  */
 export function mbufStats(kernel: Kernel): MbufStats {
-  return systems.get(kernel)?.stats() ?? { ...NOTHING_YET };
+  return systems.get(kernel)?.stats() ?? { ...NOTHING_YET, recvFallbacks: {} };
 }
 
 const NOTHING_YET: MbufStats = {
@@ -158,4 +175,8 @@ const NOTHING_YET: MbufStats = {
   loanFallbacks: 0,
   loanFallbackBytes: 0,
   overdrafts: 0,
+  recvCopiedBytes: 0,
+  recvTransferredBytes: 0,
+  recvPagesTransferred: 0,
+  recvFallbacks: {},
 };

@@ -24,7 +24,7 @@ const scope = new Scope();
 afterEach(() => scope.cleanup());
 
 describe('createEchoServer', () => {
-  for (const mode of ['copy', 'loan', 'auto'] as const) {
+  for (const mode of ['copy', 'loan', 'auto', 'zerocopy'] as const) {
     it(`echoes every byte back in ${mode} mode, and counts what it did`, async () => {
       const echo = scope.echo(
         await createEchoServer({
@@ -55,6 +55,13 @@ describe('createEchoServer', () => {
       if (mode === 'copy') expect(st).toMatchObject({ loanedBytes: 0, copiedBytes: 3 * MiB + 17 });
       if (mode === 'loan') expect(st).toMatchObject({ loanedBytes: 3 * MiB + 17, copiedBytes: 0 });
       if (mode === 'auto') expect(st.loanedBytes + st.copiedBytes).toBe(3 * MiB + 17);
+      if (mode === 'zerocopy') {
+        expect(st).toMatchObject({ loanedBytes: 3 * MiB + 17, copiedBytes: 0 });
+        expect(st.recvTransferredBytes + st.recvCopiedBytes).toBe(3 * MiB + 17);
+        expect(st.recvTransferredBytes).toBeGreaterThan(0);
+      } else {
+        expect(st).toMatchObject({ recvCopiedBytes: 3 * MiB + 17, recvTransferredBytes: 0 });
+      }
       expect(st.loanChains + st.copyChains).toBeGreaterThan(0);
       expect(echo.kernel.stats().processes).toBe(0);
       await echo.close();

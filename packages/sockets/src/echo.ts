@@ -1,14 +1,21 @@
 /*
  * echo.ts: an echo server on the toy kernel -- the smallest real program that both receives and
- * sends, and so the natural place to watch copy versus loan.
+ * sends, and so the natural place to watch copy versus zero-copy.
  *
  * Each connection is served by its own process (as a forking server would): it maps a ring of
- * buffers, receives into one, sends it back from the same memory (copy, loan or auto), and moves to
- * the next buffer; before reusing a buffer it waits for that buffer's send to be done, so a loaned
+ * buffers, receives into one, sends it back from the same memory, and moves to the next buffer. The
+ * modes: `copy`, `loan` and `auto` copy every byte in (recv) and send it back by copy, by loan, or by
+ * the auto threshold; before reusing a buffer they wait for that buffer's send to be done, so a loaned
  * page is never written while the network still reads it (if it were, the write would take a
- * copy-on-write fault and the echo would still be right -- just slower). A client that stops reading
- * therefore stops the server from reading its connection: memory per connection is bounded by the
- * ring, the receive area and the send buffer, and connections by maxConnections.
+ * copy-on-write fault and the echo would still be right -- just slower). `zerocopy` copies nothing
+ * either way: bytes come in by page transfer (the pages node:net read into become the buffer's pages)
+ * and go out by loan; it need not wait, since a transfer replaces the buffer's pages rather than
+ * writing them, and pages still on loan stay with the network.
+ *
+ * The pipeline is as deep as the ring and the receive area (8 x 64 KiB each by default): a shallow one
+ * starves the server -- it waits on the network, not on work. A client that stops reading stops the
+ * server from reading its connection: memory per connection is bounded by the ring, the receive area
+ * and the send buffer, and connections by maxConnections.
  */
 import {
   checkKernel,
@@ -22,6 +29,13 @@ import {
 import { mbufStats } from '@loanout/mbuf';
 import { checkInteger, checkOptions, listenConfig, MAX_LINGER_MS, snapshot } from './sockopt.js';
 import type { SendMode, Socket, SocketOptions } from './uipc_socket.js';
+
+/**
+ * how an echo server moves bytes: `copy`, `loan` or `auto` send them back (and copy them in);
+ * `zerocopy` copies nothing either way -- in by page transfer, out by page loan
+ */
+export type EchoMode = SendMode | 'zerocopy';
+
 import { type Listener, listenChecked } from './uipc_syscalls.js';
 
 export interface EchoServerOptions extends SocketOptions {
@@ -32,7 +46,8 @@ export interface EchoServerOptions extends SocketOptions {
   /* default 7007; 0 = any free port */
   port?: number;
   /* default 'auto' */
-  mode?: SendMode;
+  /* default 'auto' */
+  mode?: EchoMode;
   /* a positive integer, default 128 */
   maxConnections?: number;
   /* size of each buffer in a connection's ring (default 64 KiB) ... */
@@ -48,6 +63,9 @@ export interface EchoServerOptions extends SocketOptions {
 }
 
 export interface EchoStats {
+  /* bytes received by copy and by page transfer (in), as the kernel counted them */
+  recvCopiedBytes: number;
+  recvTransferredBytes: number;
   connections: number;
   activeConnections: number;
   bytesEchoed: number;
@@ -67,12 +85,15 @@ export interface EchoStats {
 export interface EchoServer {
   readonly host: string;
   readonly port: number;
-  readonly mode: SendMode;
+  readonly mode: EchoMode;
   readonly kernel: Kernel;
   stats(): EchoStats;
   /* stop accepting, close every connection, release everything */
   close(): Promise<void>;
 }
+
+/* an echo connection's receive chunks and ring buffers: 64 KiB, 8 of each by default */
+const ECHO_CHUNK = 64 * 1024;
 
 /* the default kernel: 32768 pages = 128 MiB */
 const ECHO_PAGES = 32768;
@@ -81,7 +102,7 @@ const USER_SPACE = VM_MAX_ADDRESS - VM_MIN_ADDRESS;
 
 /* how each connection echoes */
 interface Ring {
-  mode: SendMode;
+  mode: EchoMode;
   bufferBytes: number;
   buffers: number;
   idleTimeoutMs: number;
@@ -108,7 +129,9 @@ export async function createEchoServer(options: EchoServerOptions = {}): Promise
   if (opts.kernel !== undefined) checkKernel('createEchoServer', opts.kernel);
   const ring = ringConfig(opts);
   const physPages = opts.kernel?.uvm.pages.length ?? ECHO_PAGES;
-  const cfg = listenConfig('createEchoServer', opts, physPages, { port: 7007, maxConnections: 128 });
+  /* a deeper receive area than a plain socket's: as deep as the ring (see the essay) */
+  const deep = { recvChunkBytes: ECHO_CHUNK, recvChunks: 8, ...opts };
+  const cfg = listenConfig('createEchoServer', deep, physPages, { port: 7007, maxConnections: 128 });
   const kernel = opts.kernel ?? new Kernel({ physPages: ECHO_PAGES, swapPages: 0 });
   const counts: Counts = { connections: 0, active: 0, bytes: 0, errors: 0, idleClosed: 0 };
   const listener = await listenChecked(kernel, cfg, (so) => serve(kernel, so, ring, counts));
@@ -125,16 +148,16 @@ export async function createEchoServer(options: EchoServerOptions = {}): Promise
 /* ringConfig: the echo options of createEchoServer, checked (EINVAL), defaults filled in */
 function ringConfig(opts: EchoServerOptions): Ring {
   const mode = opts.mode ?? 'auto';
-  if (mode !== 'copy' && mode !== 'loan' && mode !== 'auto') {
+  if (mode !== 'copy' && mode !== 'loan' && mode !== 'auto' && mode !== 'zerocopy') {
     throw new KernelError(
       'EINVAL',
-      `createEchoServer: mode must be 'copy', 'loan' or 'auto', not ${String(mode)}`,
+      `createEchoServer: mode must be 'copy', 'loan', 'auto' or 'zerocopy', not ${String(mode)}`,
     );
   }
   const ring = {
     mode,
-    bufferBytes: opts.bufferBytes ?? 64 * 1024,
-    buffers: opts.buffers ?? 4,
+    bufferBytes: opts.bufferBytes ?? ECHO_CHUNK,
+    buffers: opts.buffers ?? 8,
     idleTimeoutMs: opts.idleTimeoutMs ?? 60_000,
   };
   checkInteger('createEchoServer', 'bufferBytes', ring.bufferBytes, 1);
@@ -152,6 +175,8 @@ function ringConfig(opts: EchoServerOptions): Ring {
 function echoStats(kernel: Kernel, counts: Counts, listener: Listener): EchoStats {
   const m = mbufStats(kernel);
   return {
+    recvCopiedBytes: m.recvCopiedBytes,
+    recvTransferredBytes: m.recvTransferredBytes,
     connections: counts.connections,
     activeConnections: counts.active,
     bytesEchoed: counts.bytes,
@@ -224,8 +249,11 @@ async function echoConnection(
 }
 
 /*
- * echoLoop: receive into each buffer in turn and send it back from there, counting the bytes; a
- * buffer is reused only once its send is done; every byte received and every send done is progress
+ * echoLoop: receive into each buffer in turn and send it back from there, counting the bytes; every
+ * byte received and every send done is progress. A buffer is reused only once its send is done --
+ * except in zerocopy mode: a receive by page transfer replaces the buffer's pages, and those still on
+ * loan to a send stay with the network (orphans), so there is nothing to wait for; the send buffer's
+ * high-water mark bounds what is in flight
  */
 async function echoLoop(
   so: Socket,
@@ -237,13 +265,16 @@ async function echoLoop(
 ): Promise<void> {
   const n = bufs.length;
   const pending: (Promise<void> | null)[] = new Array(n).fill(null);
+  const zerocopy = ring.mode === 'zerocopy';
+  const recvMode = zerocopy ? 'transfer' : 'copy';
+  const sendMode = zerocopy ? 'loan' : (ring.mode as SendMode);
   try {
     for (let i = 0; ; i = (i + 1) % n) {
-      if (pending[i] !== null) await pending[i];
-      const got = await so.recv(proc, bufs[i], ring.bufferBytes);
+      if (pending[i] !== null && !zerocopy) await pending[i];
+      const got = await so.recv(proc, bufs[i], ring.bufferBytes, { mode: recvMode });
       if (got === 0) break;
       touch();
-      const done = (await so.send(proc, bufs[i], got, { mode: ring.mode })).done;
+      const done = (await so.send(proc, bufs[i], got, { mode: sendMode })).done;
       done.then(touch, () => undefined);
       pending[i] = done;
       counts.bytes += got;

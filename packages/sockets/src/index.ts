@@ -2,12 +2,15 @@
  * @loanout/sockets: sockets of the loanout kernel over real TCP -- send by copy, loan or auto; receive.
  */
 
-export type { EchoServer, EchoServerOptions, EchoStats } from './echo.js';
+export type { EchoMode, EchoServer, EchoServerOptions, EchoStats } from './echo.js';
 export { createEchoServer } from './echo.js';
+export type { RecvFallback } from './sockbuf.js';
 export { RecvBuffer, SendBuffer } from './sockbuf.js';
+export type { RecvMode } from './soreceive.js';
 export { autoThresholdKnown, sosendAutoThreshold } from './sosend_auto.js';
 export type {
   CloseOptions,
+  RecvOptions,
   SendMode,
   SendOptions,
   SendResult,

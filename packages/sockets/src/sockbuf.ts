@@ -5,20 +5,25 @@
  * callback has not fired): their mbufs, and so their loans, are still alive. A send waits while the
  * buffer is over its high-water mark -- backpressure instead of an ever-growing queue.
  *
- * The receive buffer is a small area of physically contiguous wired kernel pages cut into chunks.
- * Node's `onread` reads from the host socket straight into a chunk (no intermediate buffer); the filled
- * chunk waits in the queue until soreceive copies it out to the user. Node asks for the *next* chunk
- * right after each read (and once at the start), even when it is about to pause, so one free chunk is
- * always "armed" for it; reading pauses (TCP flow control does the rest) when no other chunk is free
- * to arm after the next read, and resumes when soreceive frees one.
+ * The receive buffer is a small area of wired kernel pages cut into chunks, each one physically
+ * contiguous run. Node's `onread` reads from the host socket straight into a chunk (no intermediate
+ * buffer), each read appending to the chunk until it is full, so that on a steady stream every page
+ * fills up whatever the sizes of the reads; the bytes wait until soreceive copies them out to the user
+ * -- or gives whole pages to the user (page transfer, `give`): then the chunk takes a fresh run from
+ * the VM system (uvmPglistAlloc) before it gives anything, and moves onto it once it is full and read.
+ * Node asks for the *next* buffer right after each read (and once at the start), even when it is about
+ * to pause, so one is always "armed" for it; reading pauses (TCP flow control does the rest) when no room would be left to
+ * arm after the next read, and resumes when soreceive frees a chunk.
  */
 import {
   checkKernel,
   type Kernel,
   KernelPanic,
   PAGE_SIZE,
+  type TransferRefusal,
   uvmKmAllocContig,
-  uvmKmFreePage,
+  uvmPglistAlloc,
+  uvmPglistFree,
   type VmPage,
 } from '@loanout/core';
 import { checkInteger, checkRecvArea } from './sockopt.js';
@@ -61,72 +66,111 @@ export class SendBuffer {
   }
 }
 
-export interface RecvChunk {
+/*
+ * A receive chunk: one physically contiguous run of wired kernel pages. Reads append to it until it is
+ * full (`filled`); recv reads it from the front (`read`). Pages given to a process (page transfer)
+ * leave holes (null); a chunk that gave pages away takes a fresh run first (`fresh`), and switches to
+ * it once it is full and all its bytes have been read.
+ */
+interface RecvChunk {
+  pages: (VmPage | null)[];
   view: Buffer;
+  fresh: VmPage[] | null;
+  filled: number;
+  read: number;
 }
 
-interface Filled {
-  chunk: RecvChunk;
-  off: number;
-  len: number;
-}
+/** why received bytes that could have moved as whole pages were copied instead */
+export type RecvFallback = TransferRefusal | 'no-run';
 
 export class RecvBuffer {
   readonly chunkBytes: number;
-  private readonly pages: VmPage[];
+  private readonly kernel: Kernel;
+  private readonly chunkPages: number;
+  private readonly all: RecvChunk[];
   private readonly free: RecvChunk[] = [];
-  private readonly queue: Filled[] = [];
-  /* the chunk Node will read into next */
+  /* chunks with bytes to read, or being filled (the last), in the order they were filled */
+  private readonly queue: RecvChunk[] = [];
+  /* the chunk Node will read into next, and where in it */
   private armed: RecvChunk | null = null;
+  private armedAt = 0;
   /* bytes received and not yet read */
   cc = 0;
   released = false;
 
-  private constructor(kernel: Kernel, pages: VmPage[], chunkBytes: number, chunks: number) {
-    this.pages = pages;
+  private constructor(kernel: Kernel, runs: VmPage[][], chunkBytes: number) {
+    this.kernel = kernel;
     this.chunkBytes = chunkBytes;
-    const base = pages[0].frame * PAGE_SIZE;
-    for (let i = 0; i < chunks; i++) {
-      this.free.push({ view: Buffer.from(kernel.uvm.ram.buffer, base + i * chunkBytes, chunkBytes) });
-    }
+    this.chunkPages = chunkBytes / PAGE_SIZE;
+    this.all = runs.map((run) => ({ pages: run, view: this.viewOf(run), fresh: null, filled: 0, read: 0 }));
+    this.free.push(...this.all);
   }
 
-  /*
-   * create: a receive area of `chunks` chunks of chunkBytes (a page multiple) in contiguous kernel memory
+  private viewOf(run: VmPage[]): Buffer {
+    return Buffer.from(this.kernel.uvm.ram.buffer, run[0].frame * PAGE_SIZE, this.chunkBytes);
+  }
+
+  /**
+   * create: a receive area of `chunks` chunks of chunkBytes (a page multiple), each one run of
+   * physically contiguous kernel memory
    * => throws EINVAL for bad sizes (fewer than 2 chunks, more than the kernel's RAM in all), ENOMEM
-   *    when no such run of pages can be had now
+   *    when the runs can't be had (after the pagedaemon tried); then nothing is kept
    */
   static async create(kernel: Kernel, chunkBytes: number, chunks: number): Promise<RecvBuffer> {
     checkKernel('soreserve', kernel);
     checkRecvArea('soreserve', chunkBytes, chunks, kernel.uvm.pages.length);
-    const pages = await uvmKmAllocContig(kernel.uvm, (chunkBytes / PAGE_SIZE) * chunks);
-    return new RecvBuffer(kernel, pages, chunkBytes, chunks);
+    const runs: VmPage[][] = [];
+    try {
+      for (let i = 0; i < chunks; i++) {
+        runs.push(await uvmKmAllocContig(kernel.uvm, chunkBytes / PAGE_SIZE, { zero: false }));
+      }
+    } catch (err) {
+      for (const run of runs) uvmPglistFree(run);
+      throw err;
+    }
+    return new RecvBuffer(kernel, runs, chunkBytes);
+  }
+
+  /* the chunk being filled, if it has room left */
+  private get filling(): RecvChunk | null {
+    const c = this.queue[this.queue.length - 1];
+    return c !== undefined && c.filled < this.chunkBytes ? c : null;
   }
 
   /*
-   * arm: the chunk the host reads into next (onread's buffer function)
-   * => panics if none is free: reading should have paused (see filled)
+   * arm: where the host reads next (onread's buffer function): the rest of the chunk being filled,
+   * or a free chunk -- so that on a steady stream every page of a chunk fills up, whatever the sizes of
+   * the reads, and can move to a process whole
+   * => panics if no room is left: reading should have paused (see filled)
    */
   arm(): Buffer {
-    const c = this.free.pop();
-    if (c === undefined) throw new KernelPanic('soreceive: no free receive chunk to arm');
+    let c = this.filling;
+    if (c === null) {
+      c = this.free.pop() ?? null;
+      if (c === null) throw new KernelPanic('soreceive: no free receive chunk to arm');
+      c.filled = 0;
+      c.read = 0;
+      this.queue.push(c);
+    }
     this.armed = c;
-    return c.view;
+    this.armedAt = c.filled;
+    return c.view.subarray(c.filled);
   }
 
   /*
-   * filled: the host read n bytes into the armed chunk buf (onread's callback)
-   * => returns whether reading may go on: another chunk must be free to arm after the *next* read
+   * filled: the host read n bytes into the armed buffer buf (onread's callback)
+   * => returns whether reading may go on: room must be left for the arm right after this read and
+   *    for the one after the next read
    */
   filled(n: number, buf: Buffer): boolean {
     const c = this.armed;
-    if (c === null || c.view.byteOffset !== buf.byteOffset) {
+    if (c === null || buf.byteOffset !== c.view.byteOffset + this.armedAt) {
       throw new KernelPanic('soreceive: a read landed outside the armed chunk');
     }
     this.armed = null;
-    this.queue.push({ chunk: c, off: 0, len: n });
+    c.filled += n;
     this.cc += n;
-    return this.free.length >= 2;
+    return this.free.length >= (this.filling !== null ? 1 : 2);
   }
 
   /* canResume: is a chunk free, so that a paused reader may read again? */
@@ -135,32 +179,70 @@ export class RecvBuffer {
   }
 
   get empty(): boolean {
-    return this.queue.length === 0;
+    return this.cc === 0;
   }
 
-  /* head: the oldest unread bytes (a view), or null */
+  /* head: the oldest unread bytes of one chunk (a view), or null */
   head(max: number): Buffer | null {
-    const f = this.queue[0];
-    if (f === undefined) return null;
-    return f.chunk.view.subarray(f.off, f.off + Math.min(max, f.len - f.off));
+    const c = this.queue[0];
+    if (c === undefined || c.read === c.filled) return null;
+    return c.view.subarray(c.read, c.read + Math.min(max, c.filled - c.read));
+  }
+
+  /* headOffset: where in its chunk the oldest unread byte is (its page offset decides a transfer) */
+  get headOffset(): number {
+    return this.queue[0]?.read ?? 0;
   }
 
   /* consume: n bytes of head() were read; returns true if a chunk became free */
   consume(n: number): boolean {
-    const f = this.queue[0];
-    f.off += n;
+    const c = this.queue[0];
+    c.read += n;
     this.cc -= n;
-    if (f.off < f.len) return false;
+    if (c.read < this.chunkBytes) return false;
     this.queue.shift();
-    this.free.push(f.chunk);
+    this.recycle(c);
     return true;
+  }
+
+  /**
+   * give: take the next k whole pages of unread bytes out of the area, for a page transfer
+   * => the oldest unread byte must start a page, and k whole pages of bytes be there (panic otherwise)
+   * => returns the pages, or null when no fresh run can be had to replace them (then nothing is taken)
+   * => the pages are the caller's to transfer (uvmPageTransfer): the area never touches them again
+   */
+  give(k: number): VmPage[] | null {
+    const c = this.queue[0];
+    if (c === undefined || c.read % PAGE_SIZE !== 0 || c.filled - c.read < k * PAGE_SIZE) {
+      throw new KernelPanic(`soreceive: no ${k} whole pages to give at the head of the receive area`);
+    }
+    if (c.fresh === null) c.fresh = uvmPglistAlloc(this.kernel.uvm, this.chunkPages, { zero: false });
+    if (c.fresh === null) return null;
+    const first = c.read / PAGE_SIZE;
+    const out = c.pages.slice(first, first + k) as VmPage[];
+    c.pages.fill(null, first, first + k);
+    this.consume(k * PAGE_SIZE);
+    return out;
+  }
+
+  /* recycle: a chunk full and all read is free again -- on its fresh run if it gave pages away */
+  private recycle(c: RecvChunk): void {
+    if (c.fresh !== null) {
+      uvmPglistFree(c.pages.filter((pg): pg is VmPage => pg !== null));
+      c.pages = c.fresh;
+      c.view = this.viewOf(c.fresh);
+      c.fresh = null;
+    }
+    this.free.push(c);
   }
 
   /* discard: drop every byte received and not yet read (a closing socket); returns whether a chunk became free */
   discard(): boolean {
     let freed = false;
-    for (let f = this.queue[0]; f !== undefined; f = this.queue[0])
-      freed = this.consume(f.len - f.off) || freed;
+    while (this.cc > 0) {
+      const c = this.queue[0];
+      freed = this.consume(c.filled - c.read) || freed;
+    }
     return freed;
   }
 
@@ -171,6 +253,9 @@ export class RecvBuffer {
     this.queue.length = 0;
     this.free.length = 0;
     this.cc = 0;
-    for (const pg of this.pages) uvmKmFreePage(pg);
+    for (const c of this.all) {
+      uvmPglistFree(c.pages.filter((pg): pg is VmPage => pg !== null));
+      if (c.fresh !== null) uvmPglistFree(c.fresh);
+    }
   }
 }

@@ -45,8 +45,9 @@ import {
   mFreem,
 } from '@loanout/mbuf';
 import { kernelErrorFrom, type OnRead } from './net_glue.js';
-import { type RecvBuffer, SendBuffer } from './sockbuf.js';
+import { type RecvBuffer, type RecvFallback, SendBuffer } from './sockbuf.js';
 import { checkOptions, DEFAULT_HIWAT, MAX_LINGER_MS } from './sockopt.js';
+import { newRecvCounts, type RecvMode, receiveInto } from './soreceive.js';
 import { SendOp, type SendResult } from './sosend.js';
 import { autoThresholdKnown, sosendAutoThreshold } from './sosend_auto.js';
 
@@ -69,6 +70,15 @@ export interface SendOptions {
   mode?: SendMode;
 }
 
+export interface RecvOptions {
+  /**
+   * 'copy' (default): copy the bytes out; 'transfer': move whole pages of received bytes into the
+   * buffer where they line up with its pages and it is private anonymous memory (page transfer), copy
+   * the rest; 'auto': as transfer, for runs of at least two whole pages
+   */
+  mode?: RecvMode;
+}
+
 export interface CloseOptions {
   /**
    * how long to wait for pending sends to go out and for the peer to close its side, in ms (default
@@ -89,8 +99,13 @@ export interface SocketStats {
   pinnedPages: number;
   /** bytes handed to the host and not yet taken by it */
   sendQueued: number;
-  /** bytes received and read by recv */
+  /** bytes received and read by recv: copied out, or moved as whole pages (page transfer) */
   bytesReceived: number;
+  receivedByCopy: number;
+  receivedByTransfer: number;
+  pagesTransferred: number;
+  /** receives that copied whole pages they could not transfer, by why (unaligned, shared, no-run, ...) */
+  transferFallbacks: Partial<Record<RecvFallback, number>>;
 }
 
 /* the smallest chunk worth sending into a partly full send buffer (NetBSD: sb_lowat) */
@@ -160,7 +175,8 @@ export class Socket {
   private wakeups = 0;
   /* processes watched while a send or recv of theirs sleeps: how many sleep, and the unwatch */
   private readonly watched = new Map<Proc, { n: number; unwatch: () => void }>();
-  private readonly counts = { bytesSent: 0, loanedBytes: 0, copiedBytes: 0, fallbackBytes: 0, received: 0 };
+  private readonly counts = { bytesSent: 0, loanedBytes: 0, copiedBytes: 0, fallbackBytes: 0 };
+  private readonly recvCounts = newRecvCounts();
   private closing: Promise<void> | null = null;
   private readonly closed: Promise<void>;
 
@@ -210,6 +226,11 @@ export class Socket {
     return this.snd.cc;
   }
 
+  /** bytes received and not yet read by recv (FIONREAD) */
+  get recvQueued(): number {
+    return this.rcv.cc;
+  }
+
   /** sends accepted and not yet all handed to the host */
   get pendingSends(): number {
     return this.sendq.length;
@@ -227,7 +248,11 @@ export class Socket {
       pendingSends: this.sendq.length,
       pinnedPages: pinned,
       sendQueued: this.snd.cc,
-      bytesReceived: c.received,
+      bytesReceived: this.recvCounts.copiedBytes + this.recvCounts.transferredBytes,
+      receivedByCopy: this.recvCounts.copiedBytes,
+      receivedByTransfer: this.recvCounts.transferredBytes,
+      pagesTransferred: this.recvCounts.pagesTransferred,
+      transferFallbacks: { ...this.recvCounts.fallbacks },
     };
   }
 
@@ -590,10 +615,8 @@ export class Socket {
    * => a copy that fails part-way (the memory went while a fault slept) returns the count it moved;
    *    the next recv meets the error with nothing consumed
    */
-  async recv(proc: Proc, va: number, len: number): Promise<number> {
-    this.checkProc('soreceive', proc);
-    checkUserBuffer('soreceive', proc, va, len);
-    proc.checkRange('soreceive', va, len, Prot.WRITE);
+  async recv(proc: Proc, va: number, len: number, opts: RecvOptions = {}): Promise<number> {
+    const mode = this.checkRecvArgs(proc, va, len, opts);
     await this.lockRecv(proc, va, len);
     try {
       while (this.rcv.empty) {
@@ -608,10 +631,26 @@ export class Socket {
       /* the range may have gone while we waited for the receive side: then nothing is consumed */
       const err = procError('soreceive', proc, va, len, Prot.WRITE);
       if (err !== null) throw err;
-      return await this.copyout(proc, va, len);
+      return await this.copyout(proc, va, len, mode);
     } finally {
       this.unlockRecv();
     }
+  }
+
+  /* checkRecvArgs: recv's arguments, before anything is done; returns the mode */
+  private checkRecvArgs(proc: Proc, va: number, len: number, opts: RecvOptions): RecvMode {
+    checkOptions('soreceive', opts);
+    this.checkProc('soreceive', proc);
+    checkUserBuffer('soreceive', proc, va, len);
+    const mode = opts.mode ?? 'copy';
+    if (mode !== 'copy' && mode !== 'transfer' && mode !== 'auto') {
+      throw new KernelError(
+        'EINVAL',
+        `soreceive: mode must be 'copy', 'transfer' or 'auto', not ${String(mode)}`,
+      );
+    }
+    proc.checkRange('soreceive', va, len, Prot.WRITE);
+    return mode;
   }
 
   /* waitData: sleep until data, the end, an error, or a change to the process */
@@ -625,29 +664,27 @@ export class Socket {
   }
 
   /*
-   * copyout: move queued bytes to the user; the receive area stays pinned while a copy may sleep
-   * => a copy that fails (its memory went while it slept on a fault) after some bytes were moved
-   *    returns their count, as soreceive returns what uiomove moved: those bytes are the caller's,
-   *    and the next recv meets the error with nothing consumed
+   * copyout: move queued bytes to the user, by copy or page transfer (soreceive.ts); the receive area
+   * stays pinned while a copy may sleep
    */
-  private async copyout(proc: Proc, va: number, len: number): Promise<number> {
-    let done = 0;
+  private async copyout(proc: Proc, va: number, len: number, mode: RecvMode): Promise<number> {
     this.copying = true;
     try {
-      for (let bytes = this.rcv.head(len); bytes !== null && done < len; bytes = this.rcv.head(len - done)) {
-        await proc.write(va + done, bytes);
-        done += bytes.length;
-        this.counts.received += bytes.length;
-        if (this.rcv.consume(bytes.length)) this.resumeReading();
-      }
-    } catch (err) {
-      if (done === 0 || !(err instanceof KernelError) || err.code !== 'EFAULT') throw err;
+      const counts = [this.recvCounts, mbufSystem(this.kernel).recv];
+      return await receiveInto({
+        rcv: this.rcv,
+        proc,
+        va,
+        len,
+        mode,
+        counts,
+        freed: () => this.resumeReading(),
+      });
     } finally {
       this.copying = false;
       if (this.state === 'closed') this.rcv.release();
       else if (this.discarding) this.discardReceived();
     }
-    return done;
   }
 
   /* received: node:net read into the receive area; returns whether it may read on */

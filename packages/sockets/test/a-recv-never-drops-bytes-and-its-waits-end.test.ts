@@ -21,7 +21,7 @@ afterEach(() => scope.cleanup());
 const unread = (so: Socket) => (so as unknown as { rcv: { cc: number } }).rcv.cc;
 const copying = (so: Socket) => (so as unknown as { copying: boolean }).copying;
 
-/* a pair whose receive area holds 50 x 'a' then 100 x 'b', in two chunks (two reads) */
+/* a pair whose receive area holds 50 x 'a' then 100 x 'b' */
 async function twoPieces() {
   const k = scope.kernel();
   const { so, remote } = await pair(scope, k);
@@ -56,22 +56,26 @@ describe('a recv whose memory goes', () => {
     const dir = await mkdtemp(join(tmpdir(), 'loanout-att-'));
     scope.defer(() => rm(dir, { recursive: true, force: true }));
     await writeFile(join(dir, 'f'), Buffer.alloc(PAGE_SIZE, 0x7a));
-    const { k, so } = await twoPieces();
+    /* one-page chunks: a full page of 'a' in one, 100 x 'b' in the next */
+    const k = scope.kernel();
+    const { so, remote } = await pair(scope, k, () => {}, { recvChunkBytes: PAGE_SIZE });
+    remote.write(Buffer.concat([Buffer.alloc(PAGE_SIZE, 0x61), Buffer.alloc(100, 0x62)]));
+    await until(() => unread(so) === PAGE_SIZE + 100, 'the bytes arrive');
     const p = k.createProcess();
-    /* [anon page][private writable file page, not read in yet]: copying the second piece pages in */
+    /* [anon page][private writable file page, not read in yet]: copying the second chunk pages in */
     const anon = p.mmap(PAGE_SIZE);
     await p.write(anon, Buffer.alloc(PAGE_SIZE));
     const file = await p.mmapFile(join(dir, 'f'), { prot: Prot.READ | Prot.WRITE });
     expect(file).toBe(anon + PAGE_SIZE);
-    const r = so.recv(p, file - 50, 150);
+    const r = so.recv(p, anon, PAGE_SIZE + 100);
     r.catch(() => {});
-    for (let i = 0; i < 20 && !copying(so); i++) await Promise.resolve();
+    for (let i = 0; i < 50 && unread(so) > 100; i++) await Promise.resolve();
     await Promise.resolve();
     await Promise.resolve();
     expect(copying(so)).toBe(true);
     p.munmap(file, PAGE_SIZE);
-    expect(await r).toBe(50);
-    expect((await p.read(file - 50, 50)).equals(Buffer.alloc(50, 0x61))).toBe(true);
+    expect(await r).toBe(PAGE_SIZE);
+    expect((await p.read(anon, PAGE_SIZE)).equals(Buffer.alloc(PAGE_SIZE, 0x61))).toBe(true);
     const good = p.mmap(PAGE_SIZE);
     expect(await so.recv(p, good, 150)).toBe(100);
     expect((await p.read(good, 100)).equals(Buffer.alloc(100, 0x62))).toBe(true);

@@ -1,0 +1,135 @@
+/*
+ * uvm_pglist.ts: physically contiguous runs of pages (NetBSD's uvm_pglist.c: uvm_pglistalloc,
+ * uvm_pglistfree).
+ *
+ * A device that reads into one flat buffer -- here Node's `onread`, which wants one contiguous Buffer
+ * per read of the socket layer's receive area -- needs runs of frames that follow each other in RAM.
+ * NetBSD's uvm_pglistalloc finds them by walking each physical segment's frames from a hint, with
+ * alignment and boundary constraints; its cost grows with RAM. Ours takes them from the buddy free
+ * lists (uvm_pgfl.ts, after Linux's buddy allocator) in O(log RAM), synchronously: a run is had now,
+ * or null -- never a sleep, so a caller that can do without one (copy instead of transfer) falls back
+ * at once; uvmKmAllocContig (uvm_km.ts) is the caller that waits for the pagedaemon instead.
+ *
+ * The pages come back as kernel memory, exactly as uvmKmAllocPage's: owned by the kernel object (at
+ * the offset of their frame), wired, on no paging queue, so the pagedaemon passes them by. They may be
+ * freed one by one or all together (uvmPglistFree, or uvmKmFreePage), or given to a process
+ * (uvmPageTransfer, uvm_transfer.ts); freed frames merge back into runs with their free neighbours.
+ */
+import { KernelError, panic } from './errors.js';
+import { option } from './param.js';
+import { Uvm } from './uvm.js';
+import {
+  PG_BUSY,
+  uvmPageFree,
+  uvmPageInit,
+  uvmPageUnbusy,
+  uvmPageUnwire,
+  uvmPageWire,
+  VmPage,
+} from './uvm_page.js';
+
+export interface PglistOptions {
+  /** fill the pages with zeros (default true); false leaves whatever the frames held last -- for a
+   *  caller that overwrites every byte before anyone else can see it */
+  zero?: boolean;
+}
+
+/**
+ * uvmPglistAlloc: npages physically contiguous pages of wired kernel memory, now or not at all
+ * (uvm_pglistalloc with waitok false).
+ * => uvm a kernel's Uvm, npages an integer 1..physPages, opts an object whose `zero` is a boolean
+ *    or left out: else EINVAL, before anything is done
+ * => returns the pages in frame order (pages[i].frame === pages[0].frame + i), each owned by the
+ *    kernel object, wired, not BUSY, zero-filled unless opts.zero is false; or null when no run of
+ *    npages free frames can be had now (the pagedaemon is woken; nothing waits)
+ * => counts every call in uvmexp.pglistAllocs, and every null in pglistFailed
+ * => O(log RAM) whatever the state of memory (plus the npages pages it sets up)
+ */
+export function uvmPglistAlloc(uvm: Uvm, npages: number, opts: PglistOptions = {}): VmPage[] | null {
+  const zero = checkPglistArgs('uvm_pglistalloc', uvm, npages, opts);
+  uvm.exp.pglistAllocs++;
+  const first = uvm.free.allocRun(npages);
+  if (first < 0) {
+    uvm.exp.pglistFailed++;
+    uvm.pdaemonWake();
+    return null;
+  }
+  const out = new Array<VmPage>(npages);
+  for (let i = 0; i < npages; i++) {
+    const pg = uvmPageInit(uvm.pages[first + i], uvm.kernelObject, first + i, null, zero);
+    uvmPageWire(pg);
+    uvmPageUnbusy(pg);
+    out[i] = pg;
+  }
+  return out;
+}
+
+/**
+ * checkPglistArgs: the checks of uvmPglistAlloc and uvmKmAllocContig
+ * => returns whether to zero the pages; throws EINVAL naming fn
+ */
+export function checkPglistArgs(fn: string, uvm: Uvm, npages: number, opts: PglistOptions): boolean {
+  if (!(uvm instanceof Uvm)) throw new KernelError('EINVAL', `${fn}: not a kernel's uvm`);
+  if (!Number.isSafeInteger(npages) || npages < 1 || npages > uvm.pages.length) {
+    throw new KernelError('EINVAL', `${fn}: bad page count ${String(npages)} (1..${uvm.pages.length})`);
+  }
+  if (opts === null || typeof opts !== 'object') throw new KernelError('EINVAL', `${fn}: bad options`);
+  const zero = option(opts.zero, true);
+  if (typeof zero !== 'boolean') throw new KernelError('EINVAL', `${fn}: zero must be a boolean`);
+  return zero;
+}
+
+/**
+ * uvmPglistFree: give back pages of kernel memory (uvm_pglistfree) -- a run from uvmPglistAlloc, a
+ * part of one, or any pages from uvmKmAllocPage; their frames merge with free neighbours
+ * => EINVAL unless `pages` is an array of vm_pages (a promise says "a forgotten await?"); then a
+ *    KernelPanic, with nothing freed, if a page isn't kernel memory (never allocated so, already
+ *    freed, or transferred to a process) or is listed twice
+ */
+export function uvmPglistFree(pages: readonly VmPage[]): void {
+  checkPageList('uvm_pglistfree', pages);
+  checkKernelPages('uvm_pglistfree', pages);
+  for (let i = 0; i < pages.length; i++) {
+    uvmPageUnwire(pages[i]);
+    uvmPageFree(pages[i]);
+  }
+}
+
+/**
+ * checkKernelPages: a KernelPanic naming fn unless every page is kernel memory (the kernel object's,
+ * wired once, not on loan, not BUSY) and none is listed twice
+ */
+export function checkKernelPages(fn: string, pages: readonly VmPage[]): void {
+  try {
+    for (let i = 0; i < pages.length; i++) {
+      const pg = pages[i];
+      if (
+        pg.uobject !== pg.uvm.kernelObject ||
+        pg.wireCount !== 1 ||
+        pg.loanCount !== 0 ||
+        pg.flags & PG_BUSY
+      ) {
+        panic(`${fn}: page ${pg.frame} isn't kernel memory`);
+      }
+      if (pg.mark++ !== 0) panic(`${fn}: page ${pg.frame} is listed twice`);
+    }
+  } finally {
+    for (let i = 0; i < pages.length; i++) pages[i].mark = 0;
+  }
+}
+
+/**
+ * checkPageList: EINVAL naming fn unless `list` is an array of vm_pages
+ */
+export function checkPageList(fn: string, list: unknown): asserts list is VmPage[] {
+  if (!Array.isArray(list)) {
+    const hint = list instanceof Promise ? ' (a promise: a forgotten await?)' : '';
+    throw new KernelError('EINVAL', `${fn}: not an array of vm_pages${hint}`);
+  }
+  for (let i = 0; i < list.length; i++) {
+    if (!(list[i] instanceof VmPage)) {
+      const hint = list[i] instanceof Promise ? ' (a promise: a forgotten await?)' : '';
+      throw new KernelError('EINVAL', `${fn}: element ${i} isn't a vm_page${hint}`);
+    }
+  }
+}

@@ -1,0 +1,154 @@
+/*
+ * uvm_transfer.ts: page transfer -- kernel pages moved *into* a process, the other half of Cranor's
+ * zero-copy design (his dissertation and USENIX '99 paper: "page transfer", uvm_loan's counterpart;
+ * NetBSD merged loanout but never page transfer).
+ *
+ * Loanout lends a process's pages out, read-only and copy-on-write. Transfer goes the other way:
+ * pages the kernel filled (the socket layer's receive area, which the network read into) become the
+ * process's own anonymous memory at an address, with no copy. Each page leaves the kernel object and
+ * its wiring, gets an anon of its own (PQ_ANON) in the entry's amap, and is mapped writable at once,
+ * dirty (its only copy is in RAM), on the active queue -- in every way the page a write fault would
+ * have made, with other bytes in it. What the slot held before loses the slot's reference, as if
+ * the range had been unmapped and mapped again:
+ *
+ *   an anon only this slot held        freed (its page freed, its swap slot released)
+ *   ... whose page is on loan (A->K)    the page becomes an orphan: its borrower keeps the old bytes
+ *   an anon others hold too             kept by them: a fork's other side, a pin (uvmLoan 'anon')
+ *   nothing (zero-fill never touched)   the slot is simply filled
+ *
+ * A needs-copy entry (after fork) first gets its own amap, as a write fault would make it: the other
+ * process keeps the old anons. Only private (copy-on-write) anonymous memory can take a transfer: a
+ * private file mapping must keep reading the file where it was never written ('file-backed'), and
+ * shared memory lives in an object the page would have to enter instead ('shared'). uvmTransferCheck
+ * says, without changing anything, whether a range can take one, and if not why, in stable words a
+ * caller can count its fallbacks by.
+ */
+import { KernelError, panic } from './errors.js';
+import { atop, checkAddress, hex, isPageAligned, PAGE_SIZE, Prot, VM_MAX_ADDRESS } from './param.js';
+import { amapAdd } from './uvm_amap.js';
+import { uvmAnonAlloc, uvmAnonUnref } from './uvm_anon.js';
+import { type MapEntry, uvmMapAmapCopy, VmMap } from './uvm_map.js';
+import { PG_CLEAN, uvmPageActivate, uvmPageRemove, uvmPageUnwire, type VmPage } from './uvm_page.js';
+import { checkKernelPages, checkPageList } from './uvm_pglist.js';
+
+/**
+ * Why a range cannot take a transfer (uvmTransferCheck), in the order they are looked for:
+ * - `unaligned`: the address is not page-aligned
+ * - `unmapped`: some page of the range is not mapped (or beyond user space)
+ * - `not-writable`: some page is mapped without write permission
+ * - `file-backed`: some page maps a file (private or shared)
+ * - `shared`: some page is shared anonymous memory (an aobj), or not copy-on-write
+ */
+export type TransferRefusal = 'unaligned' | 'unmapped' | 'not-writable' | 'file-backed' | 'shared';
+
+/** every TransferRefusal, in the order uvmTransferCheck looks for them (for counters by reason) */
+export const TRANSFER_REFUSALS: readonly TransferRefusal[] = [
+  'unaligned',
+  'unmapped',
+  'not-writable',
+  'file-backed',
+  'shared',
+];
+
+/**
+ * uvmTransferCheck: can [va, va + npages pages) of a map take a page transfer? Changes nothing.
+ * => map a VmMap, va a non-negative safe integer, npages an integer 1..(user space in pages): else
+ *    EINVAL
+ * => returns null when it can; else the first reason that applies (TRANSFER_REFUSALS' order; among
+ *    the entries of the range, the lowest address's): private anonymous memory, wholly mapped and
+ *    writable, can; anything on loan or pinned in it can too (the borrowers keep their pages)
+ */
+export function uvmTransferCheck(map: VmMap, va: number, npages: number): TransferRefusal | null {
+  if (!(map instanceof VmMap)) throw new KernelError('EINVAL', 'uvm_transfercheck: not a vm_map');
+  checkAddress('uvm_transfercheck', va, false);
+  checkPageCount('uvm_transfercheck', npages);
+  if (!isPageAligned(va)) return 'unaligned';
+  const end = va + npages * PAGE_SIZE;
+  if (map.dead || end > VM_MAX_ADDRESS) return 'unmapped';
+  for (let a = va; a < end; ) {
+    const e = map.lookup(a);
+    if (e === null) return 'unmapped';
+    const why = entryRefusal(e);
+    if (why !== null) return why;
+    a = e.end;
+  }
+  return null;
+}
+
+/* entryRefusal: why a mapped entry can't take a transfer, or null */
+function entryRefusal(e: MapEntry): TransferRefusal | null {
+  if ((e.prot & Prot.WRITE) === 0) return 'not-writable';
+  if (e.object !== null) return e.object.kind === 'vnode' ? 'file-backed' : 'shared';
+  if (!e.copyOnWrite) return 'shared';
+  return null;
+}
+
+function checkPageCount(fn: string, npages: number): void {
+  if (!Number.isSafeInteger(npages) || npages < 1 || npages > VM_MAX_ADDRESS / PAGE_SIZE) {
+    throw new KernelError('EINVAL', `${fn}: bad page count ${String(npages)}`);
+  }
+}
+
+/**
+ * uvmPageTransfer: make kernel pages the anonymous memory of a map at va, va + PAGE_SIZE, ...
+ * (Cranor's page transfer): pages[i] becomes the page of a new anon in the amap slot of
+ * va + i * PAGE_SIZE, mapped writable at once (no fault needed), dirty, on the active queue; it
+ * leaves the kernel object and is unwired. What the slot held loses the slot's reference (freed, or
+ * an orphan alive for its loans, or kept by whoever else holds it: see the file's essay).
+ * => map a VmMap (EINVAL) that has not been torn down (EFAULT); va page-aligned (EINVAL); pages a
+ *    non-empty array of vm_pages (EINVAL); the range must pass uvmTransferCheck: 'unmapped' and
+ *    'not-writable' are EFAULT, the rest EINVAL -- all checked before anything changes
+ * => each page must be the caller's kernel page, as uvmPglistAlloc and uvmKmAllocPage hand them out
+ *    (kernel object, wired once, not on loan, not BUSY), of this map's kernel, listed once: else a
+ *    KernelPanic, before anything changes
+ * => the caller gives the pages up: it must have removed any kernel mapping of them (kremove) and
+ *    must not touch their bytes again through a view of RAM (that bypasses the MMU: the bytes are the
+ *    process's now)
+ * => counts the pages in uvmexp.pagesTransferred, and traces a 'transfer' event per page (detail: the
+ *    address)
+ */
+export function uvmPageTransfer(map: VmMap, va: number, pages: readonly VmPage[]): void {
+  checkTransferArgs(map, va, pages);
+  for (let i = 0; i < pages.length; i++) transferOne(map, va + i * PAGE_SIZE, pages[i]);
+  map.version++;
+}
+
+/* checkTransferArgs: everything uvmPageTransfer checks before it changes anything */
+function checkTransferArgs(map: VmMap, va: number, pages: readonly VmPage[]): void {
+  const fn = 'uvm_pagetransfer';
+  if (!(map instanceof VmMap)) throw new KernelError('EINVAL', `${fn}: not a vm_map`);
+  checkAddress(fn, va, true);
+  checkPageList(fn, pages);
+  if (pages.length === 0) throw new KernelError('EINVAL', `${fn}: no pages`);
+  if (map.dead) throw new KernelError('EFAULT', `${fn}: the map has been torn down`);
+  const why = uvmTransferCheck(map, va, pages.length);
+  if (why !== null) {
+    const code = why === 'unmapped' || why === 'not-writable' ? 'EFAULT' : 'EINVAL';
+    throw new KernelError(code, `${fn}: ${hex(va)} (+${pages.length} pages) can't take a transfer: ${why}`);
+  }
+  for (const pg of pages) if (pg.uvm !== map.uvm) panic(`${fn}: page ${pg.frame} is another kernel's`);
+  checkKernelPages(fn, pages);
+}
+
+/* transferOne: one page into the slot of va (checked: private anonymous memory, writable) */
+function transferOne(map: VmMap, va: number, pg: VmPage): void {
+  const uvm = map.uvm;
+  const e = map.lookup(va)!;
+  if (e.needsCopy || e.amap === null) uvmMapAmapCopy(map, e);
+  const amap = e.amap!;
+  const slot = e.amapSlot + atop(va - e.start);
+  const old = amap.slots[slot];
+  const anon = uvmAnonAlloc(uvm);
+  uvmPageRemove(pg);
+  pg.uanon = anon;
+  pg.anonOwns = true;
+  anon.page = pg;
+  pg.flags &= ~PG_CLEAN;
+  uvmPageUnwire(pg);
+  uvmPageActivate(pg);
+  amapAdd(amap, slot, anon, old !== null);
+  if (old !== null) uvmAnonUnref(old);
+  map.pmap.enter(atop(va), pg.frame, e.prot);
+  uvm.exp.pagesTransferred++;
+  if (uvm.tracers.length > 0) uvm.trace('transfer', pg, hex(va));
+}

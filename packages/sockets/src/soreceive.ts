@@ -1,0 +1,151 @@
+/*
+ * soreceive.ts: moving received bytes from the receive area to a process -- by copy, or by page
+ * transfer (the other half of Cranor's zero-copy design: loanout lends a process's pages *out* to the
+ * network; transfer moves the network's pages *in*).
+ *
+ * node:net read the bytes into a chunk of the receive area: a run of wired kernel pages. Copying them
+ * out is uiomove, through the process's MMU. Transferring them is cheaper for whole pages: when a page
+ * of received bytes lines up with a page of the process's buffer -- same offset in the page, the whole
+ * page wanted -- and the buffer is private anonymous memory (uvmTransferCheck), the kernel page itself
+ * becomes the process's page at that address (uvmPageTransfer): no byte is copied. The receive area
+ * takes a fresh run for the chunk before it gives any page away (RecvBuffer.give); the page the process
+ * had there before is freed -- or, if the network still holds it on loan (an echo sending it back), it
+ * stays an orphan for its borrower.
+ *
+ * What cannot move is copied, and counted by why, when it was whole pages that might have: the buffer
+ * is unaligned with the bytes, not writable, a file's, shared, or no fresh run could be had. A receive
+ * that moved pages leaves a partial page behind rather than copy it: the reads append to the chunk,
+ * so that page fills up and moves whole next time; only a receive that finds no whole page at all
+ * copies what is there (it must return something). And one that copied up to the end of a chunk stops
+ * there if the next chunk's bytes would land mid-page in its buffer: the next receive, into a fresh
+ * page-aligned buffer, starts aligned again.
+ */
+import { KernelError, PAGE_SIZE, type Proc, uvmPageTransfer, uvmTransferCheck } from '@loanout/core';
+import type { RecvBuffer, RecvFallback } from './sockbuf.js';
+
+/** how a recv moves bytes to the process: copy them, or move whole pages (transfer), or `auto` */
+export type RecvMode = 'copy' | 'transfer' | 'auto';
+
+/* `auto` moves runs of at least this many whole pages and copies shorter ones */
+export const AUTO_TRANSFER_PAGES = 2;
+
+/** the receive side's counters (a socket's, or the kernel's in mbufStats) */
+export interface RecvCounts {
+  copiedBytes: number;
+  transferredBytes: number;
+  pagesTransferred: number;
+  /** copies of bytes that could have moved as whole pages, by why not */
+  fallbacks: Partial<Record<RecvFallback, number>>;
+}
+
+export function newRecvCounts(): RecvCounts {
+  return { copiedBytes: 0, transferredBytes: 0, pagesTransferred: 0, fallbacks: {} };
+}
+
+/* one receive's work: where, how, and whom to tell */
+export interface Receive {
+  rcv: RecvBuffer;
+  proc: Proc;
+  va: number;
+  len: number;
+  mode: RecvMode;
+  /* counters to add to: the socket's and the kernel's */
+  counts: RecvCounts[];
+  /* a chunk became free: reading may resume */
+  freed: () => void;
+}
+
+/**
+ * receiveInto: move up to r.len queued bytes into the process (the receive area is not empty)
+ * => returns the count moved (>= 1)
+ * => a copy that fails after some bytes moved returns their count (the next call meets the error);
+ *    one that fails first throws it (EFAULT, ESRCH), nothing consumed
+ */
+export async function receiveInto(r: Receive): Promise<number> {
+  let done = 0;
+  let moved = false;
+  let fallbackSeen = false;
+  try {
+    while (done < r.len && !r.rcv.empty) {
+      const step = transferStep(r, done);
+      if (typeof step === 'number') {
+        done += step;
+        moved = true;
+        continue;
+      }
+      /* pages moved: leave a partial page to fill up and move whole next time */
+      if (moved && step.fallback === null && step.upTo < PAGE_SIZE) break;
+      if (step.fallback !== null && !fallbackSeen) {
+        fallbackSeen = true;
+        count(r, (c) => {
+          c.fallbacks[step.fallback!] = (c.fallbacks[step.fallback!] ?? 0) + 1;
+        });
+      }
+      done += await copyStep(r, done, step.upTo);
+      if (r.mode !== 'copy' && stopsMisaligned(r, done)) break;
+    }
+  } catch (err) {
+    if (done === 0 || !(err instanceof KernelError) || err.code !== 'EFAULT') throw err;
+  }
+  return done;
+}
+
+/*
+ * transferStep: move the whole pages at the head now, if they line up and may (a count of bytes,
+ * possibly 0 to go round again); else say how much to copy instead, and why no transfer (a fallback
+ * to count, or null when there was nothing transfer could have done)
+ */
+function transferStep(r: Receive, done: number): number | { upTo: number; fallback: RecvFallback | null } {
+  const want = r.len - done;
+  const avail = r.rcv.head(want)!.length;
+  if (r.mode === 'copy') return { upTo: avail, fallback: null };
+  const ua = r.va + done;
+  const off = r.rcv.headOffset;
+  if (ua % PAGE_SIZE !== off % PAGE_SIZE) {
+    return { upTo: avail, fallback: avail >= PAGE_SIZE ? 'unaligned' : null };
+  }
+  /* lined up but mid-page: copy to the page boundary, then go round for the whole pages */
+  if (off % PAGE_SIZE !== 0) return { upTo: Math.min(avail, PAGE_SIZE - (off % PAGE_SIZE)), fallback: null };
+  const k = Math.floor(avail / PAGE_SIZE);
+  if (k === 0 || (r.mode === 'auto' && k < AUTO_TRANSFER_PAGES)) return { upTo: avail, fallback: null };
+  const why = transferPages(r, ua, k);
+  return why === null ? k * PAGE_SIZE : { upTo: avail, fallback: why };
+}
+
+/* transferPages: give k whole pages at the head to the process at ua; null, or why it could not */
+function transferPages(r: Receive, ua: number, k: number): RecvFallback | null {
+  const why = uvmTransferCheck(r.proc.map, ua, k);
+  if (why !== null) return why;
+  const pages = r.rcv.give(k);
+  if (pages === null) return 'no-run';
+  uvmPageTransfer(r.proc.map, ua, pages);
+  count(r, (c) => {
+    c.transferredBytes += k * PAGE_SIZE;
+    c.pagesTransferred += k;
+  });
+  r.freed();
+  return null;
+}
+
+/* copyStep: copy up to `upTo` bytes of the head into the process (uiomove); returns the count */
+async function copyStep(r: Receive, done: number, upTo: number): Promise<number> {
+  const bytes = r.rcv.head(upTo)!;
+  await r.proc.write(r.va + done, bytes);
+  count(r, (c) => {
+    c.copiedBytes += bytes.length;
+  });
+  if (r.rcv.consume(bytes.length)) r.freed();
+  return bytes.length;
+}
+
+/*
+ * stopsMisaligned: after a copy, would the next bytes -- a new chunk, which starts a page -- land
+ * mid-page in the buffer? Then stop here, so the next receive starts aligned
+ */
+function stopsMisaligned(r: Receive, done: number): boolean {
+  return !r.rcv.empty && r.rcv.headOffset === 0 && (r.va + done) % PAGE_SIZE !== 0;
+}
+
+function count(r: Receive, add: (c: RecvCounts) => void): void {
+  for (const c of r.counts) add(c);
+}

@@ -1,0 +1,225 @@
+/*
+ * Random receives and sends match a byte-stream model, both ways. fast-check drives one socket over
+ * real TCP: the peer sends random bytes; the process receives them into random ranges of its buffers
+ * (page-aligned or not, any length) by copy, transfer or auto, writes its buffers, sends from them
+ * (copy, loan, auto; never awaited), and unmaps and maps them again. The model keeps the stream the
+ * peer sent, the bytes each buffer must hold, and the snapshots the peer must get back:
+ *
+ *   - each recv returns the next bytes of the peer's stream, at the place asked for, and leaves every
+ *     other byte of the buffer as it was -- a page transfer moves only whole pages it fills;
+ *   - the peer receives exactly the bytes each send's range held at its call, in call order;
+ *   - after every step the kernel's books balance (checkInvariants), and at the end nothing is left.
+ */
+import net from 'node:net';
+import { type Kernel, PAGE_SIZE, type Proc } from '@loanout/core';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type RecvMode, SendError, type SendMode, type Socket, sockConnect } from '../src/index.js';
+import { expectAtRest, KiB, random, Scope, until } from './helpers.js';
+
+const scope = new Scope();
+afterEach(() => scope.cleanup());
+
+const NBUF = 2;
+const BUF = 96 * KiB;
+
+type Cmd =
+  | { t: 'peer'; len: number }
+  | { t: 'recv'; buf: number; off: number; len: number; mode: RecvMode; lineUp: boolean }
+  | { t: 'write'; buf: number; off: number; len: number; seed: number }
+  | { t: 'send'; buf: number; off: number; len: number; mode: SendMode }
+  | { t: 'remap'; buf: number };
+
+const length = fc.oneof(
+  fc.integer({ min: 1, max: 100 }),
+  fc.integer({ min: 1, max: 5 * PAGE_SIZE }),
+  fc.integer({ min: 1, max: BUF }),
+);
+/* offsets: page-aligned half the time, so that transfers happen */
+const offset = fc.oneof(
+  fc.integer({ min: 0, max: BUF / PAGE_SIZE - 1 }).map((p) => p * PAGE_SIZE),
+  fc.integer({ min: 0, max: BUF - 1 }),
+);
+const span = fc
+  .tuple(fc.integer({ min: 0, max: NBUF - 1 }), offset, length)
+  .map(([buf, off, len]) => ({ buf, off, len: Math.min(len, BUF - off) }));
+const cmd: fc.Arbitrary<Cmd> = fc.oneof(
+  { weight: 3, arbitrary: length.map((len) => ({ t: 'peer' as const, len })) },
+  {
+    weight: 5,
+    arbitrary: fc
+      .tuple(span, fc.constantFrom<RecvMode>('copy', 'transfer', 'auto'), fc.boolean())
+      .map(([s, mode, lineUp]) => ({ t: 'recv' as const, ...s, mode, lineUp })),
+  },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(span, fc.integer({ min: 1, max: 255 }))
+      .map(([s, seed]) => ({ t: 'write' as const, ...s, seed })),
+  },
+  {
+    weight: 2,
+    arbitrary: fc
+      .tuple(span, fc.constantFrom<SendMode>('copy', 'loan', 'auto'))
+      .map(([s, mode]) => ({ t: 'send' as const, ...s, mode })),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.integer({ min: 0, max: NBUF - 1 }).map((buf) => ({ t: 'remap' as const, buf })),
+  },
+);
+
+/* the process, its buffers, and the model */
+interface World {
+  k: Kernel;
+  so: Socket;
+  peer: net.Socket;
+  proc: Proc;
+  vas: number[];
+  model: Buffer[];
+  /* what the peer sent, and how much of it we have received */
+  inbound: Buffer[];
+  taken: number;
+  /* what the peer must get back: each send's bytes at the call, and how many of them went */
+  outbound: { bytes: Buffer; sent: Promise<number> }[];
+  back: Buffer[];
+}
+
+async function connect(k: Kernel, recvChunkBytes: number): Promise<World> {
+  let peer: net.Socket | null = null;
+  const back: Buffer[] = [];
+  const server = net.createServer((s) => {
+    peer = s;
+    s.on('data', (d: Buffer) => back.push(d));
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  scope.defer(() => new Promise<void>((r) => server.close(() => r())));
+  scope.defer(() => peer?.destroy());
+  const port = (server.address() as net.AddressInfo).port;
+  const so = scope.socket(
+    await sockConnect(k, { port, recvChunkBytes, recvChunks: 4, autoThreshold: 8 * KiB }),
+  );
+  await until(() => peer !== null, 'the peer accepts');
+  const proc = k.createProcess();
+  const w: World = {
+    k,
+    so,
+    peer: peer!,
+    proc,
+    vas: [],
+    model: [],
+    inbound: [],
+    taken: 0,
+    outbound: [],
+    back,
+  };
+  for (let b = 0; b < NBUF; b++) await map(w, b);
+  return w;
+}
+
+async function map(w: World, b: number): Promise<void> {
+  w.vas[b] = w.proc.mmap(BUF);
+  w.model[b] = random(BUF);
+  await w.proc.write(w.vas[b], w.model[b]);
+}
+
+/* lineUp: off moved within its page to where stream byte `at` sits in its page (reads fill chunks in order) */
+function lineUp(off: number, at: number): number {
+  const o = off - (off % PAGE_SIZE) + (at % PAGE_SIZE);
+  return o < BUF ? o : o - PAGE_SIZE;
+}
+
+/* the peer's stream from byte `from`, `n` bytes */
+function inbound(w: World, from: number, n: number): Buffer {
+  return Buffer.concat(w.inbound).subarray(from, from + n);
+}
+
+async function step(w: World, c: Cmd): Promise<void> {
+  switch (c.t) {
+    case 'peer': {
+      const bytes = random(c.len);
+      w.inbound.push(bytes);
+      w.peer.write(bytes);
+      return;
+    }
+    case 'recv': {
+      /* receive only what has arrived (a recv with nothing to read would wait) */
+      const sent = w.inbound.reduce((n, b) => n + b.length, 0);
+      if (sent === w.taken) return;
+      await until(() => w.so.recvQueued > 0, 'bytes arrive');
+      /* lineUp: put the next byte at the same place in its page as it has in its chunk, so whole pages can move */
+      const off = c.lineUp ? lineUp(c.off, w.taken) : c.off;
+      const len = Math.min(c.len, BUF - off);
+      const n = await w.so.recv(w.proc, w.vas[c.buf] + off, len, { mode: c.mode });
+      expect(n).toBeGreaterThan(0);
+      expect(n).toBeLessThanOrEqual(len);
+      inbound(w, w.taken, n).copy(w.model[c.buf], off);
+      w.taken += n;
+      /* the bytes asked for, and nothing else in the buffer changed */
+      expect((await w.proc.read(w.vas[c.buf], BUF)).equals(w.model[c.buf])).toBe(true);
+      return;
+    }
+    case 'write': {
+      const bytes = random(c.len);
+      await w.proc.write(w.vas[c.buf] + c.off, bytes);
+      bytes.copy(w.model[c.buf], c.off);
+      return;
+    }
+    case 'send': {
+      const bytes = Buffer.from(w.model[c.buf].subarray(c.off, c.off + c.len));
+      const sent = w.so.send(w.proc, w.vas[c.buf] + c.off, c.len, { mode: c.mode }).then(
+        (r) => r.bytes,
+        (err) => (err instanceof SendError ? err.bytesSent : 0),
+      );
+      w.outbound.push({ bytes, sent });
+      return;
+    }
+    case 'remap':
+      w.proc.munmap(w.vas[c.buf], BUF);
+      await map(w, c.buf);
+      return;
+  }
+}
+
+async function run(cmds: Cmd[], recvChunkBytes: number): Promise<void> {
+  const k = scope.kernel({ physPages: 4096, swapPages: 0 });
+  const w = await connect(k, recvChunkBytes);
+  for (const c of cmds) {
+    await step(w, c);
+    k.checkInvariants();
+  }
+  /* each send's bytes at the call -- all of them, or the first bytesSent of one whose range was unmapped */
+  const counts = await Promise.all(w.outbound.map((o) => o.sent));
+  const stream = Buffer.concat(w.outbound.map((o, i) => o.bytes.subarray(0, counts[i])));
+  const closed = new Promise<void>((r) => w.peer.once('close', () => r()));
+  w.peer.end();
+  await w.so.close().catch(() => undefined);
+  await closed;
+  expect(Buffer.concat(w.back).equals(stream)).toBe(true);
+  w.proc.exit();
+  k.checkInvariants();
+  expect(k.stats().anons).toBe(0);
+  transferred += w.so.stats().pagesTransferred;
+  expectAtRest(k);
+}
+
+/* pages moved by transfer over all runs: the test must exercise transfers, not only copies */
+let transferred = 0;
+
+describe('random receives (copy, transfer, auto), sends, writes and remaps', () => {
+  it('move exactly the stream, touch nothing else, and keep the books', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(cmd, { minLength: 1, maxLength: 20 }),
+        fc.constantFrom(PAGE_SIZE, 16 * KiB, 64 * KiB),
+        async (cmds, chunk) => {
+          await run(cmds, chunk);
+          await scope.cleanup();
+        },
+      ),
+      { numRuns: 30, endOnFailure: true },
+    );
+    expect(transferred).toBeGreaterThan(0);
+  }, 120_000);
+});

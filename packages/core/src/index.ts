@@ -41,7 +41,7 @@ export type { FrameInfo, FrameMapping, FrameStateCode } from './uvm_pageinfo.js'
 export { FRAME_STATE_NAMES, FrameState, frameState } from './uvm_pageinfo.js';
 export { PageDaemon } from './uvm_pdaemon.js';
 export type { PglistOptions } from './uvm_pglist.js';
-export { uvmPglistAlloc, uvmPglistFree } from './uvm_pglist.js';
+export { uvmPglistAlloc, uvmPglistFree, uvmPglistSure } from './uvm_pglist.js';
 export type { TransferRefusal } from './uvm_transfer.js';
 export { TRANSFER_REFUSALS, uvmPageTransfer, uvmTransferCheck } from './uvm_transfer.js';
 export { VnodeObject } from './uvm_vnode.js';

@@ -116,9 +116,7 @@ function transferStep(r: Receive, done: number): number | { upTo: number; fallba
 function transferPages(r: Receive, ua: number, k: number): RecvFallback | null {
   const why = uvmTransferCheck(r.proc.map, ua, k);
   if (why !== null) return why;
-  const pages = r.rcv.give(k);
-  if (pages === null) return 'no-run';
-  uvmPageTransfer(r.proc.map, ua, pages);
+  if (!r.rcv.give(k, (pages) => uvmPageTransfer(r.proc.map, ua, pages))) return 'no-run';
   count(r, (c) => {
     c.transferredBytes += k * PAGE_SIZE;
     c.pagesTransferred += k;

@@ -59,8 +59,9 @@ export interface Receive {
  * receiveInto: move up to r.len queued bytes into the process (the receive area is not empty)
  * => returns the count moved (>= 1) -- at once when nothing had to sleep, else a Promise (a copy took
  *    a fault that sleeps: the receive area must stay as it is until it settles)
- * => a copy that fails after some bytes moved returns their count (the next call meets the error);
- *    one that fails first throws it (EFAULT, ESRCH), nothing consumed
+ * => a step that fails after some bytes moved returns their count, whatever the kernel error
+ *    (EFAULT, EIO, ENOMEM, ESRCH: the next call meets it again, or not if it was transient); one
+ *    that fails first throws it, nothing consumed
  */
 export function receiveInto(r: Receive): number | Promise<number> {
   return receiveFrom(r, { done: 0, moved: false, fallbackSeen: false });
@@ -112,9 +113,12 @@ function copiedUpTo(r: Receive, st: Progress, n: number): boolean {
   return r.mode !== 'copy' && stopsMisaligned(r, st.done);
 }
 
-/* failedAt: a step failed: the count moved if a copy failed part-way (EFAULT), else the error */
+/*
+ * failedAt: a step failed: after progress any kernel error (EFAULT, EIO, ENOMEM, ESRCH) returns the
+ * count -- the bytes moved are consumed, and a recv that throws must have consumed nothing; else the error
+ */
 function failedAt(st: Progress, err: unknown): number {
-  if (st.done === 0 || !(err instanceof KernelError) || err.code !== 'EFAULT') throw err;
+  if (st.done === 0 || !(err instanceof KernelError)) throw err;
   return st.done;
 }
 

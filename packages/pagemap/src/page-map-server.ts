@@ -224,7 +224,7 @@ class PageMapServer {
   /* update: the frames, counters and walkthrough now, with the trace given */
   private update(trace: ReturnType<TraceWindow['take']>) {
     this.kernel.frameStates(this.states);
-    this.trace.forgetFree(this.states);
+    this.trace.forgetGone(this.states);
     const arrived = this.trace.arrived;
     return {
       now: performance.now(),

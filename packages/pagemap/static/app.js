@@ -31,6 +31,7 @@ const COLORS = [
 const CSS_COLORS = COLORS.map((c) => `rgb(${c.join(',')})`);
 const FREE = 0;
 const LOANED_TO_KERNEL = 3;
+const ORPHAN = 5;
 const KERNEL = 8;
 // the colour words a walkthrough's [notes] may use, by state code
 const COLOR_WORDS = { blue: 1, green: 2, red: 3, yellow: 4, purple: 5, black: 6, grey: 7, gray: 7, brown: 8 };
@@ -208,10 +209,8 @@ function liveState() {
   else setState('live', `live: an update every ${view.intervalMs} ms`);
 }
 
-$('retry').onclick = () => {
-  conn.attempt = Math.max(0, conn.attempt - 1);
-  connect();
-};
+// retry now: the attempt to come, without waiting for its countdown
+$('retry').onclick = () => connect();
 
 // a second's ticker: countdowns, and a live page that has stopped hearing from its server
 setInterval(() => {
@@ -461,9 +460,9 @@ function focusMaxHeight() {
 }
 
 // layoutFocus: its columns and cell size, then which rows it shows and where. Rows fill the width.
-// All of RAM, if it fits the window at TARGET_CELL or more; else the largest cell (up to MAX_CELL) at
-// which the rows in use fit; if they fit at none, TARGET_CELL or as near as the width allows (never
-// below MIN_CELL), and the focus scrolls.
+// All of RAM, if it fits the window at TARGET_CELL or more; else the largest cell (up to MAX_CELL,
+// down to TARGET_CELL) at which the rows in use fit; if they fit at none, the smallest of those, and
+// the focus scrolls. Only a window too narrow for TARGET_CELL gets less (never below MIN_CELL).
 function layoutFocus() {
   const box = $('focusbox');
   const ctx = $('focus').getContext('2d');
@@ -473,20 +472,22 @@ function layoutFocus() {
   const avail = Math.max(MIN_CELL * 8, focus.width - focus.gutter - 2);
   const sizes = [];
   // from as few columns as fill the width at MAX_CELL (a narrow column of big cells helps no one)
-  const fewest = Math.min(view.cols, 2 ** Math.ceil(Math.log2(avail / MAX_CELL)));
-  for (let cols = Math.max(1, fewest); cols <= Math.min(128, view.cols); cols *= 2) {
+  const most = Math.min(128, view.cols);
+  const fewest = Math.min(most, 2 ** Math.ceil(Math.log2(avail / MAX_CELL)));
+  for (let cols = Math.max(1, fewest); cols <= most; cols *= 2) {
     const cell = Math.min(MAX_CELL, Math.floor(avail / cols));
     if (cell >= MIN_CELL) sizes.push({ cols, cell });
   }
   const maxH = focusMaxHeight();
+  const now = performance.now();
   const whole = sizes.find((z) => z.cell >= TARGET_CELL && Math.ceil(view.frames / z.cols) * z.cell <= maxH);
+  /* the cells worth reading: TARGET_CELL and up (or, where the width allows none, the biggest there is) */
+  const readable = sizes.filter((z) => z.cell >= TARGET_CELL);
+  const pool = whole !== undefined ? [whole] : readable.length > 0 ? readable : sizes.slice(0, 1);
   let chosen = null;
-  for (const z of whole === undefined ? sizes : [whole]) {
-    const bands = focusBands(performance.now(), z.cols, z.cell);
-    const fits = bandsHeight(bands) <= maxH;
-    if (chosen === null || (fits && !chosen.fits) || (!chosen.fits && chosen.cell > TARGET_CELL))
-      chosen = { ...z, bands, fits };
-    if (fits) break;
+  for (const z of pool) {
+    chosen = { ...z, bands: focusBands(now, z.cols, z.cell) };
+    if (bandsHeight(chosen.bands) <= maxH) break;
   }
   Object.assign(focus, { cols: chosen.cols, cell: chosen.cell, bands: chosen.bands });
   focus.total = bandsHeight(focus.bands);
@@ -751,7 +752,7 @@ function drawMinimap(repaint = true) {
     paintMini(image.data);
     pctx.putImageData(image, 0, 0);
   }
-  const room = Math.min(480, $('side').clientWidth - 4);
+  const room = Math.min(320, $('side').clientWidth - 4);
   mini.scale = Math.max(1, Math.min(16, room / mini.cols));
   const canvas = $('minimap');
   canvas.width = Math.round(mini.cols * mini.scale);
@@ -939,6 +940,8 @@ function showFlow(u) {
     arrow(`→ loan (${perSecond('loan')}/s) →`),
     stage('on loan to the network', LOANED_TO_KERNEL, counts[LOANED_TO_KERNEL]),
   );
+  // orphans are on loan too: the network holds pages their owner has let go of
+  if (counts[ORPHAN] > 0) $('flow-stages').append(stage('and orphans', ORPHAN, counts[ORPHAN]));
   const rows = [
     ['', 'by copy', 'zero-copy'],
     ['in: network → process', bytes(m.recvCopiedBytes), `by transfer ${bytes(m.recvTransferredBytes)}`],
@@ -1096,7 +1099,7 @@ const STATE_WORDS = {
 // describe: FrameInfo (kernel.frameInfo) in a student's words, one entry per FRAME_ROWS key
 function describe(info) {
   return {
-    state: STATE_WORDS[info.state] ?? info.state,
+    state: `${STATE_WORDS[info.state] ?? info.state}${isArrived(info.frame) ? '; it came into its process by page transfer (a receive, no copy)' : ''}`,
     owner: ownerWords(info.owner),
     offset:
       info.offset === null ? 'none (not an object page)' : `byte ${info.offset} (page ${info.offset / 4096})`,

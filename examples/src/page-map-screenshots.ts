@@ -46,34 +46,40 @@ async function openPage(browser: Browser, map: PageMap, width: number, height: n
   return page;
 }
 
-/* echo: a zero-copy echo of 32 MiB held in flight, pictured at 1400 and at 420 px */
+/*
+ * echo: a zero-copy echo of 32 MiB held in flight, pictured at 1400 px (watched from before the echo
+ * began, one frame that came in by transfer and is on loan pinned) and at 420 px
+ */
 async function echo(browser: Browser, dir: string): Promise<void> {
   const server = await createEchoServer({ port: 0, mode: 'zerocopy' });
   const map = await startPageMap(server.kernel, {
     title: 'pnpm echo',
     about: echoAbout('zerocopy', server.port),
   });
+  const page = await openPage(browser, map, 1400, 900);
   const client = net.connect(server.port, '127.0.0.1');
   client.pause();
   await new Promise<void>((r) => client.once('connect', () => r()));
   client.end(Buffer.alloc(32 << 20, 0x5a));
   try {
-    for (let i = 0; i < 400 && server.kernel.stats().loanedPages === 0; i++) await sleep(25);
+    await page.waitForFunction(() => Number(document.body.dataset.loanedToKernel) > 0, null, {
+      timeout: 20_000,
+    });
     await sleep(1500);
-    for (const [name, width, height] of [
-      ['page-map-echo.png', 1400, 900],
-      ['page-map-phone.png', 420, 900],
-    ] as const) {
-      const page = await openPage(browser, map, width, height);
-      await page.waitForFunction(() => Number(document.body.dataset.loanedToKernel) > 0);
-      await sleep(600);
-      await page.screenshot({ path: join(dir, name) });
-      await page.close();
-    }
+    const states = server.kernel.frameStates();
+    const marked = await page.evaluate(() => (window as unknown as PageMapHook).pageMap.marked());
+    const lent = marked.filter((f) => states[f] === FrameState.LOANED_TO_KERNEL);
+    await pin(page, lent[Math.floor(lent.length / 2)]);
+    await page.screenshot({ path: join(dir, 'page-map-echo.png') });
+    const phone = await openPage(browser, map, 420, 900);
+    await sleep(600);
+    await phone.screenshot({ path: join(dir, 'page-map-phone.png') });
+    await phone.close();
   } finally {
     client.resume();
     client.on('data', () => {});
     await new Promise<void>((r) => client.on('close', () => r()));
+    await page.close();
     await map.close();
     await server.close();
   }
@@ -177,7 +183,10 @@ async function pin(page: Page, frame: number): Promise<void> {
 }
 
 interface PageMapHook {
-  pageMap: { cellRect(frame: number): { x: number; y: number; width: number; height: number } | null };
+  pageMap: {
+    cellRect(frame: number): { x: number; y: number; width: number; height: number } | null;
+    marked(): number[];
+  };
 }
 
 function sleep(ms: number): Promise<void> {

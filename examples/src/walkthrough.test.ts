@@ -76,9 +76,11 @@ function demo() {
   return run;
 }
 
-async function until(get: () => string, re: RegExp, ms = 20_000): Promise<RegExpMatchArray> {
+/* until: wait for `re` (a pattern, or text to find as it is) in what `get` returns */
+async function until(get: () => string, re: RegExp | string, ms = 20_000): Promise<RegExpMatchArray> {
+  const pattern = typeof re === 'string' ? new RegExp(re.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) : re;
   for (const end = Date.now() + ms; Date.now() < end; await sleep(20)) {
-    const m = get().match(re);
+    const m = get().match(pattern);
     if (m !== null) return m;
   }
   throw new Error(`no ${re} in:\n${get()}`);
@@ -136,8 +138,12 @@ describe('pnpm demo --ui, driven from its page', () => {
       for (const [i, step] of steps.entries()) {
         const u = await view.next((x) => x.narration?.step === i + 1);
         expect(u.narration).toMatchObject({ of: steps.length, title: TOUR_TITLES[step] });
-        /* the page's words are the terminal's, and the frames beside them are the step's */
-        expect(run.out).toContain(`- ${onMap(u.narration!.text, true)}`);
+        /*
+         * the page's words are the terminal's, and the frames beside them are the step's. The demo
+         * prints a step before it narrates it, but this test may read the page's update before the
+         * child's stdout: wait for the words there.
+         */
+        await until(() => run.out, `- ${onMap(u.narration!.text, true)}`);
         expect([step, inUse(u.states)]).toEqual([step, AT_STEP[step]]);
         if (i === 0) {
           expect(await press(url, 'pause', 1)).toBe(200);

@@ -3,8 +3,7 @@
  *
  * `echo-copy`, `echo-loan` and `echo-zerocopy` are the sockets package's createEchoServer in that
  * mode, each in its own 64 MiB loanout kernel (so each server's counters are its own), with its default
- * pipeline: a receive area and a ring of 8 x 64 KiB each per connection (zerocopy: the receive area and
- * one 64 KiB buffer, reused at once). `echo-raw` is the ceiling:
+ * pipeline: a receive area and a ring of 8 x 64 KiB each per connection. `echo-raw` is the ceiling:
  * node:net alone, no kernel, echoing zero-copy from a ring of 16 x 64 KiB. It is the no-allocation
  * equivalent of socket.pipe(socket): pipe() allocates a fresh buffer for every read (and was measured
  * here at half the speed), while the kernel servers read with `onread` into preallocated memory -- so a
@@ -12,7 +11,7 @@
  *
  * Every server holds at most 1 MiB per connection -- read and not yet written back and taken by the
  * host: raw its ring; copy and loan their receive area and ring (a ring buffer is reused only once its
- * send is done); zerocopy its receive area and a 512 KiB send buffer (a receive by transfer replaces its
+ * send is done); zerocopy its receive area and a 512 KiB send buffer (a receive by transfer replaces a
  * buffer's pages, so it does not wait for the send; the send buffer bounds what is in flight). A fair
  * comparison gives every server the same bytes in flight: a shallow pipeline starves a server, and the
  * difference would be depth, not work. Only one server is busy at a time (the bench runs one case at a

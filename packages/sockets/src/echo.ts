@@ -10,9 +10,10 @@
  * copy-on-write fault and the echo would still be right -- just slower). `zerocopy` copies nothing
  * either way: bytes come in by page transfer (the pages node:net read into become the buffer's pages)
  * and go out by loan; it need not wait, since a transfer replaces the buffer's pages rather than
- * writing them, and pages still on loan stay with the network -- so it needs no ring either: it
- * receives into one buffer (`buffers` is ignored), and the pages each receive replaces, just sent, are
- * the warmest memory the receive area can read into next.
+ * writing them, and pages still on loan stay with the network. (It keeps its ring all the same: with
+ * one buffer every page a send holds would be an orphan as soon as the next receive replaced it, and
+ * the page map could no longer show the way out as the process's pages on loan -- and one buffer
+ * showed no gain that this machine's noise let us measure.)
  *
  * The pipeline is as deep as the ring and the receive area (8 x 64 KiB each by default): a shallow one
  * starves the server -- it waits on the network, not on work. A client that stops reading stops the
@@ -54,7 +55,7 @@ export interface EchoServerOptions extends SocketOptions {
   maxConnections?: number;
   /* size of each buffer in a connection's ring (default 64 KiB) ... */
   bufferBytes?: number;
-  /* ... and how many (default 8; zerocopy uses one): the whole ring must fit a process's address space (just under 1 GiB) */
+  /* ... and how many (default 8): the whole ring must fit a process's address space (just under 1 GiB) */
   buffers?: number;
   /**
    * close a connection that has made no progress -- no byte received, no send done -- for this many
@@ -257,9 +258,7 @@ async function echoConnection(
 ): Promise<void> {
   const proc = kernel.createProcess();
   try {
-    /* zerocopy needs no ring: a transfer replaces the buffer's pages, it never writes them (echoLoop) */
-    const nbufs = ring.mode === 'zerocopy' ? 1 : ring.buffers;
-    const bufs = Array.from({ length: nbufs }, () => proc.mmap(ring.bufferBytes));
+    const bufs = Array.from({ length: ring.buffers }, () => proc.mmap(ring.bufferBytes));
     await echoLoop(so, proc, bufs, ring, counts, touch);
   } finally {
     proc.exit();
@@ -269,11 +268,9 @@ async function echoConnection(
 /*
  * echoLoop: receive into each buffer in turn and send it back from there, counting the bytes; every
  * byte received and every send done is progress. A buffer is reused only once its send is done --
- * except in zerocopy mode, which has one buffer and reuses it at once: a receive by page transfer
- * replaces the buffer's pages, and those still on loan to a send stay with the network (orphans), so
- * there is nothing to wait for (the send buffer's high-water mark bounds what is in flight). The pages
- * it replaces are the ones just sent: freed, they are the warmest memory for the receive area to read
- * into next (RecvBuffer.give), as the buffers of a raw ring are
+ * except in zerocopy mode: a receive by page transfer replaces the buffer's pages, and those still on
+ * loan to a send stay with the network (orphans), so there is nothing to wait for; the send buffer's
+ * high-water mark bounds what is in flight
  */
 async function echoLoop(
   so: Socket,

@@ -78,6 +78,7 @@ export function figures(row: Row): Figure[] {
   const n = num(r, 'rounds');
   switch (row.suite) {
     case 'loan-cost':
+    case 'transfer-cost':
       return [
         fig('ns/page', num(r, 'nsPerPage'), num(r, 'nsPerPageMin'), num(r, 'nsPerPageMax'), n, false),
         ...ratioFigs(r, false),
@@ -207,7 +208,11 @@ export function renderCompare(
   const lines = all.filter((l) => l.a !== null && l.b !== null);
   const body = lines.map((l) => [
     l.suite,
-    l.size === null ? '' : l.suite === 'loan-cost' ? `${l.size}p` : formatSize(l.size),
+    l.size === null
+      ? ''
+      : l.suite === 'loan-cost' || l.suite === 'transfer-cost'
+        ? `${l.size}p`
+        : formatSize(l.size),
     l.mode,
     l.name,
     show(l.a),

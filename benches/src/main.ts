@@ -52,6 +52,7 @@ import { openSink, type SinkSession } from './sink-client.js';
 import { runSoak } from './soak.js';
 import { SUITE_NAMES, SUITES, type SuiteName } from './suites.js';
 import { closeTcp, setupTcp, tcpCases } from './tcp.js';
+import { setupTransfer, teardownTransfer, transferCostCases } from './transfer-cost.js';
 
 const RESULTS = fileURLToPath(new URL('../results/', import.meta.url));
 
@@ -89,6 +90,7 @@ const RUNNERS: Record<SuiteName, Runner> = {
     run: nullSinkSuite,
   },
   'loan-cost': { steps: (p) => p.loanPages.length * 2 * p.rounds, run: loanCostSuite },
+  'transfer-cost': { steps: (p) => p.transferPages.length * 2 * p.rounds, run: transferCostSuite },
   soak: { steps: () => 1, run: soakSuite },
   tcp: { steps: netSteps('tcp', (p) => p.sizes), run: tcpSuite },
   recv: { steps: netSteps('recv', (p) => p.sizes), run: recvSuite },
@@ -137,6 +139,13 @@ async function loanCostSuite(ctx: Ctx): Promise<void> {
   await inKernel(Number.POSITIVE_INFINITY, (b) =>
     runRounds(ctx, 'loan-cost', loanCostCases(b, ctx.plan.loanPages, ctx.plan.loanCostBatchPages)),
   );
+}
+
+async function transferCostSuite(ctx: Ctx): Promise<void> {
+  const { plan } = ctx;
+  const b = await setupTransfer(Math.max(...plan.transferPages));
+  await runRounds(ctx, 'transfer-cost', transferCostCases(b, plan.transferPages, plan.loanCostBatchPages));
+  teardownTransfer(b);
 }
 
 async function soakSuite(ctx: Ctx): Promise<void> {

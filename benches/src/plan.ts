@@ -30,6 +30,8 @@ export interface Plan {
   crossoverSizes: number[];
   /* loan-cost: pages per uvmLoan call */
   loanPages: number[];
+  /* transfer-cost: pages per transfer or copyout call */
+  transferPages: number[];
   /* soak: in-kernel 4 KiB loan sends */
   soakSends: number;
   /* latency: message sizes in bytes (one message in flight; an operation is one round trip) */
@@ -38,7 +40,7 @@ export interface Plan {
   latencyKeep: number;
   /* bytes per benchmark operation, by suite (an op is ceil(batch / size) sends) */
   batchBytes: Record<'null-sink' | 'tcp' | 'recv' | 'echo', number>;
-  /* loan-cost: pages per benchmark operation (an op is ceil(batch / pages) calls) */
+  /* loan-cost and transfer-cost: pages per benchmark operation (an op is ceil(batch / pages) calls) */
   loanCostBatchPages: number;
   cases: CaseOptions;
   /* the whole run may take no longer than this (then children are killed and the run fails) */
@@ -60,6 +62,7 @@ export function makePlan(quick: boolean): Plan {
       sizes: [4 * KiB, 64 * KiB, 256 * KiB, MiB],
       crossoverSizes: [],
       loanPages: [1, 16, 256],
+      transferPages: [16, 256],
       soakSends: 100_000,
       latencySizes: [64, 4 * KiB, 64 * KiB],
       latencyKeep: 100_000,
@@ -76,6 +79,7 @@ export function makePlan(quick: boolean): Plan {
     sizes: [4 * KiB, 16 * KiB, 64 * KiB, 256 * KiB, MiB],
     crossoverSizes: [512, 1 * KiB, 2 * KiB],
     loanPages: [1, 16, 256],
+    transferPages: [16, 256],
     soakSends: 1_000_000,
     latencySizes: [64, 1 * KiB, 4 * KiB, 16 * KiB, 64 * KiB],
     latencyKeep: 200_000,

@@ -60,7 +60,7 @@ export interface ThroughputRow extends Counted {
 }
 
 export interface LoanCostRow extends Counted {
-  suite: 'loan-cost';
+  suite: 'loan-cost' | 'transfer-cost';
   /** size: pages per call; ns per page, median over rounds */
   nsPerPage: number;
   nsPerPageMin: number;
@@ -186,9 +186,9 @@ function throughputRow(ms: readonly Measurement[], g: Measurement[]): Throughput
 
 function loanCostRow(ms: readonly Measurement[], g: Measurement[]): LoanCostRow {
   const ns = summarize(g.map(nsValue));
-  const { mode, size } = g[0];
+  const { suite, mode, size } = g[0];
   return {
-    suite: 'loan-cost',
+    suite: suite as LoanCostRow['suite'],
     mode,
     size,
     nsPerPage: ns.median,

@@ -17,7 +17,7 @@
 import { add, configure, cycle, save, suite } from 'benny';
 import { type CaseOptions, formatSize } from './plan.js';
 import { type Measurement, rotate, throughput } from './stats.js';
-import type { Mode, SuiteName } from './suites.js';
+import { type Mode, SUITES, type SuiteName } from './suites.js';
 
 export interface BenchCase {
   suite: SuiteName;
@@ -43,7 +43,7 @@ export interface RoundHooks {
 
 /* caseName: how a case is named in benny's output */
 export function caseName(c: Pick<BenchCase, 'suite' | 'mode' | 'size'>): string {
-  return c.suite === 'loan-cost'
+  return SUITES[c.suite].kind === 'per-page'
     ? `${c.suite} ${c.mode} ${c.size}p`
     : `${c.suite} ${c.mode} ${formatSize(c.size)}`;
 }

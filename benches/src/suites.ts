@@ -19,7 +19,16 @@ export const MODES = ['copy', 'loan', 'auto', 'transfer', 'zerocopy', 'raw'] as 
 export type Mode = (typeof MODES)[number];
 
 /** every suite, in the order a run goes through them */
-export const SUITE_NAMES = ['null-sink', 'loan-cost', 'soak', 'tcp', 'recv', 'echo', 'latency'] as const;
+export const SUITE_NAMES = [
+  'null-sink',
+  'loan-cost',
+  'transfer-cost',
+  'soak',
+  'tcp',
+  'recv',
+  'echo',
+  'latency',
+] as const;
 export type SuiteName = (typeof SUITE_NAMES)[number];
 
 /** what figure a suite's rows carry */
@@ -48,6 +57,13 @@ export const SUITES: Record<SuiteName, SuiteInfo> = {
     modes: ['loan', 'copy'],
     title: () =>
       'loan-cost: uvmLoan(kernel)+uvmUnloanPages vs mbufCopyin of whole pages (ns/page: lower is better)',
+  },
+  'transfer-cost': {
+    kind: 'per-page',
+    place: 'kernel',
+    modes: ['transfer', 'copy'],
+    title: () =>
+      'transfer-cost: uvmPglistAlloc+uvmPageTransfer (old pages freed) vs Proc.copyoutPhys of whole pages (ns/page: lower is better)',
   },
   soak: {
     kind: 'soak',

@@ -3,6 +3,7 @@ import { fmtAgainst, fmtRatio } from './format.js';
 import type { RunResults } from './report.js';
 import { sampleResults } from './sample-results.js';
 import type { Measurement } from './stats.js';
+import type { Mode } from './suites.js';
 import { evaluateTargets } from './targets.js';
 
 /* withLoanNs: the sample run with loan+unloan at 16 pages costing `ns` per page in every round */
@@ -29,6 +30,38 @@ describe('targets', () => {
     expect(by('tcp loan >= copy').met).toBe(true);
     expect(by('soak heap flat').met).toBe(true);
     expect(by('soak pages all free').met).toBe(true);
+  });
+
+  it('holds page transfer to copyout per page: transfer/copy ns ratio <= 1 at 16 and 256 pages', () => {
+    const r = sampleResults();
+    expect(target(r, 'transfer/copyout cost per page at 16').met).toBeNull();
+    /* calls/s: at 16 pages transfer 1e5 (625 ns/page) vs copy 2e5 (312.5); at 256 transfer 1e4 (390.6) vs copy 5e3 (781.3) */
+    const calls: [Mode, number, number][] = [
+      ['transfer', 16, 1e5],
+      ['copy', 16, 2e5],
+      ['transfer', 256, 1e4],
+      ['copy', 256, 5e3],
+    ];
+    for (let round = 0; round < 3; round++) {
+      for (const [mode, size, opsPerSec] of calls) {
+        r.measurements.push({
+          suite: 'transfer-cost',
+          mode,
+          size,
+          round,
+          opsPerSec,
+          mbps: 0,
+          samples: 5,
+          rme: 1,
+        });
+      }
+    }
+    const at16 = target(r, 'transfer/copyout cost per page at 16');
+    expect(at16.met).toBe(false);
+    expect(at16.figure).toMatch(/^2\.00x/);
+    const at256 = target(r, 'transfer/copyout cost per page at 256');
+    expect(at256.met).toBe(true);
+    expect(at256.figure).toMatch(/^0\.50x/);
   });
 
   it('judges a leak as missed', () => {

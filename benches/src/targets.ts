@@ -51,6 +51,15 @@ export function evaluateTargets(r: RunResults): TargetResult[] {
     });
   }
   out.push(flatTarget(ms));
+  for (const pages of [16, 256]) {
+    const vs = ratio(ms, 'transfer-cost', pages, 'transfer', 'copy', nsValue);
+    out.push({
+      name: `transfer/copyout cost per page at ${pages} pages`,
+      goal: '<= 1x',
+      figure: fmtRatio(vs, 1),
+      met: vs.n === 0 ? null : vs.median <= 1,
+    });
+  }
   out.push(everySize(ms, 'tcp', 'loan', 'raw', 16 * 1024, 0.9));
   out.push(tcpLoanVsCopy(ms));
   atLeast('recv transfer/copy at 64 KiB', ratio(ms, 'recv', 65536, 'transfer', 'copy'), 1.3);

@@ -103,6 +103,34 @@ describe('Pmap.enter / remove / protect', () => {
     expect(pm.resident).toBe(1);
   });
 
+  it('a replaced mapping leaves the old frame its other mappings and its modified bit (its pv entry moves)', () => {
+    const m = mmu();
+    const pm = m.createPmap();
+    const other = m.createPmap();
+    pm.enter(1, 3, RW);
+    other.enter(7, 3, Prot.READ);
+    pm.enter(2, 5, RW);
+    pm.translate(1, Prot.WRITE);
+    pm.enter(1, 5, RW);
+    expect(m.mappings(3)).toEqual([{ pmap: other, vpn: 7, prot: Prot.READ }]);
+    expect(m.isModified(3)).toBe(true);
+    expect(
+      m
+        .mappings(5)
+        .map((x) => [x.pmap === pm, x.vpn])
+        .sort(),
+    ).toEqual([
+      [true, 1],
+      [true, 2],
+    ]);
+    expect(pm.translate(1, Prot.READ)).toBe(5);
+    expect(m.isModified(5)).toBe(false);
+    expect(pm.resident).toBe(2);
+    pm.remove(1, 2);
+    expect(m.mappings(5)).toHaveLength(0);
+    expect(pm.resident).toBe(0);
+  });
+
   it('grows its table for high addresses', () => {
     const m = mmu();
     const pm = m.createPmap();

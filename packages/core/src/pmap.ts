@@ -120,13 +120,13 @@ export class Mmu {
     this.pv[frame] = { pmap, vpn, next: this.pv[frame] };
   }
 
-  pvRemove(frame: number, pmap: Pmap, vpn: number): void {
+  pvRemove(frame: number, pmap: Pmap, vpn: number): PvEntry {
     let prev: PvEntry | null = null;
     for (let pv = this.pv[frame]; pv !== null; prev = pv, pv = pv.next) {
       if (pv.pmap === pmap && pv.vpn === vpn) {
         if (prev === null) this.pv[frame] = pv.next;
         else prev.next = pv.next;
-        return;
+        return pv;
       }
     }
     panic(`pmap_remove: no pv entry for frame ${frame} at vpn ${hex(vpn)}`);
@@ -173,11 +173,21 @@ export class Pmap {
       this.bits[vpn] = (this.bits[vpn] & ~PTE_PROT) | prot;
       return;
     }
-    if (old >= 0) this.remove(vpn, 1);
+    if (old < 0) {
+      this.frames[vpn] = frame + 1;
+      this.bits[vpn] = prot;
+      this.resident++;
+      this.mmu.pvInsert(frame, this, vpn);
+      return;
+    }
+    /* replacing another frame's mapping (pmap_remove of it, then the enter; a page transfer does it for
+       every page): its pv entry moves to the new frame, rather than one dropped and another made */
+    const pv = this.mmu.pvRemove(old, this, vpn);
+    if (this.bits[vpn] & PTE_MOD) this.mmu.attrs[old] |= PTE_MOD;
     this.frames[vpn] = frame + 1;
     this.bits[vpn] = prot;
-    this.resident++;
-    this.mmu.pvInsert(frame, this, vpn);
+    pv.next = this.mmu.pv[frame];
+    this.mmu.pv[frame] = pv;
   }
 
   /* remove: unmap [vpn, vpn + n) (pmap_remove). */

@@ -12,7 +12,9 @@ import {
   uvmPageAlloc,
   uvmPageDeactivate,
   uvmPageFree,
+  uvmPageFreeReleased,
   uvmPageInsert,
+  uvmPageRelease,
   uvmPageUnbusy,
   uvmPageUnwire,
   uvmPageWaitBusy,
@@ -104,6 +106,46 @@ describe('uvmPageAlloc / uvmPageFree', () => {
     expect(k.stats().freePages).toBe(8);
     expect(k.stats().anons).toBe(0);
     k.checkInvariants();
+  });
+
+  it('uvmPageRelease + uvmPageFreeReleased free pages as uvmPageFree does, runs of frames as runs', () => {
+    const k = new Kernel({ physPages: 32, swapPages: 0 });
+    const pages: VmPage[] = [];
+    for (let i = 0; i < 12; i++) {
+      const pg = uvmPageAlloc(k.uvm, null, 0, uvmAnonAlloc(k.uvm))!;
+      uvmPageUnbusy(pg);
+      uvmPageActivate(pg);
+      pages.push(pg);
+    }
+    /* two runs (frames 0-4 and 6-8) and two single pages, out of frame order */
+    const list = [pages[0], pages[1], pages[2], pages[3], pages[4], pages[10], pages[6], pages[7], pages[8]];
+    for (const pg of list) expect(uvmPageRelease(pg)).toBe(true);
+    expect(k.stats().freePages).toBe(20);
+    uvmPageFreeReleased(k.uvm, list);
+    for (const pg of list) {
+      expect(pg.queue).toBe(PQ_FREE);
+      expect(pg.uanon).toBeNull();
+    }
+    expect(k.stats().freePages).toBe(29);
+    for (const i of [5, 9, 11]) uvmPageFree(pages[i]);
+    expect(k.uvm.free.blockOf(0)).toEqual([0, 5]);
+    k.checkInvariants();
+  });
+
+  it('uvmPageRelease of a page on loan makes it an orphan and says so (false): nothing to free', async () => {
+    const k = new Kernel({ physPages: 8, swapPages: 0 });
+    const p = k.createProcess();
+    const va = p.mmap(PAGE_SIZE);
+    await p.write(va, Buffer.from('x'));
+    const pg = k.uvm.pages[p.map.pmap.extract(va / PAGE_SIZE)];
+    pg.loanCount++;
+    k.uvm.mmu.pageProtect(pg.frame, Prot.NONE);
+    expect(uvmPageRelease(pg)).toBe(false);
+    expect(pg.isOrphan()).toBe(true);
+    expect(pg.queue).not.toBe(PQ_FREE);
+    pg.loanCount--;
+    uvmPageFree(pg);
+    expect(pg.queue).toBe(PQ_FREE);
   });
 });
 

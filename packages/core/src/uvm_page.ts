@@ -138,8 +138,8 @@ export function uvmPageAlloc(
 }
 
 /**
- * uvmPageInit: set up a page just taken off the free lists (for uvmPageAlloc, and for uvmPglistAlloc,
- * which takes whole runs of them).
+ * uvmPageInit: set up a page just taken off the free lists (for uvmPageAlloc; uvmPglistAlloc sets up
+ * its runs of them the same way, a run at a time).
  * => returns it BUSY|FAKE|CLEAN on no queue, owned as asked, zero-filled if `zero`
  */
 export function uvmPageInit(
@@ -189,11 +189,22 @@ export function uvmPageRemove(pg: VmPage): void {
  * => every mapping of the page must already be gone (we remove any left, to be safe)
  */
 export function uvmPageFree(pg: VmPage): void {
+  if (uvmPageRelease(pg)) pg.uvm.free.freePage(pg);
+}
+
+/**
+ * uvmPageRelease: all of uvmPageFree but the last step -- the page untied from its owner, its
+ * mappings, wiring and queue; a page still on loan becomes an orphan as uvmPageFree makes it.
+ * => returns true when the page is now ready for the free lists, and the caller must put it there
+ *    before anything else allocates (uvmPageFreeReleased, or uvm.free.freePage); false when its
+ *    loans keep it
+ */
+export function uvmPageRelease(pg: VmPage): boolean {
   const uvm = pg.uvm;
   if (pg.queue === PQ_FREE) panic(`uvm_pagefree: freeing free ${pg}`);
   if (pg.loanCount > 0) {
     disownLoanedPage(pg);
-    if (pg.loanCount > 0) return;
+    if (pg.loanCount > 0) return false;
   }
   if (pg.uobject !== null) uvmPageRemove(pg);
   if (pg.uanon !== null) {
@@ -210,7 +221,23 @@ export function uvmPageFree(pg: VmPage): void {
   uvmPageDequeue(pg);
   if (pg.flags & PG_WANTED) uvm.wakeup(pg);
   pg.flags = 0;
-  uvm.free.freePage(pg);
+  return true;
+}
+
+/**
+ * uvmPageFreeReleased: put pages uvmPageRelease made ready onto the free lists, each run of
+ * consecutive frames (in the order given) as a run: a block of the buddy lists at a time, not a page
+ * at a time (a page transfer frees the run the buffer held before).
+ * => pages released and not yet freed, each listed once
+ */
+export function uvmPageFreeReleased(uvm: Uvm, pages: readonly VmPage[]): void {
+  for (let i = 0; i < pages.length; ) {
+    let j = i + 1;
+    while (j < pages.length && pages[j].frame === pages[j - 1].frame + 1) j++;
+    if (j - i === 1) uvm.free.freePage(pages[i]);
+    else uvm.free.freeRun(pages[i].frame, j - i);
+    i = j;
+  }
 }
 
 /* disownLoanedPage: the owner of a loaned page drops it; the loans keep it alive. */

@@ -77,6 +77,33 @@ describe('PageFreeLists.allocPage / freePage', () => {
     expect(blocks(fl)).toEqual(['0+64']);
   });
 
+  it('freeRun leaves the same blocks as freeing the run page by page, at any alignment', () => {
+    for (const [from, n] of [
+      [0, 64],
+      [3, 17],
+      [16, 16],
+      [5, 1],
+      [31, 2],
+    ]) {
+      const a = lists(64);
+      const b = lists(64);
+      const ta = takeAll(a.fl);
+      const tb = takeAll(b.fl);
+      /* some free neighbours to merge with: every 4th page outside the run */
+      for (let f = 0; f < 64; f += 4) {
+        if (f >= from && f < from + n) continue;
+        a.fl.freePage(ta[f]);
+        b.fl.freePage(tb[f]);
+      }
+      a.fl.freeRun(from, n);
+      for (let f = from; f < from + n; f++) b.fl.freePage(tb[f]);
+      expect(blocks(a.fl)).toEqual(blocks(b.fl));
+      expect(a.fl.length).toBe(b.fl.length);
+      for (let f = from; f < from + n; f++) expect(ta[f].queue).toBe(PQ_FREE);
+      a.audit();
+    }
+  });
+
   it('gives a page freed next to an allocated buddy out again first (a warm page)', () => {
     const { fl } = lists(16);
     const [, , c] = [fl.allocPage()!, fl.allocPage()!, fl.allocPage()!, fl.allocPage()!];

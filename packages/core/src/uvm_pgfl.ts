@@ -96,6 +96,15 @@ export class PageFreeLists {
   }
 
   /**
+   * freeRun: put back n contiguous pages, frames first..first + n - 1, as the fewest aligned blocks,
+   * each merged with its buddy where it can be (what n freePage calls would leave, with fewer merges)
+   * => every page must be off every queue and own nothing (as for freePage)
+   */
+  freeRun(first: number, n: number): void {
+    this.freeRange(first, first + n);
+  }
+
+  /**
    * allocRun: take n contiguous free pages off the lists.
    * => n a positive integer (the caller checks it)
    * => returns the first frame of the run, its pages queue PQ_NONE and unlinked; or -1 when no run

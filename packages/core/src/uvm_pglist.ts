@@ -16,15 +16,15 @@
  * (uvmPageTransfer, uvm_transfer.ts); freed frames merge back into runs with their free neighbours.
  */
 import { KernelError, panic } from './errors.js';
-import { option } from './param.js';
+import { option, PAGE_SIZE } from './param.js';
 import { Uvm } from './uvm.js';
 import {
   PG_BUSY,
-  uvmPageFree,
-  uvmPageInit,
-  uvmPageUnbusy,
+  PG_CLEAN,
+  uvmPageFreeReleased,
+  uvmPageInsert,
+  uvmPageRelease,
   uvmPageUnwire,
-  uvmPageWire,
   VmPage,
 } from './uvm_page.js';
 
@@ -54,13 +54,28 @@ export function uvmPglistAlloc(uvm: Uvm, npages: number, opts: PglistOptions = {
     uvm.pdaemonWake();
     return null;
   }
+  return takeRun(uvm, first, npages, zero);
+}
+
+/*
+ * takeRun: the pages of frames first..first + npages - 1, just off the free lists, set up as kernel
+ * memory -- what uvmPageInit (kernel object, at the frame's offset), uvmPageWire and uvmPageUnbusy
+ * would leave, a run at a time: flags CLEAN (nobody has seen the pages, so nobody waits for them),
+ * wired once, zeroed in one fill
+ */
+function takeRun(uvm: Uvm, first: number, npages: number, zero: boolean): VmPage[] {
+  const kobj = uvm.kernelObject;
   const out = new Array<VmPage>(npages);
   for (let i = 0; i < npages; i++) {
-    const pg = uvmPageInit(uvm.pages[first + i], uvm.kernelObject, first + i, null, zero);
-    uvmPageWire(pg);
-    uvmPageUnbusy(pg);
+    const pg = uvm.pages[first + i];
+    uvmPageInsert(pg, kobj, first + i);
+    pg.flags = PG_CLEAN;
+    pg.wireCount = 1;
     out[i] = pg;
   }
+  uvm.wiredPages += npages;
+  if (zero) uvm.ram.bytes.fill(0, first * PAGE_SIZE, (first + npages) * PAGE_SIZE);
+  if (uvm.free.length < uvm.freeMin) uvm.pdaemonWake();
   return out;
 }
 
@@ -102,10 +117,14 @@ export function checkPglistArgs(fn: string, uvm: Uvm, npages: number, opts: Pgli
 export function uvmPglistFree(pages: readonly VmPage[]): void {
   pages = checkPageList('uvm_pglistfree', pages);
   checkKernelPages('uvm_pglistfree', pages);
+  if (pages.length === 0) return;
+  /* (kernel memory is never on loan: every page is released; a run goes back as a run) */
+  const released: VmPage[] = [];
   for (let i = 0; i < pages.length; i++) {
     uvmPageUnwire(pages[i]);
-    uvmPageFree(pages[i]);
+    if (uvmPageRelease(pages[i])) released.push(pages[i]);
   }
+  uvmPageFreeReleased(pages[0].uvm, released);
 }
 
 /**

@@ -31,10 +31,10 @@ import { type MapEntry, uvmMapAmapCopy, VmMap } from './uvm_map.js';
 import {
   PG_BUSY,
   PG_CLEAN,
-  uvmPageActivate,
-  uvmPageFree,
-  uvmPageRemove,
-  uvmPageUnwire,
+  PQ_ACTIVE,
+  uvmPageDequeue,
+  uvmPageFreeReleased,
+  uvmPageRelease,
   type VmPage,
 } from './uvm_page.js';
 import { checkKernelPages, checkPageList } from './uvm_pglist.js';
@@ -118,15 +118,47 @@ function checkPageCount(fn: string, npages: number): void {
 export function uvmPageTransfer(map: VmMap, va: number, pageList: readonly VmPage[]): void {
   /* the list read once: what is checked is what is moved */
   const pages = checkTransferArgs(map, va, pageList);
+  /* the old pages the slots held, freed at the end a run at a time (they are often one run: the
+     pages an earlier transfer put there) */
+  const released: VmPage[] = [];
   for (let i = 0; i < pages.length; ) {
     const a = va + i * PAGE_SIZE;
     const e = map.lookup(a)!;
     if (e.needsCopy || e.amap === null) uvmMapAmapCopy(map, e);
     const n = Math.min(pages.length - i, atop(e.end - a));
-    for (let j = i; j < i + n; j++) transferOne(map, e, va + j * PAGE_SIZE, pages[j]);
+    transferRun(map, e, a, pages, i, n, released);
     i += n;
   }
+  uvmPageFreeReleased(map.uvm, released);
   map.version++;
+}
+
+/*
+ * transferRun: pages[from..from + n) into the slots of [va, va + n pages) of entry e (checked: private
+ * anonymous memory, writable, with an amap of its own), one after the other; old pages to free are
+ * added to `released`
+ */
+function transferRun(
+  map: VmMap,
+  e: MapEntry,
+  va: number,
+  pages: readonly VmPage[],
+  from: number,
+  n: number,
+  released: VmPage[],
+): void {
+  const tracing = map.uvm.tracers.length > 0;
+  const slot0 = e.amapSlot + atop(va - e.start) - from;
+  const vpn0 = atop(va) - from;
+  for (let j = from; j < from + n; j++) {
+    transferOne(map, e, slot0 + j, vpn0 + j, pages[j], released);
+    if (tracing) {
+      /* a listener sees the kernel as it was after each page: the old one already freed */
+      uvmPageFreeReleased(map.uvm, released);
+      released.length = 0;
+      map.uvm.trace('transfer', pages[j], hex((vpn0 + j) * PAGE_SIZE));
+    }
+  }
 }
 
 /**
@@ -151,35 +183,69 @@ function checkTransferArgs(map: VmMap, va: number, pageList: readonly VmPage[]):
 }
 
 /*
- * transferOne: one page into the slot of va in entry e (checked: private anonymous memory, writable,
- * with an amap of its own). An anon only this slot holds, whose page is its own and not BUSY, takes
- * the new page itself -- its old page freed or orphaned as uvmAnonFree would, its swap slot released
- * -- rather than being freed for a new anon to be made: the same outcome, one allocation less.
+ * transferOne: one page into a slot of entry e, mapped at vpn. An anon only this slot holds, whose
+ * page is its own and not BUSY, takes the new page itself -- its old page freed or orphaned as
+ * uvmAnonFree would, its swap slot released -- rather than being freed for a new anon to be made: the
+ * same outcome, one allocation less. The new page is entered before the old one is let go of, so the
+ * mapping at vpn moves to it (pmap enter reuses its pv entry); any other mapping of the old page is
+ * removed as it goes.
  */
-function transferOne(map: VmMap, e: MapEntry, va: number, pg: VmPage): void {
-  const uvm = map.uvm;
+function transferOne(
+  map: VmMap,
+  e: MapEntry,
+  slot: number,
+  vpn: number,
+  pg: VmPage,
+  released: VmPage[],
+): void {
   const amap = e.amap!;
-  const slot = e.amapSlot + atop(va - e.start);
   const old = amap.slots[slot];
-  uvmPageRemove(pg);
-  pg.flags &= ~PG_CLEAN;
-  uvmPageUnwire(pg);
-  uvmPageActivate(pg);
+  leaveKernel(pg);
   let anon: Anon;
+  let oldPage: VmPage | null = null;
   if (old !== null && anonReusable(old)) {
     anon = old;
-    emptyAnon(old);
+    oldPage = old.page;
+    if (old.swslot !== 0) {
+      map.uvm.swap.free(old.swslot);
+      old.swslot = 0;
+    }
   } else {
-    anon = uvmAnonAlloc(uvm);
+    anon = uvmAnonAlloc(map.uvm);
     amapAdd(amap, slot, anon, old !== null);
     if (old !== null) uvmAnonUnref(old);
+  }
+  map.pmap.enter(vpn, pg.frame, e.prot);
+  if (oldPage !== null) {
+    /* let go of the old page as uvmAnonFree would: no mapping left, then freed (or an orphan) */
+    map.uvm.mmu.pageProtect(oldPage.frame, Prot.NONE);
+    if (uvmPageRelease(oldPage)) released.push(oldPage);
   }
   pg.uanon = anon;
   pg.anonOwns = true;
   anon.page = pg;
-  map.pmap.enter(atop(va), pg.frame, e.prot);
-  uvm.exp.pagesTransferred++;
-  if (uvm.tracers.length > 0) uvm.trace('transfer', pg, hex(va));
+  map.uvm.exp.pagesTransferred++;
+}
+
+/*
+ * leaveKernel: a page checkTransferArgs proved kernel memory (the kernel object's, wired once, not
+ * BUSY) leaves the kernel object and its wiring, dirty (its only copy is in RAM), onto the active
+ * queue's tail -- what uvmPageRemove, uvmPageUnwire and uvmPageActivate do, without their checks of
+ * what is already proved
+ */
+function leaveKernel(pg: VmPage): void {
+  const kobj = pg.uvm.kernelObject;
+  kobj.pages[pg.offset] = undefined;
+  kobj.resident--;
+  pg.uobject = null;
+  pg.offset = 0;
+  pg.flags &= ~PG_CLEAN;
+  pg.wireCount = 0;
+  pg.uvm.wiredPages--;
+  if (pg.queue !== PQ_ACTIVE) {
+    uvmPageDequeue(pg);
+    pg.uvm.active.insertTail(pg);
+  }
 }
 
 /* anonReusable: may a slot's anon take a new page in place? Only this slot holds it, and its page (if any) is its own and not BUSY */
@@ -188,17 +254,4 @@ function anonReusable(anon: Anon): boolean {
   return (
     anon.ref === 1 && (pg === null || (pg.anonOwns && pg.uobject === null && (pg.flags & PG_BUSY) === 0))
   );
-}
-
-/* emptyAnon: let go of a reusable anon's data, as uvmAnonFree would: its page freed (or orphaned, if on loan), its swap slot released */
-function emptyAnon(anon: Anon): void {
-  const pg = anon.page;
-  if (pg !== null) {
-    anon.uvm.mmu.pageProtect(pg.frame, Prot.NONE);
-    uvmPageFree(pg);
-  }
-  if (anon.swslot !== 0) {
-    anon.uvm.swap.free(anon.swslot);
-    anon.swslot = 0;
-  }
 }

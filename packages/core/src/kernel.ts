@@ -12,6 +12,7 @@ import { KERNEL_VA_PAGES, KernelVa, VM_MIN_KERNEL_ADDRESS } from './uvm_km.js';
 import { checkPageArg, PG_BUSY, PQ_ACTIVE, PQ_INACTIVE, type VmPage } from './uvm_page.js';
 import { type FrameInfo, frameInfo, frameStates } from './uvm_pageinfo.js';
 import { PageDaemon } from './uvm_pdaemon.js';
+import { snapshotList } from './uvm_pglist.js';
 
 /** What a Kernel boots with (every option may be left out). */
 export interface KernelOptions {
@@ -175,9 +176,10 @@ export class Kernel implements ProcHost {
    *    kernel, npages >= 0 (EINVAL)
    * => a loaned page (or the zero page) mapped writable is a panic: loans are read-only
    */
-  kenter(va: number, pages: readonly VmPage[], prot: number = Prot.READ): void {
+  kenter(va: number, pageList: readonly VmPage[], prot: number = Prot.READ): void {
     checkProt('kenter', prot);
-    if (!Array.isArray(pages)) throw new KernelError('EINVAL', 'kenter: pages must be an array');
+    if (!Array.isArray(pageList)) throw new KernelError('EINVAL', 'kenter: pages must be an array');
+    const pages = snapshotList('kenter', pageList, 'vm_page') as VmPage[];
     checkKernelRange('kenter', va, pages.length);
     for (const pg of pages) {
       checkPageArg('kenter', pg);

@@ -27,7 +27,7 @@ import {
 } from './param.js';
 import type { Uvm } from './uvm.js';
 import { AObject } from './uvm_aobj.js';
-import { uvmFault, uvmFaultTry } from './uvm_fault.js';
+import { memoryEvents, uvmFault, uvmFaultTry, uvmStarved } from './uvm_fault.js';
 import {
   MapEntry,
   uvmMapFindSpace,
@@ -129,30 +129,38 @@ export class Proc {
     this.alive('mmapFile');
     if (typeof path !== 'string' || path === '') throw new KernelError('EINVAL', 'mmapFile: bad path');
     checkOptions('mmapFile', opts);
+    /* each option read once: what is checked is what is used, whatever a getter answers later */
     const prot = option(opts.prot, Prot.READ);
     checkProt('mmapFile', prot);
     const offset = option(opts.offset, 0);
     checkAddress('mmapFile', offset, true);
-    if (opts.length !== undefined) checkLength('mmapFile', opts.length, 1, VM_MAX_ADDRESS);
+    const length = opts.length;
+    if (length !== undefined) checkLength('mmapFile', length, 1, VM_MAX_ADDRESS);
+    const shared = opts.shared === true;
     const vn = await VnodeObject.attach(this.host.uvm, path);
     try {
-      return this.mapVnode(vn, prot, offset, opts);
+      return this.mapVnode(vn, prot, offset, length, shared);
     } catch (err) {
       vn.detach();
       throw err;
     }
   }
 
-  private mapVnode(vn: VnodeObject, prot: number, offset: number, opts: MmapFileOptions): number {
+  private mapVnode(
+    vn: VnodeObject,
+    prot: number,
+    offset: number,
+    lengthOpt: number | undefined,
+    shared: boolean,
+  ): number {
     this.alive('mmapFile');
-    const length = option(opts.length, vn.size - offset);
+    const length = option(lengthOpt, vn.size - offset);
     if (length <= 0 || offset >= vn.size) {
       throw new KernelError(
         'EINVAL',
         `mmapFile: nothing to map at offset ${offset} of a ${vn.size}-byte file`,
       );
     }
-    const shared = opts.shared === true;
     const maxProt = shared && !vn.writable ? Prot.READ | Prot.EXEC : Prot.ALL;
     if ((prot & ~maxProt) !== 0) throw new KernelError('EACCES', `mmapFile: ${vn.path} is not writable`);
     const len = roundPage(length);
@@ -336,15 +344,19 @@ export class Proc {
     move: (at: number, done: number, len: number) => void,
     done: number,
   ): Promise<void> {
-    while (done < n) {
+    for (let starved = 0; done < n; ) {
       const a = va + done;
+      const memory = memoryEvents(this.map.uvm);
       try {
         await uvmFault(this.map, a - (a % PAGE_SIZE), access);
       } catch (err) {
         throw this.exitedMeanwhile(err);
       }
       if (this.exited) throw this.exitedMeanwhile(null);
+      const before = done;
       done = this.transferMapped(va, n, access, move, done);
+      /* the page came in, and was taken again before we could use it: starved, unless we moved on */
+      starved = done > before ? 0 : uvmStarved(this.map.uvm, memory, starved, 'copyin/copyout', a);
     }
   }
 

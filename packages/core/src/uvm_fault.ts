@@ -13,10 +13,12 @@
  *
  * Read faults on loaned or shared pages map them read-only, so the next write faults again.
  * Anything that sleeps revalidates with the map version when it wakes, and starts over if the world
- * moved (ReFault). Running out of pages waits for the pagedaemon; ENOMEM only if nothing is reclaimable.
+ * moved (ReFault). Running out of pages waits for the pagedaemon; ENOMEM if nothing is reclaimable, or
+ * if the fault cannot keep the frames it needs (MAX_STARVED_REFAULTS).
  */
 import { KernelError } from './errors.js';
 import { atop, checkAccess, checkAddress, hex, PAGE_SIZE, Prot } from './param.js';
+import type { Uvm } from './uvm.js';
 import { amapAdd } from './uvm_amap.js';
 import { type Anon, uvmAnonAdopt, uvmAnonAlloc, uvmAnonRelease, uvmAnonUnref } from './uvm_anon.js';
 import { type MapEntry, uvmMapAmapCopy, VmMap } from './uvm_map.js';
@@ -117,11 +119,54 @@ function faultLookup(map: VmMap, va: number, access: number): MapEntry {
 }
 
 async function uvmFaultSlow(map: VmMap, va: number, access: number): Promise<void> {
-  map.uvm.exp.faults++;
-  while (!(await uvmFaultOnce(map, va, access))) {
-    /* ReFault */
+  const exp = map.uvm.exp;
+  exp.faults++;
+  for (let starved = 0; ; ) {
+    const before = memoryEvents(map.uvm);
+    if (await uvmFaultOnce(map, va, access)) return;
+    /* ReFault -- counting the refaults, of this one fault, during which memory ran short */
+    starved = uvmStarved(map.uvm, before, starved, 'uvm_fault', va);
   }
 }
+
+/**
+ * memoryEvents: a count that moves whenever memory runs short -- someone waits for the pagedaemon, or
+ * it pages something out (uvmStarved compares it before and after a try)
+ */
+export function memoryEvents(uvm: Uvm): number {
+  return uvm.exp.pdaemonWaits + uvm.exp.pageouts;
+}
+
+/**
+ * uvmStarved: count one more try that made no progress, if memory ran short meanwhile (memoryEvents
+ * moved since `before`), and give up past MAX_STARVED_REFAULTS; the caller starts the count afresh
+ * only when it makes progress (a try that waited on a BUSY page between two starved ones is not that)
+ * => returns the new count; throws ENOMEM naming fn and va past the limit
+ * => for loops that fault page after page (Proc's copyin/copyout): a page faulted in can be taken
+ *    again by the pagedaemon before the access that wanted it
+ */
+export function uvmStarved(uvm: Uvm, before: number, starved: number, fn: string, va: number): number {
+  const n = memoryEvents(uvm) !== before ? starved + 1 : starved;
+  if (n >= MAX_STARVED_REFAULTS) {
+    throw new KernelError(
+      'ENOMEM',
+      `${fn}: ${hex(va)}: out of memory (no frame the pagedaemon frees stays ours)`,
+    );
+  }
+  return n;
+}
+
+/*
+ * A fault that refaults this many times with memory short each time gives up with ENOMEM: it needs
+ * more frames at once than can be kept. With one reclaimable frame, a copy-on-write fault of a page on
+ * swap pages it in, waits for a frame for the copy -- and the wait's pass reclaims the page it just
+ * brought in, so the wait "succeeds" and the fault starts over, for ever; two faults (or a fault and
+ * the pagedaemon, woken as free memory runs low) take the one frame from each other the same way.
+ * (NetBSD's fault holds the anon locked from the page-in to pmap_enter, so the pagedaemon can't take
+ * the page in that window; a fault that needs two frames with one reclaimable would still wait for
+ * ever there. A real machine has more than one frame to spare; this kernel may have 16 in all.)
+ */
+const MAX_STARVED_REFAULTS = 32;
 
 /* one try; false means "ReFault" */
 async function uvmFaultOnce(map: VmMap, va: number, access: number): Promise<boolean> {

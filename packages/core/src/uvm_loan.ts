@@ -57,6 +57,7 @@ import {
   uvmPageWire,
   VmPage,
 } from './uvm_page.js';
+import { snapshotList } from './uvm_pglist.js';
 
 /** Whom uvmLoan lends to: the kernel (pages, wired and read-only) or anons. */
 export type LoanTarget = 'kernel' | 'anon';
@@ -452,8 +453,8 @@ function uvmLoanDrop(li: LoanInfo): void {
  *    isn't loaned to the kernel as many times as the array lists it (unloaned twice, or never loaned:
  *    the caller's bookkeeping is broken) -- [a, b, a] with one loan of a panics and unloans nothing
  */
-export function uvmUnloanPages(pages: readonly VmPage[]): void {
-  checkLoanList('uvm_unloanpage', pages, VmPage, 'vm_page');
+export function uvmUnloanPages(pageList: readonly VmPage[]): void {
+  const pages = checkLoanList('uvm_unloanpage', pageList, VmPage, 'vm_page') as VmPage[];
   try {
     for (let i = 0; i < pages.length; i++) {
       const pg = pages[i];
@@ -470,18 +471,21 @@ export function uvmUnloanPages(pages: readonly VmPage[]): void {
 
 /**
  * checkLoanList: EINVAL naming fn unless `list` is an array of `type` (the unloan functions' first check)
+ * => returns a snapshot of the list (snapshotList): what was checked is what the caller uses
  */
-function checkLoanList(fn: string, list: unknown, type: typeof VmPage | typeof Anon, what: string): void {
-  if (!Array.isArray(list)) {
-    const hint = list instanceof Promise ? ' (a promise: a forgotten await?)' : '';
-    throw new KernelError('EINVAL', `${fn}: not an array of ${what}s: ${describe(list)}${hint}`);
+function checkLoanList(fn: string, arg: unknown, type: typeof VmPage | typeof Anon, what: string): unknown[] {
+  if (!Array.isArray(arg)) {
+    const hint = arg instanceof Promise ? ' (a promise: a forgotten await?)' : '';
+    throw new KernelError('EINVAL', `${fn}: not an array of ${what}s: ${describe(arg)}${hint}`);
   }
+  const list = snapshotList(fn, arg, what);
   for (let i = 0; i < list.length; i++) {
     if (!(list[i] instanceof type)) {
       const hint = list[i] instanceof Promise ? ' (a promise: a forgotten await?)' : '';
       throw new KernelError('EINVAL', `${fn}: element ${i} isn't a ${what}: ${describe(list[i])}${hint}`);
     }
   }
+  return list;
 }
 
 /* describe: a bad value, for an error message (String() of anything, symbols included) */
@@ -518,8 +522,8 @@ function unloanOne(pg: VmPage): void {
  *    (a promise says "a forgotten await?"); a KernelPanic if an anon has fewer references than the
  *    array lists it
  */
-export function uvmUnloanAnons(anons: readonly Anon[]): void {
-  checkLoanList('uvm_unloananon', anons, Anon, 'anon');
+export function uvmUnloanAnons(anonList: readonly Anon[]): void {
+  const anons = checkLoanList('uvm_unloananon', anonList, Anon, 'anon') as Anon[];
   try {
     for (let i = 0; i < anons.length; i++) {
       const anon = anons[i];
@@ -546,8 +550,8 @@ export function uvmUnloanAnons(anons: readonly Anon[]): void {
  *    Promise only if some page had to be swapped in or was BUSY
  * => throws EIO (the swap read failed), ENOMEM (no page to swap into); then no loan remains
  */
-export function uvmLoanAnonPages(anons: readonly Anon[]): VmPage[] | Promise<VmPage[]> {
-  checkHeldAnons(anons);
+export function uvmLoanAnonPages(anonList: readonly Anon[]): VmPage[] | Promise<VmPage[]> {
+  const anons = checkHeldAnons(anonList);
   const out: VmPage[] = new Array(anons.length);
   for (let i = 0; i < anons.length; i++) {
     if (!loanHeldAnon(anons[i], out, i)) return loanHeldAnonsSlow(anons, out, i);
@@ -555,13 +559,16 @@ export function uvmLoanAnonPages(anons: readonly Anon[]): VmPage[] | Promise<VmP
   return out;
 }
 
-function checkHeldAnons(anons: readonly Anon[]): void {
-  if (!Array.isArray(anons)) throw new KernelError('EINVAL', 'uvm_loananon: anons must be an array');
+/* checkHeldAnons: EINVAL unless anons is an array of anons the caller holds; returns a snapshot of it */
+function checkHeldAnons(arg: readonly Anon[]): Anon[] {
+  if (!Array.isArray(arg)) throw new KernelError('EINVAL', 'uvm_loananon: anons must be an array');
+  const anons = snapshotList('uvm_loananon', arg, 'anon');
   for (const anon of anons) {
     if (!(anon instanceof Anon) || anon.ref < 1) {
       throw new KernelError('EINVAL', `uvm_loananon: ${String(anon)} is not an anon the caller holds`);
     }
   }
+  return anons as Anon[];
 }
 
 /* loanHeldAnon: A->K-loan a held anon's page into out[i] if it is resident and not BUSY */

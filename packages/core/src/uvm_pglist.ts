@@ -88,7 +88,7 @@ export function checkPglistArgs(fn: string, uvm: Uvm, npages: number, opts: Pgli
  *    freed, or transferred to a process) or is listed twice
  */
 export function uvmPglistFree(pages: readonly VmPage[]): void {
-  checkPageList('uvm_pglistfree', pages);
+  pages = checkPageList('uvm_pglistfree', pages);
   checkKernelPages('uvm_pglistfree', pages);
   for (let i = 0; i < pages.length; i++) {
     uvmPageUnwire(pages[i]);
@@ -120,17 +120,29 @@ export function checkKernelPages(fn: string, pages: readonly VmPage[]): void {
 }
 
 /**
- * checkPageList: EINVAL naming fn unless `list` is an array of vm_pages
+ * checkPageList: EINVAL naming fn unless `list` is an array of vm_pages; returns a snapshot of it
+ * (snapshotList) for the caller to check further and use
  */
-export function checkPageList(fn: string, list: unknown): asserts list is VmPage[] {
-  if (!Array.isArray(list)) {
-    const hint = list instanceof Promise ? ' (a promise: a forgotten await?)' : '';
-    throw new KernelError('EINVAL', `${fn}: not an array of vm_pages${hint}`);
-  }
-  for (let i = 0; i < list.length; i++) {
-    if (!(list[i] instanceof VmPage)) {
-      const hint = list[i] instanceof Promise ? ' (a promise: a forgotten await?)' : '';
+export function checkPageList(fn: string, list: unknown): VmPage[] {
+  const pages = snapshotList(fn, list, 'vm_page');
+  for (let i = 0; i < pages.length; i++) {
+    if (!(pages[i] instanceof VmPage)) {
+      const hint = pages[i] instanceof Promise ? ' (a promise: a forgotten await?)' : '';
       throw new KernelError('EINVAL', `${fn}: element ${i} isn't a vm_page${hint}`);
     }
   }
+  return pages as VmPage[];
+}
+
+/**
+ * snapshotList: an array argument read once, element by element, into an array of our own -- what is
+ * checked is then exactly what is used, whatever a getter or a Proxy would answer the second time
+ * => EINVAL naming fn unless list is an array (a promise: "a forgotten await?")
+ */
+export function snapshotList(fn: string, list: unknown, what: string): unknown[] {
+  if (!Array.isArray(list)) {
+    const hint = list instanceof Promise ? ' (a promise: a forgotten await?)' : '';
+    throw new KernelError('EINVAL', `${fn}: not an array of ${what}s${hint}`);
+  }
+  return Array.prototype.slice.call(list);
 }

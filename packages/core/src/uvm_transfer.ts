@@ -107,18 +107,21 @@ function checkPageCount(fn: string, npages: number): void {
  * => counts the pages in uvmexp.pagesTransferred, and traces a 'transfer' event per page (detail: the
  *    address)
  */
-export function uvmPageTransfer(map: VmMap, va: number, pages: readonly VmPage[]): void {
-  checkTransferArgs(map, va, pages);
+export function uvmPageTransfer(map: VmMap, va: number, pageList: readonly VmPage[]): void {
+  const pages = checkTransferArgs(map, va, pageList);
   for (let i = 0; i < pages.length; i++) transferOne(map, va + i * PAGE_SIZE, pages[i]);
   map.version++;
 }
 
-/* checkTransferArgs: everything uvmPageTransfer checks before it changes anything */
-function checkTransferArgs(map: VmMap, va: number, pages: readonly VmPage[]): void {
+/**
+ * checkTransferArgs: everything uvmPageTransfer checks before it changes anything
+ * => returns the pages as checked (a snapshot: the caller's array is read once)
+ */
+function checkTransferArgs(map: VmMap, va: number, pageList: readonly VmPage[]): VmPage[] {
   const fn = 'uvm_pagetransfer';
   if (!(map instanceof VmMap)) throw new KernelError('EINVAL', `${fn}: not a vm_map`);
   checkAddress(fn, va, true);
-  checkPageList(fn, pages);
+  const pages = checkPageList(fn, pageList);
   if (pages.length === 0) throw new KernelError('EINVAL', `${fn}: no pages`);
   if (map.dead) throw new KernelError('EFAULT', `${fn}: the map has been torn down`);
   const why = uvmTransferCheck(map, va, pages.length);
@@ -128,6 +131,7 @@ function checkTransferArgs(map: VmMap, va: number, pages: readonly VmPage[]): vo
   }
   for (const pg of pages) if (pg.uvm !== map.uvm) panic(`${fn}: page ${pg.frame} is another kernel's`);
   checkKernelPages(fn, pages);
+  return pages;
 }
 
 /* transferOne: one page into the slot of va (checked: private anonymous memory, writable) */

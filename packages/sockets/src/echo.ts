@@ -235,7 +235,7 @@ function idleTimer(so: Socket, ms: number, counts: Counts): Idle {
 /* how long an idle connection may take to say goodbye */
 const IDLE_LINGER_MS = 1000;
 
-/* serve: one connection, counted; however it fails (its setup too), the socket is closed */
+/* serve: one connection, counted; however it fails (its setup too), the socket is destroyed (a reset) */
 async function serve(kernel: Kernel, so: Socket, ring: Ring, counts: Counts): Promise<void> {
   counts.connections++;
   counts.active++;

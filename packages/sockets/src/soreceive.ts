@@ -67,8 +67,9 @@ export interface Receive {
 /**
  * receiveInto: move up to r.len queued bytes into the process (the receive area is not empty)
  * => returns the count moved (>= 1)
- * => a copy that fails after some bytes moved returns their count (the next call meets the error);
- *    one that fails first throws it (EFAULT, ESRCH), nothing consumed
+ * => a step that fails after some bytes moved returns their count, whatever the kernel error
+ *    (EFAULT, EIO, ENOMEM, ESRCH: the next call meets it again, or not if it was transient); one
+ *    that fails first throws it, nothing consumed
  */
 export async function receiveInto(r: Receive): Promise<number> {
   let done = 0;
@@ -94,7 +95,9 @@ export async function receiveInto(r: Receive): Promise<number> {
       if (r.mode !== 'copy' && stopsMisaligned(r, done)) break;
     }
   } catch (err) {
-    if (done === 0 || !(err instanceof KernelError) || err.code !== 'EFAULT') throw err;
+    /* after progress any kernel error (EFAULT, EIO, ENOMEM, ESRCH) returns the count: the bytes
+       moved are consumed, and a recv that throws must have consumed nothing */
+    if (done === 0 || !(err instanceof KernelError)) throw err;
   }
   return done;
 }

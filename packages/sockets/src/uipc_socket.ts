@@ -643,8 +643,9 @@ export class Socket {
    * => throws EINVAL (bad arguments, a process of another kernel), ESRCH (the process has exited,
    *    also while it waits), EFAULT (unmapped or read-only memory, also if it becomes so while it
    *    waits), ECONNRESET, ECONNABORTED (destroy()); then nothing is consumed
-   * => a copy that fails part-way (the memory went while a fault slept) returns the count it moved;
-   *    the next recv meets the error with nothing consumed
+   * => a recv that fails part-way (the memory went while a fault slept, a page-in failed with EIO,
+   *    no page with ENOMEM, the process exited) returns the count it moved; the next recv meets the
+   *    error, if it persists, with nothing consumed
    */
   async recv(proc: Proc, va: number, len: number, opts: RecvOptions = {}): Promise<number> {
     const mode = this.checkRecvArgs(proc, va, len, opts);
@@ -852,9 +853,11 @@ export class Socket {
   }
 
   /**
-   * destroy: close at once, with an error for anyone waiting: pending sends and receives (sleeping or
-   * later) fail with ECONNABORTED -- later sends with EPIPE --, the connection is closed without
-   * lingering, everything is released; a close() afterwards waits for the release
+   * destroy: abort the connection (soabort): pending sends and receives (sleeping or later) fail
+   * with ECONNABORTED -- later sends with EPIPE --, everything is released; a close() afterwards
+   * waits for the release
+   * => the peer sees a reset (RST, ECONNRESET), never a clean end of stream: a stream cut short must
+   *    not look whole to it
    */
   destroy(): void {
     if (this.state === 'closed' || this.aborted !== null) return;
@@ -863,7 +866,7 @@ export class Socket {
     this.sendError ??= this.aborted;
     this.failSends(this.sendError);
     this.wakeReaders();
-    this.tcp.destroy();
+    this.tcp.resetAndDestroy();
   }
 
   /* teardown: the connection is gone; release everything it held */

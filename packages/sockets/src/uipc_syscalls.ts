@@ -83,7 +83,7 @@ export async function sockConnect(kernel: Kernel, opts: ConnectOptions): Promise
 /**
  * sockListen: accept connections on host:port, calling onConnection with each new socket
  * (listen(2) + accept(2)). The handler owns the socket: it should close it; a handler that throws
- * gets its socket destroyed.
+ * gets its socket destroyed (its peer sees a reset).
  * => opts: an object or undefined; maxConnections a positive integer (default 1024); the socket
  *    options apply to every accepted socket
  * => throws EINVAL (bad arguments: checked before the port is bound), EADDRINUSE

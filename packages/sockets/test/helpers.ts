@@ -246,6 +246,17 @@ export async function expectPortFree(port: number): Promise<void> {
 }
 
 /* plainConnect: a plain node:net client connected to 127.0.0.1:port */
+/*
+ * connectAndDrain: a plain client that sends `hello` and drains until the socket closes, collecting
+ * errors from the connect on: for servers that may reset a connection before the client has seen its
+ * 'connect' (on loopback the server's accept can run first).
+ */
+export function connectAndDrain(port: number, hello?: string): Promise<Drained> {
+  const s = net.connect({ host: '127.0.0.1', port });
+  if (hello !== undefined) s.write(hello);
+  return drain(s);
+}
+
 export function plainConnect(port: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host: '127.0.0.1', port });

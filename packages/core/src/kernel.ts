@@ -51,7 +51,7 @@ export interface KernelStats {
   orphanPages: number;
   /** pages BUSY (being read in, written out or set up) */
   busyPages: number;
-  /** page faults resolved */
+  /** page faults taken */
   faults: number;
   /** copy-on-write faults: a write to a page shared after fork or an A->A loan got its own copy */
   cowFaults: number;
@@ -68,11 +68,11 @@ export interface KernelStats {
   pageins: number;
   /** pages loaned, all kinds: loansObj + loansAnon + loansOA + loansZero */
   loans: number;
-  /** pages of objects (files, shared memory) loaned to the kernel (O->K) or to anons (O->A) */
+  /** pages of objects (files, shared memory) loaned to the kernel (O->K) */
   loansObj: number;
   /** anons' pages loaned to the kernel (A->K) or to anons (A->A) */
   loansAnon: number;
-  /** A->K loans of pages an anon borrows from its object (NetBSD's loan_oa) */
+  /** O->A loans, and A->K loans of pages an anon borrows from its object (NetBSD's loan_oa) */
   loansOA: number;
   /** loans of memory never touched: the shared zero page */
   loansZero: number;

@@ -17,7 +17,7 @@ import type { VnodeObject } from './uvm_vnode.js';
 
 /** uvmexp: event counters in NetBSD's vocabulary */
 export interface UvmExp {
-  /** faults resolved */
+  /** page faults taken */
   faults: number;
   /** copy-on-write faults */
   cowFaults: number;
@@ -29,11 +29,11 @@ export interface UvmExp {
   pageouts: number;
   /** pages read back in */
   pageins: number;
-  /** object pages loaned (O->K, O->A) */
+  /** object pages loaned to the kernel (O->K) */
   loansObj: number;
   /** anon pages loaned (A->K, A->A) */
   loansAnon: number;
-  /** A->K loans of pages anons borrow from objects */
+  /** O->A loans, and A->K loans of pages anons borrow from objects */
   loansOA: number;
   /** zero page loans */
   loansZero: number;

@@ -90,15 +90,18 @@ function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((resolve) => child.once('exit', (code) => resolve(code)));
 }
 
-/* view: open the page map's event stream, as a browser would; returns its legend's title */
-function view(url: string): Promise<{ title: string; req: http.ClientRequest }> {
+/* view: open the page map's event stream, as a browser would; returns its legend's title and about */
+function view(url: string): Promise<{ title: string; about: string; req: http.ClientRequest }> {
   return new Promise((resolve, reject) => {
     const req = http.get(`${url}events`, (res) => {
       let buf = '';
       res.setEncoding('utf8').on('data', (d: string) => {
         buf += d;
         const m = buf.match(/event: legend\ndata: (.*)\n/);
-        if (m !== null) resolve({ title: JSON.parse(m[1]).title, req });
+        if (m !== null) {
+          const legend = JSON.parse(m[1]);
+          resolve({ title: legend.title, about: legend.about, req });
+        }
       });
     });
     req.on('error', reject);
@@ -324,6 +327,11 @@ describe('the examples from the command line', () => {
     const [, url] = await until(run, /live page map: (http:\/\/127\.0\.0\.1:\d+\/)/);
     const viewer = await view(url);
     expect(viewer.title).toBe('pnpm echo');
+    /* the page says what runs, and how to drive it */
+    expect(viewer.about).toBe(
+      `an echo server, mode loan: bytes come in by copy and go back by loan (watch frames turn red while ` +
+        `they are on the wire). Send it something: pnpm echo:client --port ${port}`,
+    );
     viewer.req.destroy();
     const echoed = await new Promise<string>((resolve, reject) => {
       const s = net.connect(Number(port), '127.0.0.1', () => s.end('hello, loan'));
@@ -346,7 +354,13 @@ describe('the examples from the command line', () => {
     await writeFile(file, Buffer.alloc(3 * 4096 + 7, 0x42));
     const run = example('sendfile.ts', [file, '--port', '0', '--ui', '--once']);
     const [, port] = await until(run, /serving .* on 127\.0\.0\.1:(\d+)/);
-    await until(run, /live page map: http:\/\/127\.0\.0\.1:\d+\//);
+    const [, url] = await until(run, /live page map: (http:\/\/127\.0\.0\.1:\d+\/)/);
+    const viewer = await view(url);
+    expect(viewer.about).toBe(
+      `serving ${file} on port ${port} by page loan (O->K): fetch it with nc 127.0.0.1 ${port} > copy, ` +
+        "and watch the file's pages [green] go on loan [red]",
+    );
+    viewer.req.destroy();
     const got = await new Promise<Buffer>((resolve, reject) => {
       const parts: Buffer[] = [];
       const s = net.connect(Number(port), '127.0.0.1');

@@ -17,7 +17,7 @@ import net from 'node:net';
 import { Kernel, KernelError, type KernelStats, MAX_PHYS_PAGES, PAGE_SIZE } from '@loanout/core';
 import { sockConnect } from '@loanout/sockets';
 import { type Command, countValue, fail, isMain, parseCommand } from './cli.js';
-import { walkthrough } from './walkthrough.js';
+import { MAX_STEP_MS, walkthrough } from './walkthrough.js';
 
 /* the most pages the demo may send: the kernel holds them three times over, in at most 1 GiB */
 export const MAX_COW_PAGES = Math.floor((MAX_PHYS_PAGES - 1024) / 3);
@@ -38,9 +38,16 @@ export const COW: Command = {
       type: 'boolean',
       help: 'serve the live page map, wait for a browser to open it, then walk through the steps slowly',
     },
-    'step-ms': { type: 'string', value: 'MS', help: 'with --ui, milliseconds at each step (default 3000)' },
+    'step-ms': {
+      type: 'string',
+      value: 'MS',
+      help: 'with --ui, milliseconds at each step unless paused on the page (default 3000)',
+    },
   },
-  notes: ['With --ui the page map stays up after the last step; Ctrl-C quits.'],
+  notes: [
+    'With --ui the page narrates each step and can pause, resume and step the demo; the page map stays',
+    'up after the last step; Ctrl-C quits.',
+  ],
 };
 
 export interface CowResult {
@@ -151,8 +158,16 @@ function sha256(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex').slice(0, 16);
 }
 
-/* say: what happened at each step, from the kernel's counters ([colours] for the page map: walkthrough.ts) */
-function say(step: CowStep, s: KernelStats, before: KernelStats): string {
+/* each step's title on the page map (with --ui) */
+export const COW_TITLES: Record<CowStep, string> = {
+  written: 'The sender writes its buffer',
+  sent: 'Sent by loan to a peer that is not reading',
+  overwritten: 'The sender overwrites its buffer: the loans break',
+  done: 'The peer reads everything',
+};
+
+/* cowStepText: what happened at each step, from the kernel's counters ([colours] for the page map: walkthrough.ts) */
+export function cowStepText(step: CowStep, s: KernelStats, before: KernelStats): string {
   switch (step) {
     case 'written':
       return `the sender has written its buffer: ${s.physPages - s.freePages} pages in use [blue: anon pages]`;
@@ -215,14 +230,17 @@ async function main(): Promise<void> {
     max: MAX_COW_PAGES,
     why: 'the kernel holds them three times over, in at most 1 GiB',
   });
-  const stepMs = countValue(COW, args, 'step-ms', 3000);
+  const stepMs = countValue(COW, args, 'step-ms', 3000, { max: MAX_STEP_MS, why: "a timer's limit" });
   const ui = args.values.ui === true;
   const kernel = new Kernel({ physPages: 3 * pages + 1024 });
-  const walk = await walkthrough(kernel, 'pnpm cow', ui, stepMs);
+  const walk = await walkthrough(kernel, 'pnpm cow', ui, stepMs, {
+    steps: Object.keys(COW_TITLES).length,
+    about: `${pages} pages sent by loan to a peer that is slow to read, then overwritten by the sender`,
+  });
   let before: KernelStats | null = null;
   const step = (name: CowStep, stats: KernelStats) => {
     before ??= stats;
-    return walk.step(say(name, stats, before));
+    return walk.step(COW_TITLES[name], cowStepText(name, stats, before));
   };
   const r = await runCowDemo({ pages, kernel, step }).catch((err: Error) => fail(err.message));
   console.log(

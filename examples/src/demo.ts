@@ -23,7 +23,7 @@ import {
   type VmPage,
 } from '@loanout/core';
 import { type Command, countValue, fail, isMain, parseCommand } from './cli.js';
-import { walkthrough } from './walkthrough.js';
+import { MAX_STEP_MS, walkthrough } from './walkthrough.js';
 
 export const DEMO: Command = {
   name: 'pnpm demo',
@@ -35,9 +35,16 @@ export const DEMO: Command = {
       type: 'boolean',
       help: 'serve the live page map, wait for a browser to open it, then show each step on it',
     },
-    'step-ms': { type: 'string', value: 'MS', help: 'with --ui, milliseconds at each step (default 4000)' },
+    'step-ms': {
+      type: 'string',
+      value: 'MS',
+      help: 'with --ui, milliseconds at each step unless paused on the page (default 4000)',
+    },
   },
-  notes: ['With --ui the page map stays up after the last step; Ctrl-C quits.'],
+  notes: [
+    'With --ui the page narrates each step and can pause, resume and step the tour; the page map stays',
+    'up after the last step; Ctrl-C quits.',
+  ],
 };
 
 export type TourStep =
@@ -56,6 +63,18 @@ export interface TourOptions {
   /* told each step and what happened (with the page map's colours in [brackets]); awaited, so a caller can pause */
   step?: (step: TourStep, what: string) => Promise<void> | void;
 }
+
+/* each step's title on the page map (with --ui), in the order they come */
+export const TOUR_TITLES: Record<TourStep, string> = {
+  'a->k': 'A->K: anon pages lent to the kernel',
+  'loan broken': 'A write to a page on loan breaks the loan',
+  unloaned: 'The kernel gives the pages back',
+  'o->k': "O->K: a file's pages lent to the kernel",
+  'o->a': "O->A: the file's pages lent to anons",
+  'file unmapped': 'The file unmapped under its loans',
+  'zero-fill': 'Zero-fill loans: one zero page for all',
+  done: 'Done: every frame free again',
+};
 
 const N = 4;
 const BYTES = N * PAGE_SIZE;
@@ -150,11 +169,14 @@ async function zeroFill(p: Proc, step: Step): Promise<void> {
 
 async function main(): Promise<void> {
   const args = parseCommand(DEMO);
-  const stepMs = countValue(DEMO, args, 'step-ms', 4000);
+  const stepMs = countValue(DEMO, args, 'step-ms', 4000, { max: MAX_STEP_MS, why: "a timer's limit" });
   const kernel = new Kernel({ physPages: 256 });
-  const walk = await walkthrough(kernel, 'pnpm demo', args.values.ui === true, stepMs);
-  const s = await runLoanTour({ kernel, step: (_s, what) => walk.step(what) }).catch((err: Error) =>
-    fail(err.message),
+  const walk = await walkthrough(kernel, 'pnpm demo', args.values.ui === true, stepMs, {
+    steps: Object.keys(TOUR_TITLES).length,
+    about: 'a tour of page loanout in a 256-frame kernel, one kind of loan at a time',
+  });
+  const s = await runLoanTour({ kernel, step: (step, what) => walk.step(TOUR_TITLES[step], what) }).catch(
+    (err: Error) => fail(err.message),
   );
   console.log(
     `\nloans ${s.loans} (O->K ${s.loansObj}, A->K ${s.loansAnon}, O->A ${s.loansOA}, zero-fill ${s.loansZero}), ` +

@@ -10,7 +10,7 @@
  */
 import type { KernelStats } from '@loanout/core';
 import { startPageMap } from '@loanout/pagemap';
-import { createEchoServer, type EchoStats, sosendAutoThreshold } from '@loanout/sockets';
+import { createEchoServer, type EchoMode, type EchoStats, sosendAutoThreshold } from '@loanout/sockets';
 import {
   type Command,
   countValue,
@@ -88,6 +88,21 @@ export function echoReport(s: EchoStats, k: KernelStats): string[] {
   ];
 }
 
+/* what the page map says is running, by mode: how bytes move in and out, and how to drive it */
+const ECHO_MOVES: Record<EchoMode, string> = {
+  copy: 'bytes come in by copy and go back by copy',
+  loan: 'bytes come in by copy and go back by loan (watch frames turn red while they are on the wire)',
+  auto: 'bytes come in by copy and go back by copy or by loan, by size',
+  zerocopy:
+    "no byte is copied: pages come in by page transfer (a socket's receive area, kernel memory, becomes " +
+    "the process's) and go back by loan",
+};
+
+/* echoAbout: the page map's line under its title */
+export function echoAbout(mode: EchoMode, port: number): string {
+  return `an echo server, mode ${mode}: ${ECHO_MOVES[mode]}. Send it something: pnpm echo:client --port ${port}`;
+}
+
 async function main(): Promise<void> {
   const args = parseCommand(ECHO);
   const mode = echoModeValue(ECHO, args, 'loan');
@@ -102,7 +117,9 @@ async function main(): Promise<void> {
   console.log(
     `loanout echo server on ${server.host}:${server.port}, mode ${mode}${threshold}; Ctrl-C to stop`,
   );
-  const ui = args.values.ui ? await startPageMap(server.kernel, { title: 'pnpm echo' }) : null;
+  const ui = args.values.ui
+    ? await startPageMap(server.kernel, { title: 'pnpm echo', about: echoAbout(mode, server.port) })
+    : null;
   if (ui !== null) console.log(`live page map: ${ui.url}`);
 
   onInterrupt(async () => {

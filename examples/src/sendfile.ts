@@ -88,7 +88,10 @@ async function main(): Promise<void> {
     portValue(SENDFILE, args, 'port', 7008),
   ).catch((err: Error) => fail(err.message));
   console.log(`serving ${path} on ${srv.listener.host}:${srv.listener.port} by page loan; Ctrl-C to stop`);
-  const ui = args.values.ui ? await startPageMap(srv.kernel, { title: 'pnpm sendfile' }) : null;
+  const about =
+    `serving ${path} on port ${srv.listener.port} by page loan (O->K): fetch it with ` +
+    `nc 127.0.0.1 ${srv.listener.port} > copy, and watch the file's pages [green] go on loan [red]`;
+  const ui = args.values.ui ? await startPageMap(srv.kernel, { title: 'pnpm sendfile', about }) : null;
   if (ui !== null) console.log(`live page map: ${ui.url}`);
   const report = onInterrupt(async () => {
     const s = srv.served();

@@ -43,7 +43,7 @@ export type { VmPage } from './uvm_page.js';
 export type { FrameInfo, FrameMapping, FrameStateCode } from './uvm_pageinfo.js';
 export { FRAME_STATE_NAMES, FrameState, frameState } from './uvm_pageinfo.js';
 export type { PglistOptions } from './uvm_pglist.js';
-export { uvmPglistAlloc, uvmPglistFree } from './uvm_pglist.js';
+export { uvmPglistAlloc, uvmPglistFree, uvmPglistSure } from './uvm_pglist.js';
 export type { TransferRefusal } from './uvm_transfer.js';
 export { TRANSFER_REFUSALS, uvmPageTransfer, uvmTransferCheck } from './uvm_transfer.js';
 export { VnodeObject } from './uvm_vnode.js';

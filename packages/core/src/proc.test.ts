@@ -320,3 +320,42 @@ describe('copyinPhysNow', () => {
     k.checkInvariants();
   });
 });
+
+describe('copyoutPhys', () => {
+  it('hands every piece to the source at once when all is mapped writable, else faults in what it needs and settles', async () => {
+    const k = new Kernel({ physPages: 32 });
+    const p = k.createProcess();
+    const va = p.mmap(3 * PAGE_SIZE);
+    await p.write(va, Buffer.alloc(2 * PAGE_SIZE, 1));
+    const data = pattern(3 * PAGE_SIZE, 4);
+    const ram = k.uvm.ram.bytes;
+    const pieces: number[] = [];
+    const source = (at: number, done: number, n: number) => {
+      pieces.push(n);
+      ram.set(data.subarray(done, done + n), at);
+    };
+    expect(p.copyoutPhys(va + 10, 2 * PAGE_SIZE - 10, source)).toBeUndefined();
+    expect(pieces).toEqual([PAGE_SIZE - 10, PAGE_SIZE]);
+    expect((await p.read(va + 10, 2 * PAGE_SIZE - 10)).equals(data.subarray(0, 2 * PAGE_SIZE - 10))).toBe(
+      true,
+    );
+    /* a forked child shares the pages copy-on-write, and the third page was never touched */
+    const c = p.fork();
+    const moving = p.copyoutPhys(va, 3 * PAGE_SIZE, source);
+    expect(moving).toBeInstanceOf(Promise);
+    await moving;
+    expect((await p.read(va, 3 * PAGE_SIZE)).equals(data)).toBe(true);
+    expect((await c.read(va + 10, 2 * PAGE_SIZE - 10)).equals(data.subarray(0, 2 * PAGE_SIZE - 10))).toBe(
+      true,
+    );
+    p.mprotect(va + 2 * PAGE_SIZE, PAGE_SIZE, Prot.READ);
+    pieces.length = 0;
+    expectErrorSync(() => p.copyoutPhys(va, 3 * PAGE_SIZE, source), 'EFAULT');
+    expect(pieces).toEqual([]);
+    expectErrorSync(() => p.copyoutPhys(va, 1, 7 as never), 'EINVAL');
+    c.exit();
+    p.exit();
+    expectErrorSync(() => p.copyoutPhys(va, 1, source), 'ESRCH');
+    k.checkInvariants();
+  });
+});

@@ -267,6 +267,27 @@ export class Proc {
     return this.transferMapped(va, n, Prot.READ, sink, 0) === n;
   }
 
+  /**
+   * copyoutPhys: walk n bytes of the process's memory for writing, through the MMU (write faults:
+   * copy-on-write, zero-fill, loan breaks), and hand each physically contiguous piece to
+   * `source(ramOffset, done, len)`, which puts the done'th.. bytes being copied out at RAM offset
+   * ramOffset (uiomove's kernel-to-user half, for bytes in kernel memory: one move within RAM each).
+   * => returns undefined when it is done already (every page was mapped writable: nothing slept), else
+   *    a Promise that settles when the faults it took are resolved and every piece has gone to source
+   * => throws EFAULT if any byte is unmapped or not writable (before source sees anything), EINVAL,
+   *    ESRCH (the process has exited; the Promise rejects with it if it exits while a fault sleeps)
+   */
+  copyoutPhys(
+    va: number,
+    n: number,
+    source: (ramOffset: number, done: number, len: number) => void,
+  ): Promise<void> | undefined {
+    this.alive('copyout');
+    if (typeof source !== 'function') throw new KernelError('EINVAL', 'copyout: source must be a function');
+    this.checkRange('copyout', va, n, Prot.WRITE);
+    return this.transfer(va, n, Prot.WRITE, source);
+  }
+
   private copyinChecked(va: number, dst: Uint8Array, offset: number, n: number): Promise<void> | undefined {
     const ram = this.map.uvm.ram.bytes;
     if (dst.buffer === ram.buffer) {

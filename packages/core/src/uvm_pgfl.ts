@@ -113,6 +113,17 @@ export class PageFreeLists {
   }
 
   /**
+   * sureRun: will allocRun(n) find n contiguous pages now -- and still after any number of pages are
+   * freed? True when a free aligned block of at least 2^ceil(log2 n) pages is listed: freeing only
+   * merges blocks, it never splits one. (A run found only across blocks, by the bounded search, is
+   * not sure.)
+   */
+  sureRun(n: number): boolean {
+    const k = ceilLog2(n);
+    return k <= this.maxOrder && this.nonEmpty >>> k !== 0;
+  }
+
+  /**
    * blockOf: the free block holding a frame, for audits and page maps
    * => returns [head frame, order], or null when the frame is not free
    */

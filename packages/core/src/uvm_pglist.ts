@@ -66,6 +66,19 @@ export function uvmPglistAlloc(uvm: Uvm, npages: number, opts: PglistOptions = {
 }
 
 /**
+ * uvmPglistSure: will uvmPglistAlloc(uvm, npages) succeed now, and still after any pages are freed
+ * meanwhile? (A caller that frees pages and then wants a run -- the warmest one, just freed -- asks
+ * first, and takes the run afterwards only if the answer is yes.)
+ * => uvm and npages as uvmPglistAlloc's (EINVAL)
+ * => true when a free aligned block of at least npages pages (rounded up to a power of two) exists;
+ *    false does not mean uvmPglistAlloc would fail (it may find a run across blocks)
+ */
+export function uvmPglistSure(uvm: Uvm, npages: number): boolean {
+  checkPglistArgs('uvm_pglistsure', uvm, npages, {});
+  return uvm.free.sureRun(npages);
+}
+
+/**
  * checkPglistArgs: the checks of uvmPglistAlloc and uvmKmAllocContig
  * => returns whether to zero the pages; throws EINVAL naming fn
  */

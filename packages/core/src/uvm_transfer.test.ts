@@ -136,6 +136,44 @@ describe('uvmPageTransfer', () => {
     expect(k.stats().freePages).toBe(64);
   });
 
+  it('replaces what a slot held as freeing it would: a loaned page stays the borrower’s, a paged-out one gives back its swap slot, a pinned one stays pinned', async () => {
+    const k = new Kernel({ physPages: 32, swapPages: 64 });
+    const p = k.createProcess();
+    const n = 40;
+    const va = p.mmap(n * P);
+    const runs = [200, 201, 202].map((seed) => filled(k, 1, seed));
+    for (let i = 0; i < n; i++) await p.write(va + i * P, pattern(P, i));
+    const resident = (i: number) => p.map.pmap.extract((va + i * P) / P) >= 0;
+    const out = [...Array(n).keys()].find((i) => !resident(i))!;
+    const [lent, pinnedAt] = [...Array(n).keys()].filter(resident);
+    expect([out, lent, pinnedAt].every((i) => i !== undefined)).toBe(true);
+    const loan = uvmLoanNow(p.map, va + lent * P, P, 'kernel')!;
+    const pin = uvmLoanNow(p.map, va + pinnedAt * P, P, 'anon')!;
+    const before = k.stats();
+    uvmPageTransfer(p.map, va + out * P, runs[0]);
+    expect(k.stats().swapUsed).toBe(before.swapUsed - 1);
+    uvmPageTransfer(p.map, va + lent * P, runs[1]);
+    expect(k.stats().orphanPages).toBe(before.orphanPages + 1);
+    expect(loan[0].bytes()).toEqual(pattern(P, lent));
+    uvmPageTransfer(p.map, va + pinnedAt * P, runs[2]);
+    expect(pin[0].page!.bytes()).toEqual(pattern(P, pinnedAt));
+    /* a new anon for the pinned slot only: the others took their new pages in place */
+    expect(k.stats().anons).toBe(before.anons + 1);
+    k.checkInvariants();
+    for (const [i, seed] of [
+      [out, 200],
+      [lent, 201],
+      [pinnedAt, 202],
+    ])
+      expect(await p.read(va + i * P, P)).toEqual(pattern(P, seed));
+    uvmUnloanPages(loan);
+    uvmUnloanAnons(pin);
+    expect(k.stats().orphanPages).toBe(0);
+    k.checkInvariants();
+    p.exit();
+    expect(k.stats().freePages).toBe(32);
+  });
+
   it('refuses a range uvmTransferCheck refuses (EFAULT unmapped or read-only, else EINVAL), changing nothing', async () => {
     const k = new Kernel({ physPages: 64, swapPages: 0 });
     const p = k.createProcess();

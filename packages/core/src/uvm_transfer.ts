@@ -26,9 +26,17 @@
 import { KernelError, panic } from './errors.js';
 import { atop, checkAddress, hex, isPageAligned, PAGE_SIZE, Prot, VM_MAX_ADDRESS } from './param.js';
 import { amapAdd } from './uvm_amap.js';
-import { uvmAnonAlloc, uvmAnonUnref } from './uvm_anon.js';
+import { type Anon, uvmAnonAlloc, uvmAnonUnref } from './uvm_anon.js';
 import { type MapEntry, uvmMapAmapCopy, VmMap } from './uvm_map.js';
-import { PG_CLEAN, uvmPageActivate, uvmPageRemove, uvmPageUnwire, type VmPage } from './uvm_page.js';
+import {
+  PG_BUSY,
+  PG_CLEAN,
+  uvmPageActivate,
+  uvmPageFree,
+  uvmPageRemove,
+  uvmPageUnwire,
+  type VmPage,
+} from './uvm_page.js';
 import { checkKernelPages, checkPageList } from './uvm_pglist.js';
 
 /**
@@ -108,8 +116,16 @@ function checkPageCount(fn: string, npages: number): void {
  *    address)
  */
 export function uvmPageTransfer(map: VmMap, va: number, pageList: readonly VmPage[]): void {
+  /* the list read once: what is checked is what is moved */
   const pages = checkTransferArgs(map, va, pageList);
-  for (let i = 0; i < pages.length; i++) transferOne(map, va + i * PAGE_SIZE, pages[i]);
+  for (let i = 0; i < pages.length; ) {
+    const a = va + i * PAGE_SIZE;
+    const e = map.lookup(a)!;
+    if (e.needsCopy || e.amap === null) uvmMapAmapCopy(map, e);
+    const n = Math.min(pages.length - i, atop(e.end - a));
+    for (let j = i; j < i + n; j++) transferOne(map, e, va + j * PAGE_SIZE, pages[j]);
+    i += n;
+  }
   map.version++;
 }
 
@@ -134,25 +150,55 @@ function checkTransferArgs(map: VmMap, va: number, pageList: readonly VmPage[]):
   return pages;
 }
 
-/* transferOne: one page into the slot of va (checked: private anonymous memory, writable) */
-function transferOne(map: VmMap, va: number, pg: VmPage): void {
+/*
+ * transferOne: one page into the slot of va in entry e (checked: private anonymous memory, writable,
+ * with an amap of its own). An anon only this slot holds, whose page is its own and not BUSY, takes
+ * the new page itself -- its old page freed or orphaned as uvmAnonFree would, its swap slot released
+ * -- rather than being freed for a new anon to be made: the same outcome, one allocation less.
+ */
+function transferOne(map: VmMap, e: MapEntry, va: number, pg: VmPage): void {
   const uvm = map.uvm;
-  const e = map.lookup(va)!;
-  if (e.needsCopy || e.amap === null) uvmMapAmapCopy(map, e);
   const amap = e.amap!;
   const slot = e.amapSlot + atop(va - e.start);
   const old = amap.slots[slot];
-  const anon = uvmAnonAlloc(uvm);
   uvmPageRemove(pg);
-  pg.uanon = anon;
-  pg.anonOwns = true;
-  anon.page = pg;
   pg.flags &= ~PG_CLEAN;
   uvmPageUnwire(pg);
   uvmPageActivate(pg);
-  amapAdd(amap, slot, anon, old !== null);
-  if (old !== null) uvmAnonUnref(old);
+  let anon: Anon;
+  if (old !== null && anonReusable(old)) {
+    anon = old;
+    emptyAnon(old);
+  } else {
+    anon = uvmAnonAlloc(uvm);
+    amapAdd(amap, slot, anon, old !== null);
+    if (old !== null) uvmAnonUnref(old);
+  }
+  pg.uanon = anon;
+  pg.anonOwns = true;
+  anon.page = pg;
   map.pmap.enter(atop(va), pg.frame, e.prot);
   uvm.exp.pagesTransferred++;
   if (uvm.tracers.length > 0) uvm.trace('transfer', pg, hex(va));
+}
+
+/* anonReusable: may a slot's anon take a new page in place? Only this slot holds it, and its page (if any) is its own and not BUSY */
+function anonReusable(anon: Anon): boolean {
+  const pg = anon.page;
+  return (
+    anon.ref === 1 && (pg === null || (pg.anonOwns && pg.uobject === null && (pg.flags & PG_BUSY) === 0))
+  );
+}
+
+/* emptyAnon: let go of a reusable anon's data, as uvmAnonFree would: its page freed (or orphaned, if on loan), its swap slot released */
+function emptyAnon(anon: Anon): void {
+  const pg = anon.page;
+  if (pg !== null) {
+    anon.uvm.mmu.pageProtect(pg.frame, Prot.NONE);
+    uvmPageFree(pg);
+  }
+  if (anon.swslot !== 0) {
+    anon.uvm.swap.free(anon.swslot);
+    anon.swslot = 0;
+  }
 }

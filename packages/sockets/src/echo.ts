@@ -10,7 +10,10 @@
  * copy-on-write fault and the echo would still be right -- just slower). `zerocopy` copies nothing
  * either way: bytes come in by page transfer (the pages node:net read into become the buffer's pages)
  * and go out by loan; it need not wait, since a transfer replaces the buffer's pages rather than
- * writing them, and pages still on loan stay with the network.
+ * writing them, and pages still on loan stay with the network. (It keeps its ring all the same: with
+ * one buffer every page a send holds would be an orphan as soon as the next receive replaced it, and
+ * the page map could no longer show the way out as the process's pages on loan -- and one buffer
+ * showed no gain that this machine's noise let us measure.)
  *
  * The pipeline is as deep as the ring and the receive area (8 x 64 KiB each by default): a shallow one
  * starves the server -- it waits on the network, not on work. A client that stops reading stops the
@@ -46,14 +49,13 @@ export interface EchoServerOptions extends SocketOptions {
   host?: string;
   /** default 7007; 0 = any free port */
   port?: number;
-  /* default 'auto' */
   /** default 'auto' */
   mode?: EchoMode;
   /** a positive integer, default 128 */
   maxConnections?: number;
   /** size of each buffer in a connection's ring (default 64 KiB) ... */
   bufferBytes?: number;
-  /** ... and how many (default 4): the whole ring must fit a process's address space (just under 1 GiB) */
+  /** ... and how many (default 8): the whole ring must fit a process's address space (just under 1 GiB) */
   buffers?: number;
   /**
    * close a connection that has made no progress -- no byte received, no send done -- for this many
@@ -218,16 +220,30 @@ interface Idle {
   stop: () => void;
 }
 
-/* idleTimer: close the connection (gracefully, a short linger) when it has made no progress for a while */
+/*
+ * idleTimer: close the connection (gracefully, a short linger) when it has made no progress for a
+ * while. A touch only notes the time -- it is on every receive and every send's completion -- and the
+ * timer, when it fires, looks: idle long enough, it closes; else it sleeps again for what is left.
+ */
 function idleTimer(so: Socket, ms: number, counts: Counts): Idle {
   const idle: Idle = { fired: false, touch: () => {}, stop: () => {} };
   if (ms === 0) return idle;
-  const timer = setTimeout(() => {
+  let last = performance.now();
+  let timer: NodeJS.Timeout;
+  const check = () => {
+    const left = last + ms - performance.now();
+    if (left > 0) {
+      timer = setTimeout(check, left).unref();
+      return;
+    }
     idle.fired = true;
     counts.idleClosed++;
     so.close({ linger: IDLE_LINGER_MS }).catch(() => undefined);
-  }, ms).unref();
-  idle.touch = () => timer.refresh();
+  };
+  timer = setTimeout(check, ms).unref();
+  idle.touch = () => {
+    last = performance.now();
+  };
   idle.stop = () => clearTimeout(timer);
   return idle;
 }
@@ -286,15 +302,15 @@ async function echoLoop(
   const n = bufs.length;
   const pending: (Promise<void> | null)[] = new Array(n).fill(null);
   const zerocopy = ring.mode === 'zerocopy';
-  const recvMode = zerocopy ? 'transfer' : 'copy';
-  const sendMode = zerocopy ? 'loan' : (ring.mode as SendMode);
+  const recvOpts = { mode: zerocopy ? ('transfer' as const) : ('copy' as const) };
+  const sendOpts = { mode: zerocopy ? 'loan' : (ring.mode as SendMode) };
   try {
     for (let i = 0; ; i = (i + 1) % n) {
       if (pending[i] !== null && !zerocopy) await pending[i];
-      const got = await so.recv(proc, bufs[i], ring.bufferBytes, { mode: recvMode });
+      const got = await so.recv(proc, bufs[i], ring.bufferBytes, recvOpts);
       if (got === 0) break;
       touch();
-      const done = (await so.send(proc, bufs[i], got, { mode: sendMode })).done;
+      const done = (await so.send(proc, bufs[i], got, sendOpts)).done;
       done.then(touch, () => undefined);
       pending[i] = done;
       counts.bytes += got;

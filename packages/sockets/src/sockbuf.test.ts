@@ -1,4 +1,12 @@
-import { KernelError, KernelPanic, PAGE_SIZE } from '@loanout/core';
+import {
+  KernelError,
+  KernelPanic,
+  PAGE_SIZE,
+  uvmPageTransfer,
+  uvmPglistAlloc,
+  uvmPglistFree,
+  type VmPage,
+} from '@loanout/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { expectAtRest, expectError, Scope, settled } from '../test/helpers.js';
 import { RecvBuffer, SendBuffer } from './sockbuf.js';
@@ -175,6 +183,53 @@ describe('RecvBuffer (the receive area Node reads into)', () => {
     rb.filled(3, b);
     expect(rb.head(10)?.toString()).toBe('def');
     expect(rb.headOffset).toBe(3);
+    rb.release();
+    expectAtRest(k);
+  });
+
+  it('give: a receive loop into one buffer reads into the same two runs again and again (the pages it just freed)', async () => {
+    const k = scope.kernel({ physPages: 256 });
+    const rb = await RecvBuffer.create(k, 16 * PAGE_SIZE, 4);
+    const p = k.createProcess();
+    const va = p.mmap(16 * PAGE_SIZE);
+    await p.write(va, Buffer.alloc(16 * PAGE_SIZE, 1));
+    const armedAt: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const b = rb.arm();
+      armedAt.push(b.byteOffset / PAGE_SIZE);
+      rb.filled(b.length, b);
+      expect(rb.give(16, (pages) => uvmPageTransfer(p.map, va, pages))).toBe(true);
+      k.checkInvariants();
+    }
+    /* after the first, each read lands in the run the previous transfer took from the buffer */
+    expect(new Set(armedAt.slice(1)).size).toBe(2);
+    expect(armedAt[3]).toBe(armedAt[1]);
+    p.exit();
+    rb.release();
+    expectAtRest(k);
+  });
+
+  it('give: takes its fresh run before anything goes when only a run across blocks is left; none at all, it takes nothing', async () => {
+    const k = scope.kernel({ physPages: 64 });
+    const rb = await RecvBuffer.create(k, 16 * PAGE_SIZE, 2);
+    const p = k.createProcess();
+    const va = p.mmap(16 * PAGE_SIZE);
+    /* every other page held: then free 16 that straddle two aligned blocks of 16 (no block of 16 is free) */
+    const held: VmPage[] = [];
+    for (let run = uvmPglistAlloc(k.uvm, 1); run !== null; run = uvmPglistAlloc(k.uvm, 1)) held.push(run[0]);
+    const b = rb.arm();
+    rb.filled(b.length, b);
+    const none: VmPage[][] = [];
+    expect(rb.give(16, (pages) => none.push(pages))).toBe(false);
+    expect(none).toEqual([]);
+    const straddle = held.filter((pg) => pg.frame % 32 >= 8 && pg.frame % 32 < 24).slice(0, 16);
+    expect(straddle.map((pg) => pg.frame % 32)).toEqual([...Array(16).keys()].map((i) => i + 8));
+    uvmPglistFree(straddle);
+    expect(rb.give(16, (pages) => uvmPageTransfer(p.map, va, pages))).toBe(true);
+    expect(k.stats().freePages).toBe(0);
+    k.checkInvariants();
+    uvmPglistFree(held.filter((pg) => !straddle.includes(pg)));
+    p.exit();
     rb.release();
     expectAtRest(k);
   });

@@ -24,6 +24,7 @@ import {
   uvmKmAllocContig,
   uvmPglistAlloc,
   uvmPglistFree,
+  uvmPglistSure,
   type VmPage,
 } from '@loanout/core';
 import { checkInteger, checkRecvArea } from './sockopt.js';
@@ -221,23 +222,37 @@ export class RecvBuffer {
   }
 
   /**
-   * give: take the next k whole pages of unread bytes out of the area, for a page transfer
+   * give: hand the next k whole pages of unread bytes to `take`, for a page transfer
    * => the oldest unread byte must start a page, and k whole pages of bytes be there (panic otherwise)
-   * => returns the pages, or null when no fresh run can be had to replace them (then nothing is taken)
-   * => the pages are the caller's to transfer (uvmPageTransfer): the area never touches them again
+   * => `take` gets the pages and makes them another's (uvmPageTransfer): the area never touches them
+   *    again; if it throws, nothing is taken and the error goes to the caller
+   * => returns false, with nothing taken, when no fresh run can be had to replace them
+   * => the chunk's fresh run is taken after `take` when it is sure to be had then (uvmPglistSure): the
+   *    pages `take` freed -- the process's old pages, just read by the network and still warm in the
+   *    CPU's caches -- are then the first the free lists hand out, so a receive loop into one buffer
+   *    keeps reading into the same few frames, as a ring of user buffers would; else it is taken
+   *    before any page goes
    */
-  give(k: number): VmPage[] | null {
+  give(k: number, take: (pages: VmPage[]) => void): boolean {
     const c = this.queue[0];
     if (c === undefined || c.read % PAGE_SIZE !== 0 || c.filled - c.read < k * PAGE_SIZE) {
       throw new KernelPanic(`soreceive: no ${k} whole pages to give at the head of the receive area`);
     }
-    if (c.fresh === null) c.fresh = uvmPglistAlloc(this.kernel.uvm, this.chunkPages, { zero: false });
-    if (c.fresh === null) return null;
+    const uvm = this.kernel.uvm;
+    const later = c.fresh === null && uvmPglistSure(uvm, this.chunkPages);
+    if (c.fresh === null && !later) {
+      c.fresh = uvmPglistAlloc(uvm, this.chunkPages, { zero: false });
+      if (c.fresh === null) return false;
+    }
     const first = c.read / PAGE_SIZE;
-    const out = c.pages.slice(first, first + k) as VmPage[];
+    take(c.pages.slice(first, first + k) as VmPage[]);
     c.pages.fill(null, first, first + k);
+    if (later) {
+      c.fresh = uvmPglistAlloc(uvm, this.chunkPages, { zero: false });
+      if (c.fresh === null) throw new KernelPanic('soreceive: a sure run of pages could not be had');
+    }
     this.consume(k * PAGE_SIZE);
-    return out;
+    return true;
   }
 
   /* recycle: a chunk full and all read is free again -- on its fresh run if it gave pages away */

@@ -66,40 +66,69 @@ export interface Receive {
 
 /**
  * receiveInto: move up to r.len queued bytes into the process (the receive area is not empty)
- * => returns the count moved (>= 1)
+ * => returns the count moved (>= 1) -- at once when nothing had to sleep, else a Promise (a copy took
+ *    a fault that sleeps: the receive area must stay as it is until it settles)
  * => a step that fails after some bytes moved returns their count, whatever the kernel error
  *    (EFAULT, EIO, ENOMEM, ESRCH: the next call meets it again, or not if it was transient); one
  *    that fails first throws it, nothing consumed
  */
-export async function receiveInto(r: Receive): Promise<number> {
-  let done = 0;
-  let moved = false;
-  let fallbackSeen = false;
+export function receiveInto(r: Receive): number | Promise<number> {
+  return receiveFrom(r, { done: 0, moved: false, fallbackSeen: false });
+}
+
+/* how far a receive has got */
+interface Progress {
+  done: number;
+  /* whole pages moved */
+  moved: boolean;
+  /* a fallback counted (once a receive) */
+  fallbackSeen: boolean;
+}
+
+/* receiveFrom: go on with a receive -- synchronously, until a copy has to sleep */
+function receiveFrom(r: Receive, st: Progress): number | Promise<number> {
   try {
-    while (done < r.len && !r.rcv.empty) {
-      const step = transferStep(r, done);
+    while (st.done < r.len && !r.rcv.empty) {
+      const step = transferStep(r, st.done);
       if (typeof step === 'number') {
-        done += step;
-        moved = true;
+        st.done += step;
+        st.moved = true;
         continue;
       }
       /* pages moved: leave a partial page to fill up and move whole next time */
-      if (moved && step.fallback === null && step.upTo < PAGE_SIZE) break;
-      if (step.fallback !== null && !fallbackSeen) {
-        fallbackSeen = true;
-        count(r, (c) => {
-          c.fallbacks[step.fallback!] = (c.fallbacks[step.fallback!] ?? 0) + 1;
-        });
+      if (st.moved && step.fallback === null && step.upTo < PAGE_SIZE) break;
+      if (step.fallback !== null && !st.fallbackSeen) {
+        st.fallbackSeen = true;
+        countFallback(r, step.fallback);
       }
-      done += await copyStep(r, done, step.upTo);
-      if (r.mode !== 'copy' && stopsMisaligned(r, done)) break;
+      const n = copyStep(r, st.done, step.upTo);
+      if (typeof n !== 'number') {
+        return n.then(
+          (k) => (copiedUpTo(r, st, k) ? st.done : receiveFrom(r, st)),
+          (err) => failedAt(st, err),
+        );
+      }
+      if (copiedUpTo(r, st, n)) break;
     }
   } catch (err) {
-    /* after progress any kernel error (EFAULT, EIO, ENOMEM, ESRCH) returns the count: the bytes
-       moved are consumed, and a recv that throws must have consumed nothing */
-    if (done === 0 || !(err instanceof KernelError)) throw err;
+    return failedAt(st, err);
   }
-  return done;
+  return st.done;
+}
+
+/* copiedUpTo: n more bytes were copied; should the receive stop there? */
+function copiedUpTo(r: Receive, st: Progress, n: number): boolean {
+  st.done += n;
+  return r.mode !== 'copy' && stopsMisaligned(r, st.done);
+}
+
+/*
+ * failedAt: a step failed: after progress any kernel error (EFAULT, EIO, ENOMEM, ESRCH) returns the
+ * count -- the bytes moved are consumed, and a recv that throws must have consumed nothing; else the error
+ */
+function failedAt(st: Progress, err: unknown): number {
+  if (st.done === 0 || !(err instanceof KernelError)) throw err;
+  return st.done;
 }
 
 /*
@@ -128,26 +157,36 @@ function transferStep(r: Receive, done: number): number | { upTo: number; fallba
 function transferPages(r: Receive, ua: number, k: number): RecvFallback | null {
   const why = uvmTransferCheck(r.proc.map, ua, k);
   if (why !== null) return why;
-  const pages = r.rcv.give(k);
-  if (pages === null) return 'no-run';
-  uvmPageTransfer(r.proc.map, ua, pages);
-  count(r, (c) => {
+  if (!r.rcv.give(k, (pages) => uvmPageTransfer(r.proc.map, ua, pages))) return 'no-run';
+  for (const c of r.counts) {
     c.transferredBytes += k * PAGE_SIZE;
     c.pagesTransferred += k;
-  });
+  }
   r.freed();
   return null;
 }
 
-/* copyStep: copy up to `upTo` bytes of the head into the process (uiomove); returns the count */
-async function copyStep(r: Receive, done: number, upTo: number): Promise<number> {
-  const bytes = r.rcv.head(upTo)!;
-  await r.proc.write(r.va + done, bytes);
-  count(r, (c) => {
-    c.copiedBytes += bytes.length;
+/*
+ * copyStep: copy up to `upTo` bytes of the head into the process (uiomove: one move within RAM per
+ * page); returns the count -- a Promise of it if a fault had to sleep
+ */
+function copyStep(r: Receive, done: number, upTo: number): number | Promise<number> {
+  const src = r.rcv.head(upTo)!;
+  const from = src.byteOffset;
+  const n = src.length;
+  const ram = r.proc.kernel.uvm.ram.bytes;
+  const moving = r.proc.copyoutPhys(r.va + done, n, (at, d, len) => {
+    ram.copyWithin(at, from + d, from + d + len);
   });
-  if (r.rcv.consume(bytes.length)) r.freed();
-  return bytes.length;
+  if (moving === undefined) return consumed(r, n);
+  return moving.then(() => consumed(r, n));
+}
+
+/* consumed: n bytes were copied out of the head: count them, and let reading go on if a chunk came free */
+function consumed(r: Receive, n: number): number {
+  for (const c of r.counts) c.copiedBytes += n;
+  if (r.rcv.consume(n)) r.freed();
+  return n;
 }
 
 /*
@@ -158,6 +197,7 @@ function stopsMisaligned(r: Receive, done: number): boolean {
   return !r.rcv.empty && r.rcv.headOffset === 0 && (r.va + done) % PAGE_SIZE !== 0;
 }
 
-function count(r: Receive, add: (c: RecvCounts) => void): void {
-  for (const c of r.counts) add(c);
+/* countFallback: whole pages that could have moved were copied, for `why` */
+function countFallback(r: Receive, why: RecvFallback): void {
+  for (const c of r.counts) c.fallbacks[why] = (c.fallbacks[why] ?? 0) + 1;
 }

@@ -295,6 +295,37 @@ describe('Socket.recv (soreceive)', () => {
     expectAtRest(k);
   });
 
+  it('moves queued bytes before it returns its promise when no other recv holds the socket; one behind waits its turn', async () => {
+    const k = scope.kernel();
+    const { so, remote } = await pair(scope, k);
+    const p = k.createProcess();
+    /* a page already in memory and writable: the copy takes no fault that sleeps */
+    const va = await userMemory(p, PAGE_SIZE, Buffer.alloc(PAGE_SIZE, 1));
+    remote.write('hello');
+    await until(() => so.recvQueued === 5, 'the bytes are queued');
+    const first = so.recv(p, va, 100);
+    expect(so.recvQueued).toBe(0);
+    expect(so.stats().receivedByCopy).toBe(5);
+    expect(await first).toBe(5);
+    expect((await p.read(va, 5)).toString()).toBe('hello');
+    /* a recv sleeping for data holds the socket: one called behind it gets the bytes after it */
+    const sleeping = so.recv(p, va, 3);
+    const behind = so.recv(p, va + 3, 100);
+    remote.write('world');
+    const n = await sleeping;
+    expect(n).toBeGreaterThanOrEqual(1);
+    const m = await behind;
+    const parts = [await p.read(va, n), await p.read(va + 3, m)];
+    for (let got = n + m; got < 5; ) {
+      const more = await so.recv(p, va + 8, 100);
+      parts.push(await p.read(va + 8, more));
+      got += more;
+    }
+    expect(Buffer.concat(parts).toString()).toBe('world');
+    await so.close();
+    expectAtRest(k);
+  });
+
   it('never returns more than asked; small reads take the stream in order; 0 at the end, and again', async () => {
     const k = scope.kernel();
     const { so, remote } = await pair(scope, k);

@@ -47,7 +47,7 @@ import {
 import { kernelErrorFrom, type OnRead } from './net_glue.js';
 import { type RecvBuffer, type RecvFallback, SendBuffer } from './sockbuf.js';
 import { checkOptions, DEFAULT_HIWAT, MAX_LINGER_MS } from './sockopt.js';
-import { newRecvCounts, type RecvMode, receiveInto } from './soreceive.js';
+import { newRecvCounts, type RecvCounts, type RecvMode, receiveInto } from './soreceive.js';
 import { SendOp, type SendResult } from './sosend.js';
 import { autoThresholdKnown, sosendAutoThreshold } from './sosend_auto.js';
 
@@ -193,7 +193,8 @@ export class Socket {
   /* a recv holds the receive side (sblock); the others wait in line, watched (recvLine) */
   private recvHeld = false;
   private readonly recvLine: RecvWaiter[] = [];
-  private dataWaiters: (() => void)[] = [];
+  /* the recv holding the receive side, asleep for data: true once it has its answer (wakeReaders) */
+  private recvSleeper: (() => boolean) | null = null;
   /* the sends in line, in call order; the first is the one going out */
   private readonly sendq: SendOp[] = [];
   private pumping = false;
@@ -203,6 +204,10 @@ export class Socket {
   private readonly watched = new Map<Proc, { n: number; unwatch: () => void }>();
   private readonly counts = { bytesSent: 0, loanedBytes: 0, copiedBytes: 0, fallbackBytes: 0 };
   private readonly recvCounts = newRecvCounts();
+  /* the receive counters to add to: this socket's and the kernel's (mbufStats) */
+  private readonly counters: RecvCounts[];
+  /* a receive freed a chunk of the receive area */
+  private readonly onFreed = () => this.resumeReading();
   private closing: Promise<void> | null = null;
   private readonly closed: Promise<void>;
 
@@ -218,6 +223,7 @@ export class Socket {
     this.rcv = rcv;
     this.snd = new SendBuffer(opts.sendHighWater ?? DEFAULT_HIWAT);
     this.autoThreshold = opts.autoThreshold;
+    this.counters = [this.recvCounts, mbufSystem(kernel).recv];
     this.remoteAddress = tcp.remoteAddress ?? '';
     this.remotePort = tcp.remotePort ?? 0;
     this.localPort = tcp.localPort ?? 0;
@@ -308,16 +314,21 @@ export class Socket {
    */
   send(proc: Proc, va: number, len: number, opts: SendOptions = {}): Promise<SendResult> {
     let op: SendOp;
+    let first: Built | null = null;
     try {
       const mode = this.checkSendArgs(proc, va, len, opts);
       this.checkSendable();
       proc.checkRange('sosend', va, len, Prot.READ);
-      op = new SendOp(proc, va, len, this.loanFrom(mode));
+      const loanFrom = this.loanFrom(mode);
+      /* nothing ahead of it: its first chunk goes now -- and if that is all of it, so does the send */
+      if (this.sendq.length === 0 && loanFrom !== null) first = this.buildNow(proc, va, len, loanFrom);
+      if (first !== null && first.n === len) return Promise.resolve(this.sendWhole(first));
+      op = new SendOp(proc, va, len, loanFrom);
     } catch (err) {
       return Promise.reject(err);
     }
     this.sendq.push(op);
-    if (this.sendq.length === 1) this.sendNow(op);
+    if (first !== null) this.transmitChunk(op, first);
     if (!op.settled) {
       op.pin();
       op.watching = true;
@@ -355,20 +366,28 @@ export class Socket {
     return t;
   }
 
-  /* sendNow: the first chunk of a send with nothing ahead of it, built and handed over before send() returns */
-  private sendNow(op: SendOp): void {
-    if (op.loanFrom === null) return;
-    const n = this.chunkSize(op);
-    if (n === 0) return;
-    const loan = n >= op.loanFrom;
-    const m = loan ? mbufLoanNow(op.proc, op.va, n) : null;
-    if (m !== null) {
-      this.transmitChunk(op, { m, n, loaned: true, fallback: false });
-      return;
-    }
-    if (loan && !this.mayFallBack(op, n)) return;
-    const c = mbufCopyinNow(op.proc, op.va, n, { overdraft: this.mayOverdraft(n) });
-    if (c !== null) this.transmitChunk(op, { m: c, n, loaned: false, fallback: loan });
+  /*
+   * buildNow: the first chunk of a send with nothing ahead of it (from va, len bytes in all), built
+   * before send() returns; null if it can't be had at once (the send then pins and waits)
+   */
+  private buildNow(proc: Proc, va: number, len: number, loanFrom: number): Built | null {
+    const n = this.chunkSize(va, len);
+    if (n === 0) return null;
+    const loan = n >= loanFrom;
+    const m = loan ? mbufLoanNow(proc, va, n) : null;
+    if (m !== null) return { m, n, loaned: true, fallback: false };
+    if (loan && !this.mayFallBack(va, n)) return null;
+    const c = mbufCopyinNow(proc, va, n, { overdraft: this.mayOverdraft(n) });
+    return c === null ? null : { m: c, n, loaned: false, fallback: loan };
+  }
+
+  /* sendWhole: hand a send that is all one chunk to the host; it is done once that chunk is */
+  private sendWhole(b: Built): SendResult {
+    const done = this.transmit(b.m, b.n, b.loaned);
+    done.catch(() => undefined);
+    this.countSent(b);
+    const loaned = b.loaned ? b.n : 0;
+    return { bytes: b.n, loanedBytes: loaned, copiedBytes: b.n - loaned, done };
   }
 
   /*
@@ -377,9 +396,8 @@ export class Socket {
    * only while none of this socket's own loans are in flight: those come back as its own peer reads,
    * so it waits for them rather than copy -- but it never waits on budget others hold
    */
-  private mayFallBack(op: SendOp, n: number): boolean {
+  private mayFallBack(va: number, n: number): boolean {
     const kva = mbufSystem(this.kernel).kva;
-    const va = op.va + op.sent;
     const npages = Math.ceil(((va % PAGE_SIZE) + n) / PAGE_SIZE);
     const short = kva.waiting > 0 || kva.usedPages + npages > kva.limitPages;
     return short && this.loansInFlight === 0;
@@ -395,11 +413,10 @@ export class Socket {
    * nothing is in flight), the cluster pool and the loan budget (from wherever in its page it starts);
    * 0 while the send buffer has less room than is worth a chunk
    */
-  private chunkSize(op: SendOp): number {
+  private chunkSize(va: number, left: number): number {
     const sys = mbufSystem(this.kernel);
-    const va = op.va + op.sent;
     const kvaBytes = sys.kva.limitPages * PAGE_SIZE - (va % PAGE_SIZE);
-    const cap = Math.min(op.len - op.sent, this.snd.hiwat, sys.clusters.capacity * MCLBYTES, kvaBytes);
+    const cap = Math.min(left, this.snd.hiwat, sys.clusters.capacity * MCLBYTES, kvaBytes);
     if (this.snd.cc === 0) return cap;
     const room = this.snd.hiwat - this.snd.cc;
     return room >= Math.min(cap, SB_LOWAT) ? Math.min(cap, room) : 0;
@@ -426,7 +443,7 @@ export class Socket {
   /* wake: something the pump may be waiting for happened (room, a release, a close, a process change) */
   private wake(): void {
     this.wakeups++;
-    for (const w of this.pumpSleepers.splice(0)) w();
+    if (this.pumpSleepers.length > 0) for (const w of this.pumpSleepers.splice(0)) w();
   }
 
   /* step: one move of the first send: fail it, or send a chunk; false if it must wait for something */
@@ -441,7 +458,7 @@ export class Socket {
       return true;
     }
     /* a chunk comes all from pinned pages, or all from the process's memory */
-    const n = op.chunkFrom(this.chunkSize(op)).n;
+    const n = op.chunkFrom(this.chunkSize(op.va + op.sent, op.len - op.sent)).n;
     if (n === 0) return false;
     let built: Built | null;
     op.building = true;
@@ -509,17 +526,19 @@ export class Socket {
     op.dones.push(done);
     op.sent += b.n;
     op.unpinBefore(op.sent);
+    if (b.loaned) op.loanedBytes += b.n;
+    else op.copiedBytes += b.n;
+    this.countSent(b);
+    if (op.sent === op.len) this.finishOp(op);
+  }
+
+  /* countSent: a chunk went to the host: the socket's counters */
+  private countSent(b: Built): void {
     const c = this.counts;
     c.bytesSent += b.n;
-    if (b.loaned) {
-      op.loanedBytes += b.n;
-      c.loanedBytes += b.n;
-    } else {
-      op.copiedBytes += b.n;
-      c.copiedBytes += b.n;
-    }
+    if (b.loaned) c.loanedBytes += b.n;
+    else c.copiedBytes += b.n;
     if (b.fallback) this.countFallback(b.n);
-    if (op.sent === op.len) this.finishOp(op);
   }
 
   private countFallback(n: number): void {
@@ -647,26 +666,108 @@ export class Socket {
    *    no page with ENOMEM, the process exited) returns the count it moved; the next recv meets the
    *    error, if it persists, with nothing consumed
    */
-  async recv(proc: Proc, va: number, len: number, opts: RecvOptions = {}): Promise<number> {
-    const mode = this.checkRecvArgs(proc, va, len, opts);
-    await this.lockRecv(proc, va, len);
+  recv(proc: Proc, va: number, len: number, opts: RecvOptions = {}): Promise<number> {
+    let mode: RecvMode;
     try {
-      while (this.rcv.empty) {
+      mode = this.checkRecvArgs(proc, va, len, opts);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.recvHeld) {
+      return this.waitTurn(proc, va, len).then(() => this.recvHolding(proc, va, len, mode, true));
+    }
+    this.recvHeld = true;
+    return this.recvHolding(proc, va, len, mode, false);
+  }
+
+  /*
+   * recvHolding: a recv that holds the receive side: move what is queued, end or fail at once if it
+   * can; else sleep until data, the end, an error or a change to its process -- and then do it from
+   * whatever woke it: most often node:net's read callback, so the bytes move as they arrive, before
+   * the host reads again (as a raw onread server writes back from its callback)
+   */
+  private recvHolding(proc: Proc, va: number, len: number, mode: RecvMode, slept: boolean): Promise<number> {
+    let now: number | Promise<number> | null;
+    try {
+      now = this.recvNow(proc, va, len, mode, slept);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return now !== null ? Promise.resolve(now) : this.sleepForData(proc, va, len, mode);
+  }
+
+  /* sleepForData: sleep, watched, until recvNow has an answer; the waker runs it */
+  private sleepForData(proc: Proc, va: number, len: number, mode: RecvMode): Promise<number> {
+    return new Promise<number>((resolve, reject) => {
+      this.watch(proc);
+      this.recvSleeper = () => {
+        let now: number | Promise<number> | null;
+        try {
+          now = this.recvNow(proc, va, len, mode, true);
+          if (now === null) return false;
+        } catch (err) {
+          this.unwatch(proc);
+          reject(err);
+          return true;
+        }
+        this.unwatch(proc);
+        resolve(now);
+        return true;
+      };
+    });
+  }
+
+  /*
+   * recvNow: one look by the recv holding the receive side: the count moved (a Promise of it if a
+   * copy sleeps on a fault), 0 at the end, or null if it must wait for data
+   * => lets the receive side go when it has an answer; throws why the recv fails (nothing consumed)
+   */
+  private recvNow(
+    proc: Proc,
+    va: number,
+    len: number,
+    mode: RecvMode,
+    slept: boolean,
+  ): number | Promise<number> | null {
+    try {
+      /* the range may have gone while the recv slept: then nothing is consumed */
+      const err = slept ? procError('soreceive', proc, va, len, Prot.WRITE) : null;
+      if (this.rcv.empty) {
         /* a reset is an error, not an end of stream (soreceive checks so_error before CANTRCVMORE) */
         if (this.error !== null) throw this.error;
         if (this.aborted !== null) throw this.aborted;
-        if (this.rcv.released || this.eof || this.discarding) return 0;
-        const err = procError('soreceive', proc, va, len, Prot.WRITE);
+        if (this.rcv.released || this.eof || this.discarding) {
+          this.unlockRecv();
+          return 0;
+        }
         if (err !== null) throw err;
-        await this.waitData(proc);
+        return null;
       }
-      /* the range may have gone while we waited for the receive side: then nothing is consumed */
-      const err = procError('soreceive', proc, va, len, Prot.WRITE);
       if (err !== null) throw err;
-      return await this.copyout(proc, va, len, mode);
-    } finally {
+    } catch (err) {
       this.unlockRecv();
+      throw err;
     }
+    return this.receiveHeld(proc, va, len, mode);
+  }
+
+  /*
+   * receiveHeld: with the receive side held and data queued, move it to the user (copyout) and let
+   * the receive side go -- at once, unless a copy sleeps on a fault
+   */
+  private receiveHeld(proc: Proc, va: number, len: number, mode: RecvMode): number | Promise<number> {
+    let n: number | Promise<number>;
+    try {
+      n = this.copyout(proc, va, len, mode);
+    } catch (err) {
+      this.unlockRecv();
+      throw err;
+    }
+    if (typeof n === 'number') {
+      this.unlockRecv();
+      return n;
+    }
+    return n.finally(() => this.unlockRecv());
   }
 
   /* checkRecvArgs: recv's arguments, before anything is done; returns the mode */
@@ -685,38 +786,31 @@ export class Socket {
     return mode;
   }
 
-  /* waitData: sleep until data, the end, an error, or a change to the process */
-  private async waitData(proc: Proc): Promise<void> {
-    this.watch(proc);
+  /*
+   * copyout: move queued bytes to the user, by copy or page transfer (soreceive.ts) -- a count at once,
+   * or a Promise if a copy sleeps on a fault: the receive area stays pinned until it settles
+   */
+  private copyout(proc: Proc, va: number, len: number, mode: RecvMode): number | Promise<number> {
+    this.copying = true;
+    let n: number | Promise<number>;
     try {
-      await new Promise<void>((r) => this.dataWaiters.push(r));
-    } finally {
-      this.unwatch(proc);
+      n = receiveInto({ rcv: this.rcv, proc, va, len, mode, counts: this.counters, freed: this.onFreed });
+    } catch (err) {
+      this.copied();
+      throw err;
     }
+    if (typeof n === 'number') {
+      this.copied();
+      return n;
+    }
+    return n.finally(() => this.copied());
   }
 
-  /*
-   * copyout: move queued bytes to the user, by copy or page transfer (soreceive.ts); the receive area
-   * stays pinned while a copy may sleep
-   */
-  private async copyout(proc: Proc, va: number, len: number, mode: RecvMode): Promise<number> {
-    this.copying = true;
-    try {
-      const counts = [this.recvCounts, mbufSystem(this.kernel).recv];
-      return await receiveInto({
-        rcv: this.rcv,
-        proc,
-        va,
-        len,
-        mode,
-        counts,
-        freed: () => this.resumeReading(),
-      });
-    } finally {
-      this.copying = false;
-      if (this.state === 'closed') this.rcv.release();
-      else if (this.discarding) this.discardReceived();
-    }
+  /* copied: a copyout is over: a socket that closed or began discarding meanwhile does it now */
+  private copied(): void {
+    this.copying = false;
+    if (this.state === 'closed') this.rcv.release();
+    else if (this.discarding) this.discardReceived();
   }
 
   /* received: node:net read into the receive area; returns whether it may read on */
@@ -725,9 +819,10 @@ export class Socket {
       this.rcv.discard();
       return true;
     }
-    this.wakeReaders();
     if (!more) this.paused = true;
-    return more;
+    this.wakeReaders();
+    /* the recv woken here may have freed a chunk, and so let reading go on (resumeReading) */
+    return !this.paused;
   }
 
   /* resumeReading: a paused reader may read again once a chunk is free */
@@ -880,8 +975,12 @@ export class Socket {
     this.wakeReaders();
   }
 
+  /* wakeReaders: data, the end, an error or a change to a process: the sleeping recv looks again */
   private wakeReaders(): void {
-    for (const w of this.dataWaiters.splice(0)) w();
+    const w = this.recvSleeper;
+    if (w === null) return;
+    this.recvSleeper = null;
+    if (!w()) this.recvSleeper ??= w;
   }
 
   private checkSendable(): void {
@@ -890,15 +989,11 @@ export class Socket {
   }
 
   /*
-   * lockRecv: take the receive side (sblock): receives on a socket go one at a time; one that waits
-   * for its turn is watched like one that waits for data, and fails (ESRCH, EFAULT) when its process
-   * or range goes
+   * waitTurn: wait for the receive side (sblock), held by another recv: receives on a socket go one
+   * at a time, in call order; one that waits for its turn is watched like one that waits for data,
+   * and fails (ESRCH, EFAULT) when its process or range goes; it holds the receive side once entered
    */
-  private async lockRecv(proc: Proc, va: number, len: number): Promise<void> {
-    if (!this.recvHeld) {
-      this.recvHeld = true;
-      return;
-    }
+  private async waitTurn(proc: Proc, va: number, len: number): Promise<void> {
     this.watch(proc);
     try {
       await new Promise<void>((enter, fail) => this.recvLine.push({ proc, va, len, enter, fail }));

@@ -1,7 +1,9 @@
 /*
  * The packages' build (tsup.package.ts + cjs-entry.mjs), run on a small fixture package exactly as
  * `pnpm build` runs it in packages/*: TSDoc comments reach the declarations, anything marked
- * @internal does not, plain comments do not; the CommonJS entry hands require() the one ES module.
+ * @internal does not, plain comments do not; `@readonly` properties are readonly there, a
+ * `@hideconstructor` class's constructor private, and a class the barrel exports as a type only is
+ * exported as a type (dts-finish.mjs); the CommonJS entry hands require() the one ES module.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -40,12 +42,42 @@ export function internalHelper(): number {
 
 /* plain: a plain comment, which the build drops */
 export const PLAIN = 1;
+
+export type { Page } from './page.js';
+export { makePage } from './page.js';
+`;
+
+/* a kernel object: users look at it, only its own module writes and makes it */
+const PAGE = `
+/**
+ * A page users may look at.
+ *
+ * @hideconstructor
+ */
+export class Page {
+  /** @readonly loans of the page */
+  loanCount = 0;
+  /** already readonly */
+  readonly frame = 7;
+  /** @internal the kernel's */
+  flags = 0;
+  /** @internal made by makePage */
+  constructor() {}
+}
+
+/** makePage: a page, on loan once => returns it */
+export function makePage(): Page {
+  const pg = new Page();
+  pg.loanCount++;
+  return pg;
+}
 `;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'loanout-build-'));
   await mkdir(join(dir, 'src'));
   await writeFile(join(dir, 'src/index.ts'), SOURCE);
+  await writeFile(join(dir, 'src/page.ts'), PAGE);
   await writeFile(join(dir, 'package.json'), JSON.stringify({ name: 'fixture', type: 'module' }));
   await writeFile(
     join(dir, 'tsconfig.json'),
@@ -79,6 +111,25 @@ describe('the packages build', () => {
     expect(dts).not.toContain('plain comment');
     /* the CommonJS declarations are the same declarations */
     expect(await readFile(join(dir, 'dist/index.d.cts'), 'utf8')).toBe(dts);
+  });
+
+  it('makes `@readonly` properties readonly, `@hideconstructor` constructors private, type-only exports types', async () => {
+    const dts = await readFile(join(dir, 'dist/index.d.ts'), 'utf8');
+    expect(dts).toMatch(/\/\*\* @readonly loans of the page \*\/\n\s+readonly loanCount: number;/);
+    expect(dts).toMatch(/\n\s+readonly frame = 7;/);
+    expect(dts).not.toMatch(/readonly readonly/);
+    expect(dts).not.toContain('flags');
+    expect(dts).toMatch(/declare class Page \{\n\s+private constructor\(\);\n/);
+    expect(dts).toMatch(/export \{[^}]*\btype Page\b[^}]*\}/);
+    expect(dts).toMatch(/export \{[^}]*\bmakePage\b[^}]*\}/);
+    expect(dts).not.toMatch(/type makePage/);
+    /* and the JavaScript agrees: Page is not a value export, makePage is */
+    const out = execFileSync(
+      process.execPath,
+      ['-e', "import('./dist/index.js').then((m) => console.log(typeof m.Page, m.makePage().loanCount))"],
+      { cwd: dir, encoding: 'utf8' },
+    );
+    expect(out.trim()).toBe('undefined 1');
   });
 
   it('gives require() and import one and the same module', () => {

@@ -4,7 +4,10 @@
  * project, then used from an ES module, from CommonJS, and from strict TypeScript under module
  * node16 (a "commonjs" project and a "module" one) and moduleResolution bundler -- each doing a loan,
  * a send by loan to a TCP server on 127.0.0.1 and the page map (try-loanout.*). publint and
- * arethetypeswrong (root devDependencies, run offline) check each tarball. The commands are the
+ * arethetypeswrong (root devDependencies, run offline) check each tarball. The declarations are held
+ * to the public surface: every declaration carries its TSDoc (the contract's `=>` lines for editors),
+ * and public-surface.ts checks that strict TypeScript refuses what users must not do (write a page's
+ * loan count, make a Socket with `new`, reach the page flags or a socket's send buffer). The commands are the
  * README's "Use it in your own project", and a test below holds the README to them.
  *
  * It needs the npm registry once per machine (typescript and @types/node; npm's cache serves them
@@ -17,6 +20,7 @@ import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -39,6 +43,8 @@ const FIXTURES = [
   'try-loanout.ts',
   'tsconfig.json',
   'tsconfig.bundler.json',
+  'public-surface.ts',
+  'tsconfig.surface.json',
 ];
 
 /* the root's devDependencies publint and attw, installed by `pnpm install --frozen-lockfile`: no network */
@@ -78,6 +84,35 @@ function sh(script: string, cwd: string, timeoutMs = 120_000): Promise<Ran> {
       },
     );
   });
+}
+
+/*
+ * declarations: every declaration of a .d.ts, by name ("uvmLoan", "Socket.send"; an overload or a
+ * merged declaration counts again), with its TSDoc text ('' when it has none); private members left out
+ */
+function declarations(file: string, text: string): { name: string; doc: string }[] {
+  const src = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true);
+  const out: { name: string; doc: string }[] = [];
+  const add = (node: ts.Node, name: string) => {
+    const ranges = ts.getLeadingCommentRanges(text, node.getFullStart()) ?? [];
+    const docs = ranges.filter((r) => text.startsWith('/**', r.pos)).map((r) => text.slice(r.pos, r.end));
+    out.push({ name, doc: docs.join('\n') });
+  };
+  for (const st of src.statements) {
+    if (ts.isExportDeclaration(st) || ts.isImportDeclaration(st)) continue;
+    if (ts.isVariableStatement(st)) {
+      for (const d of st.declarationList.declarations) add(st, d.name.getText(src));
+      continue;
+    }
+    const name = (st as ts.DeclarationStatement).name?.getText(src) ?? ts.SyntaxKind[st.kind];
+    add(st, name);
+    const members = ts.isClassDeclaration(st) || ts.isInterfaceDeclaration(st) ? st.members : [];
+    for (const m of members as ts.NodeArray<ts.ClassElement | ts.TypeElement>) {
+      if (ts.getCombinedModifierFlags(m as ts.Declaration) & ts.ModifierFlags.Private) continue;
+      add(m, `${name}.${m.name?.getText(src) ?? 'constructor'}`);
+    }
+  }
+  return out;
 }
 
 /* ok: the script ran and exited 0, or the test fails with its output */
@@ -146,6 +181,57 @@ describe('the packages, packed and installed into a plain npm project', () => {
       /declare function startPageMap\(kernel: Kernel, opts\?: PageMapOptions\): Promise<PageMap>;/,
     );
   });
+
+  it('carry a TSDoc comment on every declaration, with the contract lines of the key calls', async () => {
+    const decls: Record<string, { name: string; doc: string }[]> = {};
+    for (const p of PACKAGES) {
+      const file = join(app, `node_modules/@loanout/${p}/dist/index.d.ts`);
+      decls[p] = declarations(file, await readFile(file, 'utf8'));
+      expect(decls[p].length, p).toBeGreaterThan(0);
+      expect(
+        decls[p].filter((d) => d.doc === '').map((d) => d.name),
+        p,
+      ).toEqual([]);
+    }
+    const doc = (p: string, name: string) => decls[p].find((d) => d.name === name)?.doc ?? '';
+    expect(doc('core', 'uvmLoan')).toMatch(
+      /^\/\*\*\n \* uvmLoan: loan out the pages .*\n \* => start and len page-aligned/,
+    );
+    expect(doc('core', 'uvmLoan')).toMatch(/\n \* => throws EFAULT/);
+    expect(doc('core', 'VmPage.loanCount')).toContain('@readonly');
+    expect(doc('mbuf', 'mbufLoan')).toMatch(
+      /\* mbufLoan: a chain over the user's bytes[\s\S]*\n \* => any va and len/,
+    );
+    expect(doc('sockets', 'Socket.send')).toMatch(
+      /\* send: [\s\S]*\n {5}\* => rejects at once, with nothing sent: EINVAL/,
+    );
+    expect(doc('sockets', 'Socket.recv')).toMatch(
+      /\* recv: read up to len bytes [\s\S]*\n {5}\* => waits for data/,
+    );
+  });
+
+  it("hold users to the public surface: strict TypeScript refuses writes to the kernel's fields, its internals and `new`", async () => {
+    /* as written: every `@ts-expect-error` is used, and what a user may do compiles */
+    await ok('npx tsc -p tsconfig.surface.json');
+    /* without those comments: each line after one fails, with the error the comment names */
+    const lines = (await readFile(join(HERE, 'public-surface.ts'), 'utf8')).split('\n');
+    const expected = new Map<number, string>();
+    const bare = lines.map((line, i) => {
+      const m = /^\s*\/\/ @ts-expect-error (TS\d+)/.exec(line);
+      if (m !== null) expected.set(i + 2, m[1]);
+      return m === null ? line : '';
+    });
+    expect(expected.size).toBeGreaterThanOrEqual(15);
+    await writeFile(join(app, 'public-surface.ts'), bare.join('\n'));
+    const r = await sh('npx tsc -p tsconfig.surface.json', app);
+    const got = new Map<number, string[]>();
+    for (const m of r.out.matchAll(/public-surface\.ts\((\d+),\d+\): error (TS\d+)/g)) {
+      got.set(Number(m[1]), [...(got.get(Number(m[1])) ?? []), m[2]]);
+    }
+    expect(r.code).not.toBe(0);
+    expect([...got.keys()].sort((a, b) => a - b)).toEqual([...expected.keys()].sort((a, b) => a - b));
+    for (const [line, code] of expected) expect(got.get(line), `line ${line}`).toContain(code);
+  }, 120_000);
 
   it('work from an ES module (import)', async () => {
     expect(await ok(RUN.esm)).toMatch(/^ok: loaned "hello, loan", sent 16384 bytes by loan, page map 200/);

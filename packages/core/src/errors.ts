@@ -10,6 +10,7 @@
  * Nothing should catch a panic except a test that provokes one on purpose.
  */
 
+/** The errno-style codes a KernelError carries. */
 export type KernelErrorCode =
   | 'EFAULT'
   | 'EINVAL'
@@ -32,21 +33,33 @@ export type KernelErrorCode =
   | 'EMFILE'
   | 'ESHUTDOWN';
 
+/**
+ * KernelError: an expected failure (a bad argument, no memory, an unmapped address, ...), with an errno-style
+ * `code`; its message names the function that refused.
+ */
 export class KernelError extends Error {
+  /** always 'KernelError' */
   override readonly name = 'KernelError';
+  /** what went wrong, errno-style (EINVAL, EFAULT, ENOMEM, ...) */
   readonly code: KernelErrorCode;
 
+  /** a KernelError with `code` and `message` (which names the function), and optionally its cause */
   constructor(code: KernelErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
   }
 }
 
+/**
+ * KernelPanic: a broken kernel invariant (NetBSD's panic) -- a bug, in the kernel or in a caller that broke a
+ * contract, never an expected failure.
+ */
 export class KernelPanic extends Error {
+  /** always 'KernelPanic' */
   override readonly name = 'KernelPanic';
 }
 
-/*
+/**
  * panic: throw a KernelPanic.
  * => never returns
  */
@@ -54,7 +67,7 @@ export function panic(message: string): never {
   throw new KernelPanic(message);
 }
 
-/*
+/**
  * kassert: panic with `message` unless `cond` holds (NetBSD's KASSERT).
  */
 export function kassert(cond: boolean, message: string): asserts cond {

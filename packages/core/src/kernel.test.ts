@@ -19,7 +19,6 @@ import {
   type KernelOptions,
   MAX_PHYS_PAGES,
   PAGE_SIZE,
-  PG_BUSY,
   Prot,
   type TraceEvent,
   uvmKmAllocPage,
@@ -29,6 +28,7 @@ import {
   type VmPage,
 } from './index.js';
 import type { Proc } from './proc.js';
+import { PG_BUSY } from './uvm_page.js';
 
 const RW = Prot.READ | Prot.WRITE;
 

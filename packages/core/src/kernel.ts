@@ -14,10 +14,11 @@ import { type FrameInfo, frameInfo, frameStates } from './uvm_pageinfo.js';
 import { PageDaemon } from './uvm_pdaemon.js';
 import { snapshotList } from './uvm_pglist.js';
 
+/** What a Kernel boots with (every option may be left out). */
 export interface KernelOptions {
-  /* physical memory in pages (default 4096 = 16 MiB) */
+  /** physical memory in pages (default 4096 = 16 MiB) */
   physPages?: number;
-  /* swap in pages (default 8192 = 32 MiB; 0 = no swap) */
+  /** swap in pages (default 8192 = 32 MiB; 0 = no swap) */
   swapPages?: number;
   /**
    * NetBSD's DIAGNOSTIC: check that no page changes while it is on loan -- a hash of each page taken
@@ -29,50 +30,94 @@ export interface KernelOptions {
   diagnostic?: boolean;
 }
 
+/**
+ * kernel.stats(): what the machine holds now (pages by state) and what it has done so far (counters since
+ * boot).
+ */
 export interface KernelStats {
+  /** physical memory, in pages */
   physPages: number;
+  /** pages on the free lists */
   freePages: number;
+  /** pages on the active queue, neither wired nor busy */
   activePages: number;
+  /** pages on the inactive queue (the pagedaemon's candidates), neither wired nor busy */
   inactivePages: number;
+  /** wired pages: on loan to the kernel, or kernel memory */
   wiredPages: number;
+  /** pages on loan (loanCount > 0), to the kernel or to anons */
   loanedPages: number;
+  /** pages on loan that no owner holds any more: the last unloan frees them */
   orphanPages: number;
+  /** pages BUSY (being read in, written out or set up) */
   busyPages: number;
+  /** page faults taken */
   faults: number;
+  /** copy-on-write faults: a write to a page shared after fork or an A->A loan got its own copy */
   cowFaults: number;
+  /** pages of memory never touched, filled with zeros on first use */
   zeroFills: number;
+  /**
+   * loans broken: a write to a loaned page (the writer gets a copy) or the pagedaemon taking an O->A page
+   * from its object
+   */
   loanBreaks: number;
+  /** pages written to swap or to their file by the pagedaemon */
   pageouts: number;
+  /** pages read back from swap or a file */
   pageins: number;
+  /** pages loaned, all kinds: loansObj + loansAnon + loansOA + loansZero */
   loans: number;
+  /** pages of objects (files, shared memory) loaned to the kernel (O->K) */
   loansObj: number;
+  /** anons' pages loaned to the kernel (A->K) or to anons (A->A) */
   loansAnon: number;
+  /** O->A loans, and A->K loans of pages an anon borrows from its object (NetBSD's loan_oa) */
   loansOA: number;
+  /** loans of memory never touched: the shared zero page */
   loansZero: number;
+  /** pages whose loan ended (uvmUnloanPages, uvmUnloanAnons) */
   unloans: number;
+  /** orphans freed by their last unloan */
   orphansFreed: number;
-  /* uvmPglistAlloc: runs of contiguous pages asked for, and how many of those found none free */
+  /** uvmPglistAlloc: runs of contiguous pages asked for, and how many of those found none free */
   pglistAllocs: number;
+  /** runs asked of uvmPglistAlloc that found none free (null) */
   pglistFailed: number;
-  /* pages moved into processes by uvmPageTransfer */
+  /** pages moved into processes by uvmPageTransfer */
   pagesTransferred: number;
+  /** swap, in pages */
   swapPages: number;
+  /** swap slots in use */
   swapUsed: number;
+  /** anons alive */
   anons: number;
+  /** pages of kernel address space allocated (kernel.kva) */
   kernelVaPages: number;
+  /** processes that have not exited */
   processes: number;
 }
 
+/**
+ * Kernel: one machine -- RAM, the MMU, UVM and its pagedaemon, swap -- and its processes. `new Kernel(opts)`
+ * boots it; `shutdown()` ends it.
+ */
 export class Kernel implements ProcHost {
+  /**
+   * the VM system: pass it to uvmPglistAlloc, uvmKmAllocPage, uvmKmAllocContig; look with stats() and
+   * frameInfo()
+   */
   readonly uvm: Uvm;
+  /** @internal the pagedaemon (uvm_pdaemon.ts) */
   readonly pagedaemon: PageDaemon;
+  /** the kernel's address space: allocate a range here, then kenter pages at it */
   readonly kva: KernelVa;
   private readonly procs = new Map<number, Proc>();
   private nextPid = 1;
   /* set by the first shutdown(): the shutdown under way or done */
   private down: Promise<void> | null = null;
 
-  /*
+  /**
    * => physPages: integer 1..2^18 (EINVAL otherwise); swapPages: integer >= 0 (EINVAL otherwise)
    */
   constructor(opts: KernelOptions = {}) {
@@ -107,11 +152,12 @@ export class Kernel implements ProcHost {
     return p;
   }
 
+  /** @internal a new process for a fork (ProcHost): use proc.fork() */
   createChild(_parent: Proc): Proc {
     return this.createProcess();
   }
 
-  /* procExited: Proc.exit's report to its kernel (not for users: call proc.exit()) */
+  /** @internal procExited: Proc.exit's report to its kernel (not for users: call proc.exit()) */
   procExited(p: Proc): void {
     if (!(p instanceof Proc) || !p.exited) {
       throw new KernelError('EINVAL', 'procExited: not an exited process (call proc.exit())');
@@ -119,12 +165,12 @@ export class Kernel implements ProcHost {
     this.procs.delete(p.pid);
   }
 
-  /* processes: the processes that have not exited, as a new array (so exiting them in a loop is safe) */
+  /** processes: the processes that have not exited, as a new array (so exiting them in a loop is safe) */
   get processes(): Proc[] {
     return [...this.procs.values()];
   }
 
-  /*
+  /**
    * kenter / kremove: map pages read-only or read-write into kernel space at a va from kva.alloc
    * => va a page-aligned kernel address with room for the pages, prot valid, pages vm_pages of this
    *    kernel, npages >= 0 (EINVAL)
@@ -148,13 +194,17 @@ export class Kernel implements ProcHost {
     for (let i = 0; i < pages.length; i++) pmap.kenter(vpn + i, pages[i].frame, prot);
   }
 
+  /**
+   * kremove: unmap npages kernel pages at va (mapped by kenter)
+   * => va a kernel address, npages >= 0 (EINVAL)
+   */
   kremove(va: number, npages: number): void {
     checkLength('kremove', npages, 0);
     checkKernelRange('kremove', va, npages);
     this.uvm.mmu.kernelPmap.kremove(va / PAGE_SIZE, npages);
   }
 
-  /*
+  /**
    * kread / kwrite: kernel accesses through the kernel pmap; faults are fatal (KernelPanic)
    * => bad arguments (address, length, not bytes) are EINVAL
    */
@@ -173,6 +223,10 @@ export class Kernel implements ProcHost {
     return out;
   }
 
+  /**
+   * kwrite: write bytes at kernel address va through the kernel pmap
+   * => bad arguments are EINVAL; a fault (a read-only or unmapped page) is a KernelPanic
+   */
   kwrite(va: number, bytes: Uint8Array): void {
     checkAddress('kwrite', va, false);
     if (!(bytes instanceof Uint8Array)) throw new KernelError('EINVAL', 'kwrite: bytes must be a Uint8Array');
@@ -186,7 +240,7 @@ export class Kernel implements ProcHost {
     }
   }
 
-  /*
+  /**
    * onTrace: subscribe to loan/unloan/loanbreak/orphan/adopt/pageout/pagein/transfer events, delivered
    * synchronously as they happen; returns the unsubscribe function (idempotent)
    * => listener a function (EINVAL); one that throws is removed, with a process warning
@@ -199,7 +253,7 @@ export class Kernel implements ProcHost {
     return removeOnce(this.uvm.tracers, listener);
   }
 
-  /*
+  /**
    * addReclaimHook: let the pagedaemon ask a cache of kernel pages (a pool) for its idle pages back
    * when memory is short (as NetBSD's uvm_pageout drains every pool); returns the remove function
    * (idempotent)
@@ -213,20 +267,20 @@ export class Kernel implements ProcHost {
     return removeOnce(this.uvm.reclaimHooks, hook);
   }
 
-  /* setIoHook: run `hook` in the middle of every pager and swap I/O (for injecting races in tests) */
+  /** setIoHook: run `hook` in the middle of every pager and swap I/O (for injecting races in tests) */
   setIoHook(hook: ((ev: IoEvent) => Promise<void> | void) | null): void {
     if (hook !== null && typeof hook !== 'function')
       throw new KernelError('EINVAL', 'setIoHook: hook must be a function or null');
     this.uvm.ioHook = hook;
   }
 
-  /* sync: wait for background work (write-back of unmapped files) and flush every cached file */
+  /** sync: wait for background work (write-back of unmapped files) and flush every cached file */
   async sync(): Promise<void> {
     for (const vn of [...this.uvm.vnodes.values()]) await vn.flush();
     await this.uvm.drain();
   }
 
-  /* idle: wait until the pagedaemon and background write-back are done */
+  /** idle: wait until the pagedaemon and background write-back are done */
   async idle(): Promise<void> {
     await new Promise<void>((r) => setImmediate(r));
     await this.uvm.drain();
@@ -246,7 +300,7 @@ export class Kernel implements ProcHost {
     return this.down;
   }
 
-  /* isShutdown: has shutdown() been called? */
+  /** isShutdown: has shutdown() been called? */
   get isShutdown(): boolean {
     return this.down !== null;
   }
@@ -258,11 +312,15 @@ export class Kernel implements ProcHost {
     } while (this.procs.size > 0 || this.uvm.vnodes.size > 0 || this.uvm.dyingVnodes.size > 0);
   }
 
-  /* checkUp: ESHUTDOWN naming fn once the kernel is shut down */
+  /** checkUp: ESHUTDOWN naming fn once the kernel is shut down */
   checkUp(fn: string): void {
     if (this.down !== null) throw new KernelError('ESHUTDOWN', `${fn}: the kernel is shut down`);
   }
 
+  /**
+   * stats: the machine's pages by state and its counters since boot (KernelStats)
+   * => returns a new object; costs a pass over every page
+   */
   stats(): KernelStats {
     const uvm = this.uvm;
     let loaned = 0;
@@ -314,17 +372,17 @@ export class Kernel implements ProcHost {
     };
   }
 
-  /* frameStates: one state code (FrameState) per physical frame, into `out` if given -- for page maps */
+  /** frameStates: one state code (FrameState) per physical frame, into `out` if given -- for page maps */
   frameStates(out?: Uint8Array): Uint8Array {
     return frameStates(this.uvm, out);
   }
 
-  /* frameInfo: one frame in full: state, owner, offset, loan and wire counts, mappings by process */
+  /** frameInfo: one frame in full: state, owner, offset, loan and wire counts, mappings by process */
   frameInfo(frame: number): FrameInfo {
     return frameInfo(this.uvm, this.processes, frame);
   }
 
-  /* checkInvariants: audit every page, queue, mapping, map and amap; throws KernelPanic if broken */
+  /** checkInvariants: audit every page, queue, mapping, map and amap; throws KernelPanic if broken */
   checkInvariants(): void {
     checkInvariants(
       this.uvm,

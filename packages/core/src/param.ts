@@ -5,11 +5,14 @@
  */
 import { KernelError } from './errors.js';
 
+/** log2 of PAGE_SIZE */
 export const PAGE_SHIFT = 12;
+/** bytes per page: 4096 */
 export const PAGE_SIZE = 1 << PAGE_SHIFT;
+/** PAGE_SIZE - 1: the offset bits of an address */
 export const PAGE_MASK = PAGE_SIZE - 1;
 
-/* VM_PROT_*: protection bits of a mapping (and of an access). */
+/** VM_PROT_*: protection bits of a mapping (and of an access). */
 export const Prot = {
   NONE: 0,
   READ: 1,
@@ -17,36 +20,50 @@ export const Prot = {
   EXEC: 4,
   ALL: 7,
 } as const;
+/** Protection bits: an OR of Prot values. */
 export type ProtBits = number;
 
-/* VM_INHERIT_*: what fork does with a map entry. */
+/** VM_INHERIT_*: what fork does with a map entry. */
 export const Inherit = {
   NONE: 'none',
   COPY: 'copy',
   SHARE: 'share',
 } as const;
+/** What fork does with a mapping: one of Inherit's values. */
 export type Inheritance = (typeof Inherit)[keyof typeof Inherit];
 
-/* The user part of every address space: [VM_MIN_ADDRESS, VM_MAX_ADDRESS). */
+/** The user part of every address space: [VM_MIN_ADDRESS, VM_MAX_ADDRESS). */
 export const VM_MIN_ADDRESS = 0x10000;
+/** The end of every user address space (exclusive): 1 GiB. */
 export const VM_MAX_ADDRESS = 0x4000_0000;
 
+/**
+ * atop: the page number of an address (NetBSD's atop).
+ * => returns floor(addr / PAGE_SIZE)
+ */
 export function atop(addr: number): number {
   return Math.floor(addr / PAGE_SIZE);
 }
 
+/**
+ * ptoa: the address of a page number (NetBSD's ptoa).
+ * => returns pages * PAGE_SIZE
+ */
 export function ptoa(pages: number): number {
   return pages * PAGE_SIZE;
 }
 
+/** isPageAligned: is n a multiple of PAGE_SIZE? */
 export function isPageAligned(n: number): boolean {
   return n % PAGE_SIZE === 0;
 }
 
+/** roundPage: n rounded up to a page boundary (NetBSD's round_page) */
 export function roundPage(n: number): number {
   return Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
 }
 
+/** truncPage: n rounded down to a page boundary (NetBSD's trunc_page) */
 export function truncPage(n: number): number {
   return Math.floor(n / PAGE_SIZE) * PAGE_SIZE;
 }
@@ -60,7 +77,7 @@ export function hex(n: number): string {
   return `0x${n.toString(16)}`;
 }
 
-/*
+/**
  * checkLength: validate a byte count given by a user.
  * => `fn` names the caller in the error message
  * => throws EINVAL unless len is a safe integer, >= min and <= max
@@ -71,7 +88,7 @@ export function checkLength(fn: string, len: number, min = 1, max = VM_MAX_ADDRE
   }
 }
 
-/*
+/**
  * checkAddress: validate a user virtual address (not whether it is mapped).
  * => throws EINVAL unless va is a non-negative safe integer (page-aligned when `aligned`)
  */

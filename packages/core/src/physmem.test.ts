@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { expectErrorSync, frameAt, pattern } from '../test/helpers.js';
-import { Kernel, MAX_PHYS_PAGES, PAGE_SIZE, PhysMem } from './index.js';
+import { Kernel, MAX_PHYS_PAGES, PAGE_SIZE } from './index.js';
+import { PhysMem } from './physmem.js';
 
 describe('PhysMem', () => {
   it('is one ArrayBuffer of npages pages', () => {

@@ -9,16 +9,26 @@
 import { KernelError } from './errors.js';
 import { PAGE_SHIFT, PAGE_SIZE } from './param.js';
 
-/* 2^18 frames = 1 GiB of toy RAM: the most one kernel may have. */
+/** 2^18 frames = 1 GiB of toy RAM: the most one kernel may have. */
 export const MAX_PHYS_PAGES = 1 << 18;
 
+/**
+ * PhysMem: a machine's RAM, one ArrayBuffer, with one cached Buffer view per frame. Users may read it (a
+ * page's bytes, through pg.bytes()); writing it bypasses the MMU and every loan.
+ *
+ * @hideconstructor
+ */
 export class PhysMem {
+  /** RAM in pages */
   readonly npages: number;
+  /** @internal all of RAM */
   readonly buffer: ArrayBuffer;
+  /** @internal all of RAM, as bytes */
   readonly bytes: Uint8Array;
   private readonly views: Buffer[];
 
-  /*
+  /**
+   * @internal the VM system makes RAM at boot
    * => npages: a positive integer, at most MAX_PHYS_PAGES (else EINVAL)
    */
   constructor(npages: number) {
@@ -32,15 +42,17 @@ export class PhysMem {
     for (let f = 0; f < npages; f++) this.views[f] = Buffer.from(this.buffer, f << PAGE_SHIFT, PAGE_SIZE);
   }
 
-  /* frame: the cached view of one frame (no allocation). */
+  /** frame: the cached view of one frame (no allocation). */
   frame(f: number): Buffer {
     return this.views[f];
   }
 
+  /** @internal zero: fill frame f with zeros */
   zero(f: number): void {
     this.views[f].fill(0);
   }
 
+  /** @internal copy: copy frame src to frame dst */
   copy(src: number, dst: number): void {
     this.bytes.copyWithin(dst << PAGE_SHIFT, src << PAGE_SHIFT, (src + 1) << PAGE_SHIFT);
   }

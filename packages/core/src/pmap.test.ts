@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { expectErrorSync, expectPanic, frameAt, pattern } from '../test/helpers.js';
-import { Kernel, Mmu, PAGE_SIZE, PhysMem, Prot, type VmPage } from './index.js';
-import { PTE_MOD, PTE_REF } from './pmap.js';
+import { Kernel, PAGE_SIZE, Prot, type VmPage } from './index.js';
+import { PhysMem } from './physmem.js';
+import { Mmu, PTE_MOD, PTE_REF } from './pmap.js';
 
 const RW = Prot.READ | Prot.WRITE;
 

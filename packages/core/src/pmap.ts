@@ -19,27 +19,37 @@ import { panic } from './errors.js';
 import { hex, PAGE_SIZE, Prot } from './param.js';
 import type { PhysMem } from './physmem.js';
 
-/* bits[] layout: low three bits are R/W/X, then referenced, modified. */
+/** bits[] layout: low three bits are R/W/X, then referenced, modified. */
 export const PTE_REF = 8;
+/** bits[]: the page was written through this mapping (modified) */
 export const PTE_MOD = 16;
 const PTE_PROT = Prot.ALL;
 
-/* A pv entry: one managed mapping of a frame. */
+/** A pv entry: one managed mapping of a frame. */
 export interface PvEntry {
+  /** the address space of the mapping */
   pmap: Pmap;
+  /** the virtual page number it maps the frame at */
   vpn: number;
+  /** the frame's next pv entry */
   next: PvEntry | null;
 }
 
+/**
+ * Mmu: the machine's MMU -- a page table per address space (Pmap), and per frame the list of its managed
+ * mappings (pv) and the attributes saved from removed ones.
+ */
 export class Mmu {
+  /** the RAM it maps */
   readonly ram: PhysMem;
-  /* pv heads by frame */
+  /** pv heads by frame */
   readonly pv: (PvEntry | null)[];
-  /* per-frame attributes saved from removed mappings (PTE_MOD) */
+  /** per-frame attributes saved from removed mappings (PTE_MOD) */
   readonly attrs: Uint8Array;
-  /* the kernel's own address space */
+  /** the kernel's own address space */
   readonly kernelPmap: Pmap;
 
+  /** the VM system makes its MMU at boot */
   constructor(ram: PhysMem) {
     this.ram = ram;
     this.pv = new Array<PvEntry | null>(ram.npages).fill(null);
@@ -47,11 +57,12 @@ export class Mmu {
     this.kernelPmap = new Pmap(this, true);
   }
 
+  /** createPmap: a new, empty user address space */
   createPmap(): Pmap {
     return new Pmap(this, false);
   }
 
-  /*
+  /**
    * pageProtect: lower the protection of every managed mapping of a frame (pmap_page_protect).
    * => prot NONE removes every mapping; READ (or READ|EXEC) write-protects them
    * => skips the store when a mapping is already at or below prot
@@ -74,7 +85,7 @@ export class Mmu {
     for (; pv !== null; pv = pv.next) pv.pmap.zap(pv.vpn, frame);
   }
 
-  /* isModified: did any mapping (now or since the last clearModify) write this frame? */
+  /** isModified: did any mapping (now or since the last clearModify) write this frame? */
   isModified(frame: number): boolean {
     if (this.attrs[frame] & PTE_MOD) return true;
     for (let pv = this.pv[frame]; pv !== null; pv = pv.next) {
@@ -83,12 +94,13 @@ export class Mmu {
     return false;
   }
 
+  /** clearModify: forget that the frame was written (after a write-back) */
   clearModify(frame: number): void {
     this.attrs[frame] &= ~PTE_MOD;
     for (let pv = this.pv[frame]; pv !== null; pv = pv.next) pv.pmap.bits[pv.vpn] &= ~PTE_MOD;
   }
 
-  /* isReferenced / clearReference: the pagedaemon's second-chance bit. */
+  /** isReferenced / clearReference: the pagedaemon's second-chance bit. */
   isReferenced(frame: number): boolean {
     for (let pv = this.pv[frame]; pv !== null; pv = pv.next) {
       if (pv.pmap.bits[pv.vpn] & PTE_REF) return true;
@@ -96,11 +108,12 @@ export class Mmu {
     return false;
   }
 
+  /** clearReference: clear the frame's referenced bit in every mapping (the pagedaemon's second chance) */
   clearReference(frame: number): void {
     for (let pv = this.pv[frame]; pv !== null; pv = pv.next) pv.pmap.bits[pv.vpn] &= ~PTE_REF;
   }
 
-  /* mappings: the managed mappings of a frame, for invariants and the UI. */
+  /** mappings: the managed mappings of a frame, for invariants and the UI. */
   mappings(frame: number): { pmap: Pmap; vpn: number; prot: number }[] {
     const out: { pmap: Pmap; vpn: number; prot: number }[] = [];
     for (let pv = this.pv[frame]; pv !== null; pv = pv.next) {
@@ -109,17 +122,19 @@ export class Mmu {
     return out;
   }
 
-  /* maxProt: the highest protection any managed mapping of the frame grants. */
+  /** maxProt: the highest protection any managed mapping of the frame grants. */
   maxProt(frame: number): number {
     let p = 0;
     for (let pv = this.pv[frame]; pv !== null; pv = pv.next) p |= pv.pmap.bits[pv.vpn] & PTE_PROT;
     return p;
   }
 
+  /** pvInsert: record a managed mapping of a frame */
   pvInsert(frame: number, pmap: Pmap, vpn: number): void {
     this.pv[frame] = { pmap, vpn, next: this.pv[frame] };
   }
 
+  /** pvRemove: forget a managed mapping of a frame (its modified bit is kept in attrs) */
   pvRemove(frame: number, pmap: Pmap, vpn: number): void {
     let prev: PvEntry | null = null;
     for (let pv = this.pv[frame]; pv !== null; prev = pv, pv = pv.next) {
@@ -133,16 +148,20 @@ export class Mmu {
   }
 }
 
+/** Pmap: one address space's page table: a frame and bits per virtual page number, in typed arrays. */
 export class Pmap {
+  /** the MMU it belongs to */
   readonly mmu: Mmu;
+  /** the kernel's address space (unmanaged mappings, no pv entries) */
   readonly isKernel: boolean;
-  /* frame + 1 per vpn; 0 = invalid */
+  /** frame + 1 per vpn; 0 = invalid */
   frames: Int32Array;
-  /* PTE bits per vpn */
+  /** PTE bits per vpn */
   bits: Uint8Array;
-  /* valid entries */
+  /** valid entries */
   resident = 0;
 
+  /** the MMU makes page tables (createPmap, and the kernel's at boot) */
   constructor(mmu: Mmu, isKernel: boolean) {
     this.mmu = mmu;
     this.isKernel = isKernel;
@@ -161,7 +180,7 @@ export class Pmap {
     this.bits = b;
   }
 
-  /*
+  /**
    * enter: map vpn to frame with prot (pmap_enter), replacing any previous mapping there.
    * => managed mapping: recorded in the frame's pv list
    */
@@ -180,7 +199,7 @@ export class Pmap {
     this.mmu.pvInsert(frame, this, vpn);
   }
 
-  /* remove: unmap [vpn, vpn + n) (pmap_remove). */
+  /** remove: unmap [vpn, vpn + n) (pmap_remove). */
   remove(vpn: number, n: number): void {
     const end = Math.min(vpn + n, this.frames.length);
     for (let v = vpn; v < end; v++) {
@@ -191,7 +210,7 @@ export class Pmap {
     }
   }
 
-  /* zap: clear one valid entry, saving its modified bit in the frame's attributes. */
+  /** zap: clear one valid entry, saving its modified bit in the frame's attributes. */
   zap(vpn: number, frame: number): void {
     if (this.bits[vpn] & PTE_MOD) this.mmu.attrs[frame] |= PTE_MOD;
     this.frames[vpn] = 0;
@@ -199,7 +218,7 @@ export class Pmap {
     this.resident--;
   }
 
-  /* protect: lower the protection of [vpn, vpn + n) to at most prot (pmap_protect). */
+  /** protect: lower the protection of [vpn, vpn + n) to at most prot (pmap_protect). */
   protect(vpn: number, n: number, prot: number): void {
     if (prot === Prot.NONE) {
       this.remove(vpn, n);
@@ -211,7 +230,7 @@ export class Pmap {
     }
   }
 
-  /*
+  /**
    * translate: the MMU's check of one access.
    * => returns the frame, setting referenced (and modified for a write), or -1 for a fault
    */
@@ -225,16 +244,17 @@ export class Pmap {
     return f;
   }
 
-  /* extract: the frame mapped at vpn, or -1 (pmap_extract; no access check). */
+  /** extract: the frame mapped at vpn, or -1 (pmap_extract; no access check). */
   extract(vpn: number): number {
     return vpn < this.frames.length ? this.frames[vpn] - 1 : -1;
   }
 
+  /** protAt: the protection of the mapping at vpn (NONE when unmapped) */
   protAt(vpn: number): number {
     return vpn < this.frames.length ? this.bits[vpn] & PTE_PROT : 0;
   }
 
-  /*
+  /**
    * kenter: wired, unmanaged kernel mapping (pmap_kenter_pa).
    * => vpn must not be mapped already (panic)
    */
@@ -247,13 +267,13 @@ export class Pmap {
     this.resident++;
   }
 
-  /* kremove: remove kernel mappings made by kenter (pmap_kremove). */
+  /** kremove: remove kernel mappings made by kenter (pmap_kremove). */
   kremove(vpn: number, n: number): void {
     if (!this.isKernel) panic('pmap_kremove: not the kernel pmap');
     this.remove(vpn, n);
   }
 
-  /* forEachValid: visit every valid entry (for invariants and teardown). */
+  /** forEachValid: visit every valid entry (for invariants and teardown). */
   forEachValid(fn: (vpn: number, frame: number, bits: number) => void): void {
     for (let v = 0; v < this.frames.length; v++) {
       if (this.frames[v] !== 0) fn(v, this.frames[v] - 1, this.bits[v]);

@@ -39,52 +39,68 @@ import {
 } from './uvm_map.js';
 import { VnodeObject } from './uvm_vnode.js';
 
+/** Options of proc.mmap (anonymous memory). */
 export interface MmapOptions {
-  /* Prot bits; default READ | WRITE */
+  /** Prot bits; default READ | WRITE */
   prot?: number;
-  /* share the memory with children after fork (an aobj) instead of copy-on-write */
+  /** share the memory with children after fork (an aobj) instead of copy-on-write */
   shared?: boolean;
-  /* what fork does with it; default COPY (SHARE for shared mappings) */
+  /** what fork does with it; default COPY (SHARE for shared mappings) */
   inherit?: Inheritance;
 }
 
+/** Options of proc.mmapFile (a real file). */
 export interface MmapFileOptions {
-  /* Prot bits; default READ */
+  /** Prot bits; default READ */
   prot?: number;
-  /* byte offset in the file, page-aligned; default 0 */
+  /** byte offset in the file, page-aligned; default 0 */
   offset?: number;
-  /* bytes to map; default the rest of the file */
+  /** bytes to map; default the rest of the file */
   length?: number;
-  /* writes go to the file (MAP_SHARED) instead of to private copies */
+  /** writes go to the file (MAP_SHARED) instead of to private copies */
   shared?: boolean;
 }
 
+/** What a process needs of its kernel (a Kernel is one); its members are the kernel's own. */
 export interface ProcHost {
+  /** @internal */
   readonly uvm: Uvm;
+  /** @internal */
   procExited(p: Proc): void;
+  /** @internal */
   createChild(parent: Proc): Proc;
 }
 
+/**
+ * Proc: a process -- an address space (its map) and the system calls on it. Made by kernel.createProcess() or
+ * proc.fork(), never by `new`.
+ *
+ * @hideconstructor
+ */
 export class Proc {
+  /** the process id, unique in its kernel */
   readonly pid: number;
+  /** its address space: pass it to uvmLoan and the other VM calls */
   readonly map: VmMap;
   private readonly host: ProcHost;
   /* watchers of the address space (watch) */
   private readonly watchers = new Set<() => void>();
+  /** @readonly exit() has been called: the address space is gone */
   exited = false;
 
-  /* the kernel this process runs on */
+  /** the kernel this process runs on */
   get kernel(): Kernel {
     return this.host as Kernel;
   }
 
+  /** @internal a kernel makes its processes (kernel.createProcess, proc.fork) */
   constructor(host: ProcHost, pid: number) {
     this.host = host;
     this.pid = pid;
     this.map = new VmMap(host.uvm, host.uvm.mmu.createPmap());
   }
 
-  /*
+  /**
    * mmap: map anonymous zero-filled memory (private copy-on-write, or shared).
    * => returns the page-aligned va; length is rounded up to pages
    * => throws EINVAL (bad length or options), ENOMEM (no address space), ESRCH (exited)
@@ -104,7 +120,7 @@ export class Proc {
     return start;
   }
 
-  /*
+  /**
    * mmapFile: map a real file (through its vnode object).
    * => offset page-aligned (EINVAL); shared writable needs a writable file (EACCES)
    * => throws ENOENT (no such file), EINVAL (empty range, beyond the end), ESRCH
@@ -154,7 +170,7 @@ export class Proc {
     return start;
   }
 
-  /*
+  /**
    * munmap: remove mappings of [va, va + length) (unmapped parts are fine).
    * => va page-aligned, length > 0 (EINVAL)
    */
@@ -166,7 +182,7 @@ export class Proc {
     this.changed();
   }
 
-  /*
+  /**
    * mprotect: change the protection of [va, va + length).
    * => EINVAL (bad arguments), ENOMEM (part of the range unmapped), EACCES (beyond maxProt)
    */
@@ -179,7 +195,7 @@ export class Proc {
     this.changed();
   }
 
-  /*
+  /**
    * read: copy n bytes out of the process's memory (copyin), through the MMU.
    * => throws EFAULT if any byte is unmapped or unreadable (nothing is read), EINVAL for bad arguments,
    *    ESRCH if the process has exited (or exits while the read sleeps on a fault)
@@ -192,7 +208,7 @@ export class Proc {
     return out;
   }
 
-  /*
+  /**
    * copyin: copy n bytes of the process's memory into a kernel buffer at dst[offset] (uiomove's
    * user-to-kernel half), through the MMU, with no intermediate copy.
    * => throws EFAULT if any byte is unmapped or unreadable (nothing is copied), EINVAL (bad arguments,
@@ -214,7 +230,7 @@ export class Proc {
     await this.copyinChecked(va, dst, offset, n);
   }
 
-  /*
+  /**
    * copyinPhys: walk n bytes of the process's memory through the MMU and hand each physically
    * contiguous piece to `sink(ramOffset, done, len)` -- the bytes are at RAM offset ramOffset and are
    * the done'th.. of the range. The sink moves them where it wants (uiomove for kernel memory).
@@ -286,7 +302,7 @@ export class Proc {
     });
   }
 
-  /*
+  /**
    * write: copy bytes into the process's memory (copyout), through the MMU.
    * => write faults copy-on-write, zero-fill, or break loans as needed
    * => throws EFAULT if any byte is unmapped or not writable (nothing is written), EINVAL, ESRCH (the
@@ -365,7 +381,7 @@ export class Proc {
     }
   }
 
-  /*
+  /**
    * exitedMeanwhile: the error for a call that slept (a fault, a page-in) while the process exited:
    * ESRCH, as for a call made after exit -- not the EFAULT the torn-down map would give
    * => returns err itself if the process is alive
@@ -377,7 +393,7 @@ export class Proc {
     });
   }
 
-  /*
+  /**
    * checkRange: may this process make `access` (Prot bits) to every byte of [va, va + n)?
    * => throws EINVAL (naming `fn`) for a bad address, length or access, EFAULT at the first byte unmapped or
    *    forbidden; touches no page
@@ -396,7 +412,7 @@ export class Proc {
     }
   }
 
-  /* fork: a child whose address space is a copy-on-write copy of ours (by inheritance). */
+  /** fork: a child whose address space is a copy-on-write copy of ours (by inheritance). */
   fork(): Proc {
     this.alive('fork');
     const child = this.host.createChild(this);
@@ -404,7 +420,7 @@ export class Proc {
     return child;
   }
 
-  /* exit: tear down the address space; every page only we held is freed (loaned ones orphaned). */
+  /** exit: tear down the address space; every page only we held is freed (loaned ones orphaned). */
   exit(): void {
     this.alive('exit');
     uvmUnmap(this.map, 0, VM_MAX_ADDRESS);
@@ -487,7 +503,7 @@ function newEntry(
   });
 }
 
-/*
+/**
  * checkUserBuffer: validate the (process, address, length) a caller hands a kernel service (an mbuf
  * built from user memory, a socket send or receive).
  * => throws EINVAL (not a process; bad address; length < 1 or past the user address space), ESRCH

@@ -15,38 +15,62 @@ import { PageFreeLists } from './uvm_pgfl.js';
 import { Swap } from './uvm_swap.js';
 import type { VnodeObject } from './uvm_vnode.js';
 
-/* uvmexp: event counters in NetBSD's vocabulary */
+/** uvmexp: event counters in NetBSD's vocabulary */
 export interface UvmExp {
+  /** page faults taken */
   faults: number;
+  /** copy-on-write faults */
   cowFaults: number;
+  /** zero-filled pages */
   zeroFills: number;
+  /** loans broken */
   loanBreaks: number;
+  /** pages written out by the pagedaemon */
   pageouts: number;
+  /** pages read back in */
   pageins: number;
+  /** object pages loaned to the kernel (O->K) */
   loansObj: number;
+  /** anon pages loaned (A->K, A->A) */
   loansAnon: number;
+  /** O->A loans, and A->K loans of pages anons borrow from objects */
   loansOA: number;
+  /** zero page loans */
   loansZero: number;
+  /** loans ended */
   unloans: number;
+  /** orphans freed by their last unloan */
   orphansFreed: number;
+  /** pagedaemon passes */
   pdaemonRuns: number;
+  /** sleeps for memory (uvm_wait) */
   pdaemonWaits: number;
-  /* uvmPglistAlloc: runs of contiguous pages asked for, and how many of those found no run */
+  /** uvmPglistAlloc: runs of contiguous pages asked for, and how many of those found no run */
   pglistAllocs: number;
+  /** runs asked of uvmPglistAlloc that found none */
   pglistFailed: number;
-  /* pages moved into a process by uvmPageTransfer */
+  /** pages moved into a process by uvmPageTransfer */
   pagesTransferred: number;
 }
 
-/* An I/O about to complete: tests may hook it to change the world while the caller sleeps. */
+/** An I/O about to complete: tests may hook it to change the world while the caller sleeps. */
 export interface IoEvent {
+  /** what kind of I/O: a file page read or written, a swap-in or swap-out */
   kind: 'vnode-read' | 'vnode-write' | 'swapin' | 'swapout';
+  /** the object whose page it is (file I/O) */
   object?: UvmObject;
+  /** the page index in the object (file I/O) */
   offset?: number;
+  /** the swap slot (swap I/O) */
   slot?: number;
+  /** the physical frame read into or written from */
   frame: number;
 }
 
+/**
+ * The kinds of trace event (kernel.onTrace): loans and their ends and breaks, orphans and adoptions, paging,
+ * frees, page transfers.
+ */
 export type TraceKind =
   | 'loan'
   | 'unloan'
@@ -58,36 +82,61 @@ export type TraceKind =
   | 'free'
   | 'transfer';
 
+/** One event of the trace (kernel.onTrace), delivered as it happens. */
 export interface TraceEvent {
+  /** what happened */
   kind: TraceKind;
+  /** the physical frame it happened to */
   frame: number;
+  /** when, by performance.now() */
   time: number;
+  /** more about it, where there is more (for `transfer`: the user address) */
   detail?: string;
 }
 
+/** @internal the VM system's boot options (the Kernel's, checked) */
 export interface UvmOptions {
+  /** RAM in pages */
   physPages: number;
+  /** swap in pages */
   swapPages: number;
+  /** check loaned pages for changes (KernelOptions.diagnostic) */
   diagnostic?: boolean;
 }
 
+/**
+ * Uvm: the VM system of one kernel (NetBSD's struct uvm with uvmexp): RAM, the MMU, every page, the queues
+ * and free lists, swap. Users pass it (kernel.uvm) to the kernel memory allocators and look at it through
+ * kernel.stats() and kernel.frameInfo(); its fields are the kernel's.
+ *
+ * @hideconstructor
+ */
 export class Uvm {
+  /** physical memory */
   readonly ram: PhysMem;
+  /** @internal the MMU */
   readonly mmu: Mmu;
-  readonly pages: VmPage[];
-  /* the free pages, a buddy system (uvm_pgfl.ts); free.length is uvmexp.free */
+  /** every page, by frame number */
+  readonly pages: readonly VmPage[];
+  /** @internal the free pages, a buddy system (uvm_pgfl.ts); free.length is uvmexp.free */
   readonly free: PageFreeLists;
+  /** @internal */
   readonly active = new PageQueue(PQ_ACTIVE);
+  /** @internal */
   readonly inactive = new PageQueue(PQ_INACTIVE);
+  /** @internal */
   readonly swap: Swap;
+  /** @internal the zero page's object (uvm_loanzero_object) */
   readonly zeroObject: ZeroObject;
-  /* owner of the kernel's own wired pages (mbuf clusters, pools): uvm_kernel_object */
+  /** @internal owner of the kernel's own wired pages (mbuf clusters, pools): uvm_kernel_object */
   readonly kernelObject: KernelObject;
-  /* the vnode cache: one object per mapped file, by the file's identity ("device:inode") */
+  /** @internal the vnode cache: one object per mapped file, by the file's identity ("device:inode") */
   readonly vnodes = new Map<string, VnodeObject>();
-  /* vnodes that lost their last reference and are still writing back, by identity (uvn_attach waits) */
+  /** @internal vnodes that lost their last reference and are still writing back, by identity (uvn_attach waits) */
   readonly dyingVnodes = new Map<string, Promise<void>>();
+  /** @internal every live object */
   readonly objects = new Set<UvmObject>();
+  /** @internal event counters (uvmexp): read them with kernel.stats() */
   readonly exp: UvmExp = {
     faults: 0,
     cowFaults: 0,
@@ -107,33 +156,40 @@ export class Uvm {
     pglistFailed: 0,
     pagesTransferred: 0,
   };
+  /** @internal wired pages (kernel.stats().wiredPages) */
   wiredPages = 0;
+  /** @internal anons alive (kernel.stats().anons) */
   anons = 0;
-  /* DIAGNOSTIC: a hash of every loaned page's bytes, taken at its first loan (null when off) */
+  /** @internal DIAGNOSTIC: a hash of every loaned page's bytes, taken at its first loan (null when off) */
   readonly loanHash: Uint32Array | null;
+  /** @internal amaps alive */
   amaps = 0;
-  /* pagedaemon targets (pages) */
+  /** @internal pagedaemon targets (pages) */
   freeMin: number;
+  /** @internal */
   freeTarget: number;
-  /* the pagedaemon, installed by the kernel (uvm_pdaemon.ts) */
+  /** @internal the pagedaemon, installed by the kernel (uvm_pdaemon.ts) */
+  /** @internal */
   pdaemon: { wake(): void; wait(reason: string): Promise<void>; run(): Promise<number> } | null = null;
-  /* tests' race injection point: called (and awaited) in the middle of every pager/swap I/O */
+  /** @internal tests' race injection point: called (and awaited) in the middle of every pager/swap I/O */
   ioHook: ((ev: IoEvent) => Promise<void> | void) | null = null;
-  /* event trace listeners; empty means tracing costs one length check */
+  /** @internal event trace listeners; empty means tracing costs one length check */
   readonly tracers: ((ev: TraceEvent) => void)[] = [];
-  /* kernel subsystems' caches (pools) the pagedaemon asks for idle pages back (kernel.addReclaimHook) */
+  /** @internal kernel subsystems' caches (pools) the pagedaemon asks for idle pages back (kernel.addReclaimHook) */
   readonly reclaimHooks: (() => number)[] = [];
   /* sleepers on BUSY pages */
   private readonly sleepers = new Map<VmPage, (() => void)[]>();
   /* background work (write-back of dying vnodes) that kernel.sync() awaits */
   private readonly pending = new Set<Promise<void>>();
 
+  /** @internal a Kernel makes its VM system at boot */
   constructor(opts: UvmOptions) {
     this.ram = new PhysMem(opts.physPages);
     this.swap = new Swap(opts.swapPages);
     this.mmu = new Mmu(this.ram);
-    this.pages = new Array<VmPage>(opts.physPages);
-    for (let f = 0; f < opts.physPages; f++) this.pages[f] = new VmPageClass(this, f);
+    const pages = new Array<VmPage>(opts.physPages);
+    for (let f = 0; f < opts.physPages; f++) pages[f] = new VmPageClass(this, f);
+    this.pages = pages;
     this.free = new PageFreeLists(this.pages);
     this.loanHash = opts.diagnostic === true ? new Uint32Array(opts.physPages) : null;
     this.freeMin = Math.max(1, Math.floor(opts.physPages / 64));
@@ -142,7 +198,7 @@ export class Uvm {
     this.kernelObject = new KernelObject(this, opts.physPages);
   }
 
-  /* sleep / wakeup: wait channels keyed by page */
+  /** @internal sleep / wakeup: wait channels keyed by page */
   sleep(pg: VmPage): Promise<void> {
     return new Promise((resolve) => {
       const list = this.sleepers.get(pg);
@@ -151,6 +207,7 @@ export class Uvm {
     });
   }
 
+  /** @internal */
   wakeup(pg: VmPage): void {
     const list = this.sleepers.get(pg);
     if (!list) return;
@@ -158,7 +215,8 @@ export class Uvm {
     for (const r of list) r();
   }
 
-  /*
+  /**
+   * @internal
    * io: the middle of an I/O; runs the test hook, if any, then yields to the event loop as a real
    * device would -- always, hook or not: swap traffic that only ever yielded microtasks could thrash
    * under pressure (a page swapped out, faulted back in, swapped out again...) without ever letting
@@ -169,11 +227,12 @@ export class Uvm {
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
+  /** @internal pdaemonWake: wake the pagedaemon (memory is short) */
   pdaemonWake(): void {
     this.pdaemon?.wake();
   }
 
-  /*
+  /**
    * wait: sleep until the pagedaemon has freed memory (uvm_wait).
    * => throws ENOMEM when nothing can be reclaimed
    */
@@ -182,7 +241,8 @@ export class Uvm {
     return this.pdaemon.wait(reason);
   }
 
-  /*
+  /**
+   * @internal
    * trace: hand an event to every listener (kernel.onTrace), in the middle of the kernel's work
    * => a listener that throws is removed and its error reported as a process warning: a broken
    *    observer must not leave a loan or a fault half done
@@ -193,7 +253,8 @@ export class Uvm {
     callEach(this.tracers, 'trace listener', (t) => t(ev));
   }
 
-  /*
+  /**
+   * @internal
    * reclaim: ask every reclaim hook for its idle pages back (the pagedaemon, when memory is short)
    * => returns the pages they freed; a hook that throws is removed with a process warning
    */
@@ -206,7 +267,7 @@ export class Uvm {
     return freed;
   }
 
-  /* background: track a promise that kernel.sync() must wait for (errors are kept, not thrown) */
+  /** @internal background: track a promise that kernel.sync() must wait for (errors are kept, not thrown) */
   background(p: Promise<void>): void {
     const tracked = p.catch((err) => {
       this.backgroundErrors.push(err);
@@ -215,8 +276,10 @@ export class Uvm {
     void tracked.finally(() => this.pending.delete(tracked));
   }
 
+  /** @internal errors of background work (write-back), kept for kernel.sync() to report */
   readonly backgroundErrors: unknown[] = [];
 
+  /** @internal drain: wait until no background work is left */
   async drain(): Promise<void> {
     while (this.pending.size > 0) await Promise.all([...this.pending]);
   }

@@ -13,14 +13,23 @@ import { Prot } from './param.js';
 import type { Uvm } from './uvm.js';
 import { type Anon, uvmAnonUnref } from './uvm_anon.js';
 
+/**
+ * Amap: an anonymous map (NetBSD's vm_amap): the anons of a map entry's range, one slot per page, shared by
+ * reference after fork.
+ */
 export class Amap {
+  /** the VM system it belongs to */
   readonly uvm: Uvm;
+  /** the anon of each slot, or null */
   readonly slots: (Anon | null)[];
+  /** per-page references: how many entries cover each slot (NetBSD's ppref) */
   readonly ppref: Int32Array;
+  /** entries that reference the amap */
   ref = 1;
-  /* slots holding an anon */
+  /** slots holding an anon */
   nused = 0;
 
+  /** amapAlloc makes amaps */
   constructor(uvm: Uvm, nslots: number) {
     this.uvm = uvm;
     this.slots = new Array<Anon | null>(nslots).fill(null);
@@ -28,17 +37,18 @@ export class Amap {
   }
 }
 
-/* amapAlloc: a new amap of n empty slots, referenced once over its whole range. */
+/** amapAlloc: a new amap of n empty slots, referenced once over its whole range. */
 export function amapAlloc(uvm: Uvm, nslots: number): Amap {
   uvm.amaps++;
   return new Amap(uvm, nslots);
 }
 
+/** amapLookup: the anon in a slot, or null (amap_lookup) */
 export function amapLookup(amap: Amap, slot: number): Anon | null {
   return amap.slots[slot];
 }
 
-/*
+/**
  * amapAdd: put an anon in a slot.
  * => replace: the slot must hold an anon (whose reference the caller has dealt with); else it must be empty
  * => replacing in an amap that other entries share (e.g. after a fork of an inherit-share mapping):
@@ -53,13 +63,13 @@ export function amapAdd(amap: Amap, slot: number, anon: Anon, replace: boolean):
   amap.slots[slot] = anon;
 }
 
-/* amapRef: one more entry covers [slot, slot + n). */
+/** amapRef: one more entry covers [slot, slot + n). */
 export function amapRef(amap: Amap, slot: number, n: number): void {
   amap.ref++;
   for (let i = slot; i < slot + n; i++) amap.ppref[i]++;
 }
 
-/*
+/**
  * amapUnref: an entry covering [slot, slot + n) goes away (or shrinks by that range: pass
  * dropEntry = false).
  * => anons in slots nobody covers any more lose their amap reference
@@ -81,7 +91,7 @@ export function amapUnref(amap: Amap, slot: number, n: number, dropEntry = true)
   }
 }
 
-/*
+/**
  * amapCopy: a private copy of [slot, slot + n) for an entry that needs one (amap_copy).
  * => the new amap shares the anons (each gains a reference); the caller unrefs the old range
  */

@@ -10,27 +10,37 @@ import { Prot } from './param.js';
 import type { Uvm } from './uvm.js';
 import { PG_BUSY, PG_RELEASED, uvmPageFree, type VmPage } from './uvm_page.js';
 
+/**
+ * Anon: an anonymous page's identity (NetBSD's vm_anon), held by amap slots -- and by loans to anons:
+ * uvmLoan(..., 'anon') returns them. Only the kernel changes it.
+ *
+ * @hideconstructor
+ */
 export class Anon {
+  /** the VM system the anon belongs to */
   readonly uvm: Uvm;
+  /** @readonly references: amap slots and loans that hold the anon */
   ref = 1;
+  /** @readonly its page while resident (owned, or borrowed from an object: O->A), else null */
   page: VmPage | null = null;
-  /* swap slot, 0 = none */
+  /** @readonly swap slot, 0 = none */
   swslot = 0;
-  /* scratch for uvmUnloanAnons' check of a whole call before it changes anything: always 0 between calls */
+  /** @internal scratch for uvmUnloanAnons' check of a whole call before it changes anything: always 0 between calls */
   unloanMark = 0;
 
+  /** @internal the kernel makes anons (uvmAnonAlloc) */
   constructor(uvm: Uvm) {
     this.uvm = uvm;
   }
 }
 
-/* uvmAnonAlloc: a new anon with one reference and no data (uvm_analloc). */
+/** uvmAnonAlloc: a new anon with one reference and no data (uvm_analloc). */
 export function uvmAnonAlloc(uvm: Uvm): Anon {
   uvm.anons++;
   return new Anon(uvm);
 }
 
-/*
+/**
  * uvmAnonAdopt: if the anon's page was loaned to it by an object that has since let go of it, the
  * anon becomes its owner (the loan is turned into ownership: loanCount--, anonOwns set).
  * => returns the anon's page (or null)
@@ -45,14 +55,14 @@ export function uvmAnonAdopt(anon: Anon): VmPage | null {
   return pg;
 }
 
-/*
+/**
  * uvmAnonUnref: drop one reference; the last one frees the anon.
  */
 export function uvmAnonUnref(anon: Anon): void {
   if (--anon.ref === 0) uvmAnonFree(anon);
 }
 
-/*
+/**
  * uvmAnonFree: free an anon whose last reference is gone (uvm_anfree).
  * => a page borrowed from an object (O->A) is handed back: the anon's loan ends
  * => a page of its own is freed -- or orphaned, if it is on loan to the kernel
@@ -80,7 +90,7 @@ export function uvmAnonFree(anon: Anon): void {
   uvmAnonRelease(anon);
 }
 
-/*
+/**
  * uvmAnonRelease: the last of a freed anon: its page (if still here) and its swap slot.
  */
 export function uvmAnonRelease(anon: Anon): void {

@@ -9,15 +9,19 @@ import type { Uvm } from './uvm.js';
 import { UvmObject } from './uvm_object.js';
 import { PG_CLEAN, type VmPage } from './uvm_page.js';
 
+/** AObject: swap-backed memory as an object (NetBSD's aobj): shared anonymous memory. */
 export class AObject extends UvmObject {
+  /** always 'aobj' */
   readonly kind = 'aobj' as const;
   private readonly swslots: Int32Array;
 
+  /** npages pages, none resident, none on swap */
   constructor(uvm: Uvm, npages: number) {
     super(uvm, npages);
     this.swslots = new Int32Array(npages);
   }
 
+  /** swslot: the swap slot of page idx, or 0 */
   swslot(idx: number): number {
     return this.swslots[idx];
   }
@@ -78,31 +82,36 @@ abstract class KernelOwnedObject extends UvmObject {
   protected onLastRef(): void {}
 }
 
-/*
+/**
  * ZeroObject: NetBSD's uvm_loanzero_object. It holds at most one page, the shared zero page that
  * every zero-fill loan hands out read-only. The page is made on the first zero loan and freed when its
  * last loan ends (current NetBSD keeps it forever); the pagedaemon never takes it.
  */
 export class ZeroObject extends KernelOwnedObject {
+  /** always 'zero' */
   readonly kind = 'zero' as const;
 
+  /** one page, made on first use */
   constructor(uvm: Uvm) {
     super(uvm, 1);
   }
 
+  /** loanReturned: free the zero page once its last loan has ended */
   override loanReturned(pg: VmPage): void {
     if (pg.loanCount === 0 && pg.uanon === null && pg.uobject === this) this.freePage(pg);
   }
 }
 
-/*
+/**
  * KernelObject: NetBSD's uvm_kernel_object, owner of the kernel's own memory (mbuf clusters and
  * other pools). Its pages are wired for as long as the kernel holds them, indexed by frame number;
  * they are never paged out and never loaned.
  */
 export class KernelObject extends KernelOwnedObject {
+  /** always 'kernel' */
   readonly kind = 'kernel' as const;
 
+  /** a slot for every frame */
   constructor(uvm: Uvm, npages: number) {
     super(uvm, npages);
     /* a slot per frame from the start: filled at random frames, a growing array would turn sparse

@@ -179,7 +179,7 @@ async function uvmFaultOnce(map: VmMap, va: number, access: number): Promise<boo
   return faultZeroFill(ufi);
 }
 
-/*
+/**
  * uvmfaultAnonget: make an anon's page resident (uvmfault_anonget).
  * => map: the map the caller found the anon in (its version is checked after a sleep), or null for a
  *    caller that holds a reference to the anon itself (a borrower: uvmLoanAnonPages)

@@ -31,6 +31,10 @@ import {
   type VmPage,
 } from './uvm_page.js';
 
+/**
+ * checkInvariants: audit every page, queue, mapping, map and amap of a kernel (kernel.checkInvariants())
+ * => throws KernelPanic naming the first broken invariant
+ */
 export function checkInvariants(uvm: Uvm, maps: Iterable<VmMap>): void {
   checkQueues(uvm);
   for (const pg of uvm.pages) checkPage(uvm, pg);

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { expectErrorSync, expectPanic } from '../test/helpers.js';
-import { Kernel, KernelVa, Mmu, PAGE_SIZE, PhysMem, Prot, VM_MIN_KERNEL_ADDRESS } from './index.js';
-import { KERNEL_VA_PAGES } from './uvm_km.js';
+import { Kernel, PAGE_SIZE, Prot, VM_MIN_KERNEL_ADDRESS } from './index.js';
+import { PhysMem } from './physmem.js';
+import { Mmu } from './pmap.js';
+import { KERNEL_VA_PAGES, KernelVa } from './uvm_km.js';
 
 function kva(): KernelVa {
   return new KernelVa(new Mmu(new PhysMem(4)).kernelPmap);

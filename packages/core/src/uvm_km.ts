@@ -22,22 +22,31 @@ import {
 } from './uvm_page.js';
 import { checkPglistArgs, type PglistOptions, uvmPglistAlloc } from './uvm_pglist.js';
 
-/* kernel space starts at 2 GiB (above every user map) */
+/** kernel space starts at 2 GiB (above every user map) */
 export const VM_MIN_KERNEL_ADDRESS = 0x8000_0000;
+/** The size of the kernel's address space, in pages (1 GiB). */
 export const KERNEL_VA_PAGES = 1 << 18;
 
+/**
+ * KernelVa: the kernel's address space (kernel.kva): allocate a range, kenter pages at it, kremove and free
+ * it.
+ *
+ * @hideconstructor
+ */
 export class KernelVa {
   private readonly pmap: Pmap;
   /* free extents [vpn, npages], sorted by vpn */
   private readonly freeList: [number, number][];
+  /** @readonly pages of kernel address space allocated */
   allocated = 0;
 
+  /** @internal a Kernel makes its address space at boot */
   constructor(pmap: Pmap) {
     this.pmap = pmap;
     this.freeList = [[VM_MIN_KERNEL_ADDRESS >>> PAGE_SHIFT, KERNEL_VA_PAGES]];
   }
 
-  /*
+  /**
    * alloc: npages of kernel virtual space (unmapped).
    * => npages a positive integer (EINVAL)
    * => returns the kernel va; throws ENOMEM when no range is free
@@ -57,7 +66,7 @@ export class KernelVa {
     throw new KernelError('ENOMEM', `uvm_km_valloc: no ${npages} pages of kernel va`);
   }
 
-  /*
+  /**
    * free: give back a range from alloc (its mappings must be gone).
    * => va page-aligned and npages a positive integer (EINVAL); panics if the range is already free
    */
@@ -90,7 +99,8 @@ export class KernelVa {
     }
   }
 
-  /*
+  /**
+   * @internal
    * access: translate a kernel access; a fault in the kernel is fatal.
    * => returns the frame; panics on an unmapped address or a write to a read-only mapping
    */
@@ -114,7 +124,7 @@ function checkPages(fn: string, npages: number): void {
   }
 }
 
-/*
+/**
  * uvmKmAllocPage: one wired page of kernel memory, owned by the kernel object, zero-filled
  * (uvm_km_alloc of a page). Waits for the pagedaemon when memory is short.
  * => throws ENOMEM when nothing can be reclaimed

@@ -26,20 +26,18 @@ import {
   Kernel,
   KernelError,
   KernelPanic,
-  MapEntry,
   PAGE_SIZE,
   Prot,
   uvmLoan,
   uvmUnloanAnons,
   uvmUnloanPages,
   VM_MAX_ADDRESS,
-  VmMap,
   type VmPage,
   type VnodeObject,
 } from './index.js';
 import { Inherit } from './param.js';
 import { amapAdd, amapAlloc } from './uvm_amap.js';
-import { uvmMapInsert } from './uvm_map.js';
+import { MapEntry, uvmMapInsert, VmMap } from './uvm_map.js';
 import { PQ_ACTIVE, PQ_FREE, PQ_INACTIVE, PQ_NONE, uvmPageActivate, uvmPageDeactivate } from './uvm_page.js';
 
 const P = PAGE_SIZE;

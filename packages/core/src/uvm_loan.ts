@@ -59,6 +59,7 @@ import {
 } from './uvm_page.js';
 import { snapshotList } from './uvm_pglist.js';
 
+/** Whom uvmLoan lends to: the kernel (pages, wired and read-only) or anons. */
 export type LoanTarget = 'kernel' | 'anon';
 
 /*
@@ -87,7 +88,7 @@ interface LoanInfo {
   slow: Slow | null;
 }
 
-/*
+/**
  * uvmLoan: loan out the pages of [start, start + len) of a map, to the kernel or to anons (uvm_loan).
  * => start and len page-aligned, len > 0 (EINVAL); target exactly 'kernel' or 'anon' (EINVAL)
  * => 'kernel': returns the pages, each loaned (loanCount++) and wired, all mappings read-only
@@ -95,7 +96,15 @@ interface LoanInfo {
  * => throws EFAULT for an unmapped or unreadable page, ENOMEM/EIO from the pager; then no loan remains
  */
 export function uvmLoan(map: VmMap, start: number, len: number, to: 'kernel'): Promise<VmPage[]>;
+/**
+ * uvmLoan to anons (O->A, A->A, zero): the anons, one per page; otherwise as uvmLoan to the kernel.
+ * => throws EINVAL, EFAULT, ENOMEM, EIO as uvmLoan to the kernel; then no loan remains
+ */
 export function uvmLoan(map: VmMap, start: number, len: number, to: 'anon'): Promise<Anon[]>;
+/**
+ * uvmLoan with the target a LoanTarget variable: the pages ('kernel') or the anons ('anon').
+ * => as uvmLoan to the kernel or to anons
+ */
 export function uvmLoan(map: VmMap, start: number, len: number, to: LoanTarget): Promise<VmPage[] | Anon[]>;
 export function uvmLoan(map: VmMap, start: number, len: number, to: LoanTarget): Promise<VmPage[] | Anon[]> {
   try {
@@ -106,7 +115,7 @@ export function uvmLoan(map: VmMap, start: number, len: number, to: LoanTarget):
   }
 }
 
-/*
+/**
  * uvmLoanTry: uvmLoan for callers on a hot path (the mbuf layer): the same loans, the same errors,
  * but without a promise when none is needed.
  * => returns the loans themselves when every page could be loaned without sleeping; else a Promise
@@ -119,7 +128,15 @@ export function uvmLoanTry(
   len: number,
   to: 'kernel',
 ): VmPage[] | Promise<VmPage[]>;
+/**
+ * uvmLoanTry to anons: the anons now when nothing slept, else a promise of them.
+ * => as uvmLoanTry to the kernel
+ */
 export function uvmLoanTry(map: VmMap, start: number, len: number, to: 'anon'): Anon[] | Promise<Anon[]>;
+/**
+ * uvmLoanTry with the target a LoanTarget variable.
+ * => as uvmLoanTry to the kernel or to anons
+ */
 export function uvmLoanTry(
   map: VmMap,
   start: number,
@@ -146,6 +163,10 @@ export function uvmLoanTry(
  *    send: the bytes it sends are the bytes at the call)
  */
 export function uvmLoanNow(map: VmMap, start: number, len: number, to: 'kernel'): VmPage[] | null;
+/**
+ * uvmLoanNow to anons: the anons now, or null (nothing kept) when a page would need a sleep.
+ * => as uvmLoanNow to the kernel
+ */
 export function uvmLoanNow(map: VmMap, start: number, len: number, to: 'anon'): Anon[] | null;
 export function uvmLoanNow(map: VmMap, start: number, len: number, to: LoanTarget): VmPage[] | Anon[] | null {
   const li = uvmLoanStart(map, start, len, to);

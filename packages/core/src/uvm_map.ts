@@ -27,21 +27,35 @@ import type { Uvm } from './uvm.js';
 import { type Amap, amapAlloc, amapCopy, amapRef, amapUnref } from './uvm_amap.js';
 import type { UvmObject } from './uvm_object.js';
 
+/**
+ * MapEntry: one mapping of a map (NetBSD's vm_map_entry): a range, its protection, and what backs it -- an
+ * amap over an object, either of them, or neither (zero-fill).
+ */
 export class MapEntry {
+  /** first address */
   start: number;
+  /** end address (exclusive) */
   end: number;
+  /** current protection (Prot bits) */
   prot: number;
+  /** the most mprotect may grant */
   maxProt: number;
+  /** what fork does with it */
   inheritance: Inheritance;
+  /** private: writes go to anons, never to the object */
   copyOnWrite: boolean;
+  /** the amap is shared copy-on-write and must be copied before the first write (after fork) */
   needsCopy: boolean;
+  /** the anons of the range, or null */
   amap: Amap | null = null;
-  /* first amap slot of this entry */
+  /** first amap slot of this entry */
   amapSlot = 0;
+  /** the object mapped, or null (anonymous memory) */
   object: UvmObject | null;
-  /* page index in object of `start` */
+  /** page index in object of `start` */
   objOffset: number;
 
+  /** an entry as described (amap none) */
   constructor(init: {
     start: number;
     end: number;
@@ -64,10 +78,12 @@ export class MapEntry {
     this.objOffset = init.objOffset;
   }
 
+  /** npages: the range's length in pages */
   get npages(): number {
     return (this.end - this.start) / PAGE_SIZE;
   }
 
+  /** clone: a copy sharing the amap and object (for clipping) */
   clone(): MapEntry {
     const e = new MapEntry(this);
     e.amap = this.amap;
@@ -76,25 +92,37 @@ export class MapEntry {
   }
 }
 
+/**
+ * VmMap: a process's address space (NetBSD's vm_map): entries over a pmap. Users pass it (proc.map) to
+ * uvmLoan, uvmFault, uvmPageTransfer; only the kernel changes it.
+ *
+ * @hideconstructor
+ */
 export class VmMap {
+  /** the VM system the map belongs to */
   readonly uvm: Uvm;
+  /** @internal */
   readonly pmap: Pmap;
+  /** @internal */
   readonly entries: MapEntry[] = [];
+  /** @internal */
   version = 0;
+  /** @internal */
   dead = false;
 
+  /** @internal a process's map is made with it */
   constructor(uvm: Uvm, pmap: Pmap) {
     this.uvm = uvm;
     this.pmap = pmap;
   }
 
-  /* lookup: the entry containing va, or null (uvm_map_lookup_entry) */
+  /** @internal lookup: the entry containing va, or null (uvm_map_lookup_entry) */
   lookup(va: number): MapEntry | null {
     const i = this.indexOf(va);
     return i >= 0 ? this.entries[i] : null;
   }
 
-  /* indexOf: index of the entry containing va, or -(insertion point) - 1 */
+  /** @internal indexOf: index of the entry containing va, or -(insertion point) - 1 */
   indexOf(va: number): number {
     let lo = 0;
     let hi = this.entries.length - 1;
@@ -108,7 +136,7 @@ export class VmMap {
     return -lo - 1;
   }
 
-  /* size: bytes mapped */
+  /** size: bytes mapped */
   get size(): number {
     let n = 0;
     for (const e of this.entries) n += e.end - e.start;
@@ -116,7 +144,7 @@ export class VmMap {
   }
 }
 
-/*
+/**
  * uvmMapFindSpace: the lowest free range of len bytes in the user part of the map.
  * => throws ENOMEM when the address space is full
  */
@@ -130,14 +158,14 @@ export function uvmMapFindSpace(map: VmMap, len: number): number {
   throw new KernelError('ENOMEM', `uvm_map: no ${hex(len)} bytes of free address space`);
 }
 
-/* uvmMapInsert: put a new entry into the map (ranges must not overlap). */
+/** uvmMapInsert: put a new entry into the map (ranges must not overlap). */
 export function uvmMapInsert(map: VmMap, entry: MapEntry): void {
   const i = map.indexOf(entry.start);
   map.entries.splice(-i - 1, 0, entry);
   map.version++;
 }
 
-/*
+/**
  * uvmMapClip: split the entry at index i so that one ends at va (uvm_map_clip_start/end).
  * => both halves keep their share of the amap (same slots) and a reference to the object
  */
@@ -174,7 +202,7 @@ function clipRange(map: VmMap, start: number, end: number): [number, number] {
   return [i, j];
 }
 
-/*
+/**
  * uvmUnmap: remove every mapping in [start, end) (uvm_unmap).
  * => unmapped parts of the range are fine (as munmap)
  * => anons nobody else references are freed; objects lose a reference
@@ -186,7 +214,7 @@ export function uvmUnmap(map: VmMap, start: number, end: number): void {
   map.version++;
 }
 
-/* uvmMapEntryDispose: tear down one entry's mappings and references. */
+/** uvmMapEntryDispose: tear down one entry's mappings and references. */
 export function uvmMapEntryDispose(map: VmMap, e: MapEntry): void {
   map.pmap.remove(atop(e.start), e.npages);
   if (e.amap !== null) amapUnref(e.amap, e.amapSlot, e.npages);
@@ -195,7 +223,7 @@ export function uvmMapEntryDispose(map: VmMap, e: MapEntry): void {
   e.object = null;
 }
 
-/*
+/**
  * uvmMapProtect: set the protection of [start, end) (uvm_map_protect).
  * => throws ENOMEM if part of the range is unmapped, EACCES if prot exceeds an entry's maxProt
  */
@@ -219,7 +247,7 @@ export function uvmMapProtect(map: VmMap, start: number, end: number, prot: numb
   map.version++;
 }
 
-/*
+/**
  * uvmMapAmapCopy: give an entry that needs one its own amap (amap_copy).
  * => an entry with no amap gets a fresh one; a sole reference is simply kept; else the slots are copied
  */
@@ -237,7 +265,7 @@ export function uvmMapAmapCopy(map: VmMap, e: MapEntry): void {
   map.version++;
 }
 
-/*
+/**
  * uvmMapFork: fill a child's empty map from its parent's, entry by entry by inheritance (uvmspace_fork).
  * => COPY entries become copy-on-write in both (needs-copy; the parent's mappings lose write)
  * => SHARE entries share the same amap and object

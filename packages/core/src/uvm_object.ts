@@ -32,38 +32,51 @@ import {
   type VmPage,
 } from './uvm_page.js';
 
-/* what getLocked() says when the page can't be had without sleeping */
+/** what getLocked() says when the page can't be had without sleeping */
 export const UNLOCK = 'unlock' as const;
 
+/** What backs an object: a file (vnode), swap (aobj), the zero page, kernel memory. */
 export type ObjectKind = 'vnode' | 'aobj' | 'zero' | 'kernel';
 
+/**
+ * UvmObject: a memory object (NetBSD's uvm_object) -- a file, shared anonymous memory, the zero page or
+ * kernel memory -- with its resident pages and its pager. Users see it as a page's owner (pg.uobject); only
+ * the kernel changes it.
+ */
 export abstract class UvmObject {
+  /** the VM system the object belongs to */
   readonly uvm: Uvm;
+  /** what backs it */
   abstract readonly kind: ObjectKind;
-  /* size in pages */
+  /** @readonly size in pages */
   npages: number;
-  /* pages by page index */
+  /** @internal pages by page index */
   readonly pages: (VmPage | undefined)[] = [];
+  /** @readonly how many of its pages are in RAM */
   resident = 0;
+  /** @readonly references: the map entries that map it */
   ref = 1;
+  /** @readonly its last reference is gone: it takes no new page */
   dead = false;
 
+  /** @internal the kernel makes objects */
   constructor(uvm: Uvm, npages: number) {
     this.uvm = uvm;
     this.npages = npages;
     uvm.objects.add(this);
   }
 
-  /* pgoRead: fill a new BUSY page at its offset (async I/O); throws KernelError on failure */
+  /** @internal pgoRead: fill a new BUSY page at its offset (async I/O); throws KernelError on failure */
   protected abstract pgoRead(pg: VmPage): Promise<void>;
-  /* pgoWrite: write a page back to its backing store */
+  /** @internal pgoWrite: write a page back to its backing store */
   protected abstract pgoWrite(pg: VmPage): Promise<void>;
-  /* needsIo: does a non-resident page at idx have to be read (else it is zero-filled) */
+  /** @internal needsIo: does a non-resident page at idx have to be read (else it is zero-filled) */
   protected abstract needsIo(idx: number): boolean;
-  /* the object lost its last reference */
+  /** @internal the object lost its last reference */
   protected abstract onLastRef(): void;
 
-  /*
+  /**
+   * @internal
    * getLocked: the synchronous half of pgo_get (PGO_LOCKED).
    * => returns the page, BUSY for the caller; or UNLOCK (caller must unlock and call get())
    * => throws EFAULT for an index beyond the object
@@ -85,7 +98,8 @@ export abstract class UvmObject {
     return fresh;
   }
 
-  /*
+  /**
+   * @internal
    * get: the asynchronous half of pgo_get.
    * => returns the page BUSY (possibly RELEASED meanwhile: the caller must check)
    * => throws EFAULT past the end, or once the object has died (its last mapping went while we slept
@@ -130,7 +144,8 @@ export abstract class UvmObject {
     pg.flags &= ~PG_FAKE;
   }
 
-  /*
+  /**
+   * @internal
    * put: write a BUSY page back if it is dirty (pgo_put); leaves it BUSY and CLEAN.
    * => if the write fails the page stays dirty (not CLEAN), so a later put tries again
    */
@@ -148,11 +163,13 @@ export abstract class UvmObject {
     }
   }
 
+  /** @internal */
   isDirty(pg: VmPage): boolean {
     return (pg.flags & PG_CLEAN) === 0 || this.uvm.mmu.isModified(pg.frame);
   }
 
-  /*
+  /**
+   * @internal
    * releasePage: free a page that was RELEASED while BUSY (pgo_releasepg).
    */
   releasePage(pg: VmPage): void {
@@ -162,7 +179,8 @@ export abstract class UvmObject {
     if (this.dead && this.resident === 0) this.uvm.objects.delete(this);
   }
 
-  /*
+  /**
+   * @internal
    * freePage: the object drops one of its pages (truncate, flush with free, last reference).
    * => BUSY pages are marked RELEASED for their I/O owner; loaned pages become orphans
    */
@@ -175,7 +193,7 @@ export abstract class UvmObject {
     uvmPageFree(pg);
   }
 
-  /* truncate: drop every page at index >= npages, and shrink the object (e.g. a file truncated). */
+  /** @internal truncate: drop every page at index >= npages, and shrink the object (e.g. a file truncated). */
   truncate(npages: number): void {
     for (let i = npages; i < this.pages.length; i++) {
       const pg = this.pages[i];
@@ -184,11 +202,12 @@ export abstract class UvmObject {
     this.npages = Math.min(this.npages, npages);
   }
 
-  /* reference / detach: objects live while map entries (or the kernel) reference them. */
+  /** @internal reference / detach: objects live while map entries (or the kernel) reference them. */
   reference(): void {
     this.ref++;
   }
 
+  /** @internal */
   detach(): void {
     kassert(this.ref > 0, `uvm_object_detach: ${this.kind} object has no references`);
     if (--this.ref === 0) {
@@ -197,10 +216,10 @@ export abstract class UvmObject {
     }
   }
 
-  /* loanReturned: an anon gave back a page it had borrowed (O->A); most objects ignore it. */
+  /** @internal loanReturned: an anon gave back a page it had borrowed (O->A); most objects ignore it. */
   loanReturned(_pg: VmPage): void {}
 
-  /* checkIndex: EFAULT unless idx is a page of this object, and the object is still alive */
+  /** @internal checkIndex: EFAULT unless idx is a page of this object, and the object is still alive */
   protected checkIndex(idx: number): void {
     if (this.dead) {
       throw new KernelError('EFAULT', `pgo_get: the ${this.kind} object has gone (its last mapping went)`);
@@ -210,7 +229,7 @@ export abstract class UvmObject {
     }
   }
 
-  /* freeAllPages: drop every page; used when the object dies. */
+  /** @internal freeAllPages: drop every page; used when the object dies. */
   protected freeAllPages(): void {
     for (let i = 0; i < this.pages.length; i++) {
       const pg = this.pages[i];

@@ -1,9 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { expectErrorSync, expectPanic, frameAt } from '../test/helpers.js';
-import { Kernel, PAGE_SIZE, PG_BUSY, PG_CLEAN, PG_FAKE, PG_WANTED, Prot } from './index.js';
+import { Kernel, PAGE_SIZE, Prot } from './index.js';
 import { uvmAnonAlloc, uvmAnonFree } from './uvm_anon.js';
 import {
   checkPageArg,
+  PG_BUSY,
+  PG_CLEAN,
+  PG_FAKE,
+  PG_WANTED,
   PQ_ACTIVE,
   PQ_FREE,
   PQ_INACTIVE,

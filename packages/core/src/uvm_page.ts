@@ -24,70 +24,113 @@ import type { Uvm } from './uvm.js';
 import type { Anon } from './uvm_anon.js';
 import type { UvmObject } from './uvm_object.js';
 
-/* pg.flags */
+/** pg.flags: the page is busy (being read in, written out or set up); whoever wants it sets WANTED and waits */
 export const PG_BUSY = 0x01;
+/** pg.flags: someone sleeps until the page is unbusied (uvmPageWaitBusy) */
 export const PG_WANTED = 0x02;
+/** pg.flags: the page was freed while BUSY; the owner of the I/O frees it when it ends */
 export const PG_RELEASED = 0x04;
+/** pg.flags: the page's bytes are not valid yet (just allocated, not yet filled) */
 export const PG_FAKE = 0x08;
+/** pg.flags: the page's bytes are those of its backing store (a file, swap): no write-back needed */
 export const PG_CLEAN = 0x10;
 
-/* pg.queue */
+/** pg.queue: on no paging queue (wired kernel memory, orphans, a page being set up) */
 export const PQ_NONE = 0;
+/** pg.queue: in a block of the free lists (uvm_pgfl.ts) */
 export const PQ_FREE = 1;
+/** pg.queue: on the active queue */
 export const PQ_ACTIVE = 2;
+/** pg.queue: on the inactive queue, where the pagedaemon looks for pages to reclaim */
 export const PQ_INACTIVE = 3;
+/** the names of the PQ_* queues, by number */
 export const QUEUE_NAMES = ['none', 'free', 'active', 'inactive'] as const;
 
+/**
+ * VmPage: one physical frame (NetBSD's struct vm_page). Users receive pages (from uvmLoan,
+ * uvmPglistAlloc) and may look at them; only the kernel changes them.
+ *
+ * The fields users may read are tagged readonly for TSDoc, and the published declarations make them
+ * `readonly` (scripts/dts-finish.mjs): a user who wrote `pg.loanCount` would corrupt the kernel. The
+ * page's flags, queue and links are internal, left out of the declarations: `frameState(pg)` and
+ * `kernel.frameInfo(frame)` show them.
+ *
+ * @hideconstructor
+ */
 export class VmPage {
+  /** the VM system the page belongs to */
   readonly uvm: Uvm;
+  /** the physical frame number: the page's bytes are RAM [frame * PAGE_SIZE, (frame + 1) * PAGE_SIZE) */
   readonly frame: number;
+  /** @internal PG_* bits */
   flags = 0;
+  /** @internal the PQ_* queue the page is on */
   queue = PQ_FREE;
-  /* PQ_ANON: the anon in uanon owns this page (clear for an O->A loan) */
+  /**
+   * @readonly PQ_ANON: the anon in `uanon` owns this page (clear for an O->A loan, where the object
+   * owns it and the anon borrows it)
+   */
   anonOwns = false;
+  /** @readonly how many loans the page is on (to the kernel, and to anons from its object) */
   loanCount = 0;
+  /** @readonly how many times the page is wired: its kernel loans, plus one for kernel memory */
   wireCount = 0;
+  /** @readonly the object that owns the page (a file, shared memory, the kernel), or null */
   uobject: UvmObject | null = null;
-  /* page index within uobject */
+  /** @readonly page index within `uobject` */
   offset = 0;
+  /** @readonly the anon that owns the page (anonOwns) or borrows it (an O->A loan), or null */
   uanon: Anon | null = null;
-  /* scratch for the checks of a whole call before it changes anything (uvmUnloanPages counts a page's
-     listings in it, uvmPglistFree and uvmPageTransfer look for a page listed twice): always 0 between calls */
+  /**
+   * @internal scratch for the checks of a whole call before it changes anything (uvmUnloanPages counts
+   * a page's listings in it, uvmPglistFree and uvmPageTransfer look for a page listed twice): always 0
+   * between calls
+   */
   mark = 0;
-  /* queue links */
+  /** @internal queue links */
   prev: VmPage | null = null;
+  /** @internal queue links */
   next: VmPage | null = null;
 
+  /** @internal only the VM system makes pages, one per frame, at boot */
   constructor(uvm: Uvm, frame: number) {
     this.uvm = uvm;
     this.frame = frame;
   }
 
-  /* bytes: the frame's memory, a cached view of RAM (no copy, no allocation). */
+  /** bytes: the frame's memory, a cached view of RAM (no copy, no allocation). */
   bytes(): Buffer {
     return this.uvm.ram.frame(this.frame);
   }
 
-  /* isOrphan: allocated, on loan, and owned by nobody. */
+  /** isOrphan: allocated, on loan, and owned by nobody. */
   isOrphan(): boolean {
     return this.queue !== PQ_FREE && this.uobject === null && (this.uanon === null || !this.anonOwns);
   }
 
+  /** "page N", N its frame number */
   toString(): string {
     return `page ${this.frame}`;
   }
 }
 
+/** PageQueue: a paging queue (active or inactive), a doubly linked list threaded through the pages. */
 export class PageQueue {
+  /** first page (the oldest) */
   head: VmPage | null = null;
+  /** last page (the newest) */
   tail: VmPage | null = null;
+  /** pages on it */
   length = 0;
+  /** which queue (PQ_*) */
   readonly id: number;
 
+  /** an empty queue, id a PQ_* value */
   constructor(id: number) {
     this.id = id;
   }
 
+  /** insertTail: put pg at the tail (it must be on no queue) */
   insertTail(pg: VmPage): void {
     pg.prev = this.tail;
     pg.next = null;
@@ -98,6 +141,7 @@ export class PageQueue {
     this.length++;
   }
 
+  /** remove: take pg off this queue */
   remove(pg: VmPage): void {
     if (pg.prev) pg.prev.next = pg.next;
     else this.head = pg.next;
@@ -109,7 +153,7 @@ export class PageQueue {
   }
 }
 
-/* uvmPageDequeue: take a page off whichever paging queue it is on. */
+/** uvmPageDequeue: take a page off whichever paging queue it is on. */
 export function uvmPageDequeue(pg: VmPage): void {
   const uvm = pg.uvm;
   if (pg.queue === PQ_ACTIVE) uvm.active.remove(pg);
@@ -162,7 +206,7 @@ export function uvmPageInit(
   return pg;
 }
 
-/* uvmPageInsert / uvmPageRemove: tie a page to (or untie it from) an object's page array. */
+/** uvmPageInsert / uvmPageRemove: tie a page to (or untie it from) an object's page array. */
 export function uvmPageInsert(pg: VmPage, obj: UvmObject, offset: number): void {
   /* (if + panic, not kassert: a kassert's message would be built on every call) */
   if (pg.uobject !== null) panic(`uvm_pageinsert: ${pg} already in an object`);
@@ -173,6 +217,7 @@ export function uvmPageInsert(pg: VmPage, obj: UvmObject, offset: number): void 
   pg.offset = offset;
 }
 
+/** uvmPageRemove: untie a page from its object (see uvmPageInsert) */
 export function uvmPageRemove(pg: VmPage): void {
   const obj = pg.uobject;
   if (obj === null || obj.pages[pg.offset] !== pg) panic(`uvm_pageremove: ${pg} not in its object`);
@@ -182,7 +227,7 @@ export function uvmPageRemove(pg: VmPage): void {
   pg.offset = 0;
 }
 
-/*
+/**
  * uvmPageFree: an owner lets go of a page (uvm_pagefree, with later NetBSD's loan handling).
  * => a page still on loan is not freed: it is untied from its owner and becomes an orphan (or, if an
  *    anon borrowed it from the object, a page the anon may adopt); the last unloan frees it
@@ -233,7 +278,7 @@ function disownLoanedPage(pg: VmPage): void {
   }
 }
 
-/*
+/**
  * uvmPageWire / uvmPageUnwire: pin a page (the pagedaemon passes over wired pages); it keeps its place
  * on its paging queue.
  * => unwiring a page that is on no queue puts it on the active queue
@@ -242,6 +287,10 @@ export function uvmPageWire(pg: VmPage): void {
   if (pg.wireCount++ === 0) pg.uvm.wiredPages++;
 }
 
+/**
+ * uvmPageUnwire: unpin a page (see uvmPageWire)
+ * => panics if it is not wired
+ */
 export function uvmPageUnwire(pg: VmPage): void {
   if (pg.wireCount < 1) panic(`uvm_pageunwire: ${pg} isn't wired`);
   if (--pg.wireCount === 0) {
@@ -250,7 +299,7 @@ export function uvmPageUnwire(pg: VmPage): void {
   }
 }
 
-/* uvmPageActivate / uvmPageDeactivate: move an unwired page between the paging queues. */
+/** uvmPageActivate / uvmPageDeactivate: move an unwired page between the paging queues. */
 export function uvmPageActivate(pg: VmPage): void {
   if (pg.wireCount > 0) return;
   if (pg.queue === PQ_ACTIVE) return;
@@ -258,6 +307,7 @@ export function uvmPageActivate(pg: VmPage): void {
   pg.uvm.active.insertTail(pg);
 }
 
+/** uvmPageDeactivate: move an unwired page to the inactive queue (see uvmPageActivate) */
 export function uvmPageDeactivate(pg: VmPage): void {
   if (pg.wireCount > 0 || pg.queue === PQ_INACTIVE) return;
   uvmPageDequeue(pg);
@@ -265,12 +315,12 @@ export function uvmPageDeactivate(pg: VmPage): void {
   pg.uvm.inactive.insertTail(pg);
 }
 
-/* uvmPageCopy: copy a frame's contents (uvm_pagecopy). */
+/** uvmPageCopy: copy a frame's contents (uvm_pagecopy). */
 export function uvmPageCopy(src: VmPage, dst: VmPage): void {
   src.uvm.ram.copy(src.frame, dst.frame);
 }
 
-/*
+/**
  * uvmPageUnbusy: the holder of a BUSY page is done with it; wake anyone who waited.
  */
 export function uvmPageUnbusy(pg: VmPage): void {
@@ -279,7 +329,7 @@ export function uvmPageUnbusy(pg: VmPage): void {
   if (wanted) pg.uvm.wakeup(pg);
 }
 
-/*
+/**
  * uvmPageWaitBusy: sleep until a BUSY page is unbusied (or freed): sets WANTED.
  * => the caller must relook the page up afterwards: it may have changed hands
  */
@@ -288,7 +338,7 @@ export function uvmPageWaitBusy(pg: VmPage): Promise<void> {
   return pg.uvm.sleep(pg);
 }
 
-/* checkPageArg: validate that a user-supplied value is a page of this system. */
+/** checkPageArg: validate that a user-supplied value is a page of this system. */
 export function checkPageArg(fn: string, pg: unknown): asserts pg is VmPage {
   if (!(pg instanceof VmPage)) throw new KernelError('EINVAL', `${fn}: not a vm_page: ${String(pg)}`);
 }

@@ -15,7 +15,7 @@ import type { Uvm } from './uvm.js';
 import { checkPageArg, PG_BUSY, PQ_FREE, QUEUE_NAMES, type VmPage } from './uvm_page.js';
 import { VnodeObject } from './uvm_vnode.js';
 
-/* Frame states, in the order the page map's legend lists them. */
+/** Frame states, in the order the page map's legend lists them. */
 export const FrameState = {
   FREE: 0,
   ANON: 1,
@@ -27,7 +27,9 @@ export const FrameState = {
   BUSY: 7,
   KERNEL: 8,
 } as const;
+/** One frame's state: a value of FrameState. */
 export type FrameStateCode = (typeof FrameState)[keyof typeof FrameState];
+/** The name of each FrameState, by code. */
 export const FRAME_STATE_NAMES = [
   'free',
   'anon',
@@ -62,7 +64,7 @@ function stateOf(pg: VmPage): FrameStateCode {
   return FrameState.ANON;
 }
 
-/*
+/**
  * frameStates: every frame's state code, into `out` (allocated if not given)
  * => out.length must be at least physPages (EINVAL)
  */
@@ -75,28 +77,43 @@ export function frameStates(uvm: Uvm, out: Uint8Array = new Uint8Array(uvm.pages
   return out;
 }
 
+/** One user mapping of a frame (kernel.frameInfo). */
 export interface FrameMapping {
+  /** the process */
   pid: number;
+  /** the virtual address it maps the frame at */
   va: number;
+  /** whether the mapping is writable now */
   writable: boolean;
 }
 
+/** kernel.frameInfo(frame): one frame in full, for people (DDB's `show page`). */
 export interface FrameInfo {
+  /** the frame number */
   frame: number;
+  /** its state's name (FRAME_STATE_NAMES) */
   state: (typeof FRAME_STATE_NAMES)[number];
+  /** the paging queue it is on: none, free, active, inactive */
   queue: (typeof QUEUE_NAMES)[number];
+  /** who owns it, in words (an object, an anon, nobody) */
   owner: string;
+  /** its page index in its object, or null */
   offset: number | null;
+  /** loans of the page */
   loanCount: number;
+  /** wirings of the page */
   wireCount: number;
+  /** the anon owns it (clear for an O->A loan) */
   anonOwns: boolean;
+  /** the page is BUSY */
   busy: boolean;
+  /** every user mapping of it, by process */
   mappings: FrameMapping[];
-  /* a free frame's block in the buddy free lists (its first frame and its size in pages); else null */
+  /** a free frame's block in the buddy free lists (its first frame and its size in pages); else null */
   freeBlock: { first: number; pages: number } | null;
 }
 
-/*
+/**
  * frameInfo: everything about one frame, with its user mappings named by process
  * => frame an integer in 0..physPages-1 (EINVAL)
  */

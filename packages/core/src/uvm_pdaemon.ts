@@ -38,16 +38,21 @@ import {
   type VmPage,
 } from './uvm_page.js';
 
+/**
+ * PageDaemon: the pagedaemon (uvm_pageout): frees memory when it runs short -- reclaim hooks first, then a
+ * second-chance scan of the inactive queue, paging out to swap or files.
+ */
 export class PageDaemon {
   private readonly uvm: Uvm;
   private running: Promise<number> | null = null;
   private scheduled = false;
 
+  /** the kernel starts one at boot */
   constructor(uvm: Uvm) {
     this.uvm = uvm;
   }
 
-  /* wake: run a pass soon if free memory is below target (uvm_kick_pdaemon) */
+  /** wake: run a pass soon if free memory is below target (uvm_kick_pdaemon) */
   wake(): void {
     if (this.scheduled || this.running !== null) return;
     this.scheduled = true;
@@ -57,7 +62,7 @@ export class PageDaemon {
     });
   }
 
-  /*
+  /**
    * wait: sleep until at least one page is free (uvm_wait).
    * => a pass that reclaims nothing while pages are BUSY (I/O in flight) sleeps until one of them is
    *    unbusied, then tries again: such a page is about to become reclaimable
@@ -76,7 +81,7 @@ export class PageDaemon {
     }
   }
 
-  /* run: one pass, or join the pass already under way */
+  /** run: one pass, or join the pass already under way */
   run(): Promise<number> {
     if (this.running === null) {
       this.running = this.pass().finally(() => {

@@ -6,7 +6,7 @@ import { PQ_FREE, PQ_NONE, type VmPage } from './uvm_page.js';
 import { ceilLog2, floorLog2, type PageFreeLists } from './uvm_pgfl.js';
 
 /* the free lists of a fresh kernel of n pages */
-function lists(n: number): { fl: PageFreeLists; audit: () => number; pages: VmPage[] } {
+function lists(n: number): { fl: PageFreeLists; audit: () => number; pages: readonly VmPage[] } {
   const k = new Kernel({ physPages: n, swapPages: 0 });
   return { fl: k.uvm.free, audit: () => checkFreeLists(k.uvm), pages: k.uvm.pages };
 }

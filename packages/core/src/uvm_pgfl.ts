@@ -34,18 +34,19 @@ import { PQ_FREE, PQ_NONE, type VmPage } from './uvm_page.js';
 /* how many free blocks allocRun looks at, at most, when it must look for a run across blocks */
 const SPAN_SEARCH_BLOCKS = 64;
 
+/** PageFreeLists: the free pages as a binary buddy system (see above). */
 export class PageFreeLists {
-  /* free pages, in all (uvmexp.free) */
+  /** free pages, in all (uvmexp.free) */
   length = 0;
-  /* the largest order a block can have: 2^maxOrder <= the number of frames */
+  /** the largest order a block can have: 2^maxOrder <= the number of frames */
   readonly maxOrder: number;
-  /* order of the free block headed by each frame, or -1 (not the head of a free block) */
+  /** order of the free block headed by each frame, or -1 (not the head of a free block) */
   readonly order: Int8Array;
-  /* the first free block of each order (the rest follow through pg.next) */
+  /** the first free block of each order (the rest follow through pg.next) */
   readonly heads: (VmPage | null)[];
-  /* free blocks of each order */
+  /** free blocks of each order */
   readonly blocks: Int32Array;
-  /* bit k set: the list of order k is not empty */
+  /** bit k set: the list of order k is not empty */
   nonEmpty = 0;
   private readonly pages: readonly VmPage[];
 

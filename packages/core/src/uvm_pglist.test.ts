@@ -3,7 +3,6 @@ import { expectError, expectErrorSync, expectPanic } from '../test/helpers.js';
 import {
   Kernel,
   PAGE_SIZE,
-  PG_BUSY,
   uvmKmAllocContig,
   uvmKmAllocPage,
   uvmKmFreePage,
@@ -11,7 +10,7 @@ import {
   uvmPglistFree,
   type VmPage,
 } from './index.js';
-import { PQ_FREE, PQ_NONE } from './uvm_page.js';
+import { PG_BUSY, PQ_FREE, PQ_NONE } from './uvm_page.js';
 
 /* hold: every free page as a 1-page run of kernel memory; returns them in frame order */
 function holdAll(k: Kernel): VmPage[] {

@@ -28,6 +28,7 @@ import {
   VmPage,
 } from './uvm_page.js';
 
+/** Options of uvmPglistAlloc. */
 export interface PglistOptions {
   /** fill the pages with zeros (default true); false leaves whatever the frames held last -- for a
    *  caller that overwrites every byte before anyone else can see it */

@@ -3,7 +3,6 @@ import { expectErrorSync, expectPanic, frameAt, pattern, useTmpDir, writeFileOf 
 import {
   Kernel,
   PAGE_SIZE,
-  PG_CLEAN,
   type Proc,
   Prot,
   TRANSFER_REFUSALS,
@@ -17,7 +16,7 @@ import {
   uvmUnloanPages,
   type VmPage,
 } from './index.js';
-import { PQ_ACTIVE } from './uvm_page.js';
+import { PG_CLEAN, PQ_ACTIVE } from './uvm_page.js';
 
 const P = PAGE_SIZE;
 const tmp = useTmpDir();

@@ -34,14 +34,20 @@ import {
   type VmPage,
 } from './uvm_page.js';
 
+/**
+ * VnodeObject: a real file as a memory object (NetBSD's vnode pager), one per file identity per kernel. Made
+ * by proc.mmapFile; users may look at it (pg.uobject).
+ */
 export class VnodeObject extends UvmObject {
+  /** always 'vnode' */
   readonly kind = 'vnode' as const;
-  /* the path it was first mapped by (for messages: the file may have been renamed since) */
+  /** the path it was first mapped by (for messages: the file may have been renamed since) */
   readonly path: string;
-  /* the file's identity, "device:inode": the vnode cache's key */
+  /** the file's identity, "device:inode": the vnode cache's key */
   readonly id: string;
+  /** the file was opened read-write */
   readonly writable: boolean;
-  /* the file's size in bytes, as last seen (noticeSize) */
+  /** @readonly the file's size in bytes, as last seen (noticeSize) */
   size: number;
   private readonly fh: FileHandle;
 
@@ -55,6 +61,7 @@ export class VnodeObject extends UvmObject {
   }
 
   /**
+   * @internal
    * uvnAttach: the vnode object of the file at `path`, from the cache or newly opened (uvn_attach).
    * => gains a reference for the caller; the file is found by its identity (device and inode), so a
    *    file replaced under the path is a new object, and the old one stays with its old mappings
@@ -108,6 +115,7 @@ export class VnodeObject extends UvmObject {
   }
 
   /**
+   * @internal
    * noticeSize: the file is `size` bytes long now (someone else may have truncated or grown it).
    * => shrunk: every page wholly past the new end leaves the object (truncate: a BUSY one is
    *    RELEASED, a loaned one becomes an orphan and keeps its bytes); faults and loans there get EFAULT
@@ -130,11 +138,13 @@ export class VnodeObject extends UvmObject {
     }
   }
 
+  /** @internal */
   protected needsIo(): boolean {
     return true;
   }
 
   /**
+   * @internal
    * pgoRead: read a page from the file (uvn_get).
    * => a read that comes up short or long of the size we knew makes us look at the file's size again
    * => throws EFAULT if the page is past the end of the file (it was cut while mapped)
@@ -162,6 +172,7 @@ export class VnodeObject extends UvmObject {
   }
 
   /**
+   * @internal
    * pgoWrite: write a page back to the file (uvn_put).
    * => writes only bytes inside both the size we knew and the file's current size, so a file someone
    *    else truncated is not grown back (the object notices the new size: see noticeSize)
@@ -177,7 +188,8 @@ export class VnodeObject extends UvmObject {
     if (len > 0) await this.fh.write(pg.bytes(), 0, len, pos);
   }
 
-  /*
+  /**
+   * @internal
    * flush: write back every dirty page (and with `free`, drop the pages) (uvn_flush).
    * => pages BUSY with someone else's I/O are waited for
    */
@@ -200,7 +212,7 @@ export class VnodeObject extends UvmObject {
     }
   }
 
-  /* last mapping gone: write back, free the pages, close the file (in the background). */
+  /** @internal last mapping gone: write back, free the pages, close the file (in the background). */
   protected onLastRef(): void {
     this.uvm.vnodes.delete(this.id);
     const done = this.teardown();

@@ -15,11 +15,11 @@ import {
   type Kernel,
   KernelError,
   type KernelErrorCode,
-  type MapEntry,
   PAGE_SIZE,
   type Proc,
   type VmPage,
 } from '../src/index.js';
+import type { MapEntry } from '../src/uvm_map.js';
 
 /* A temporary directory for real files; `remove()` deletes it. */
 export interface TmpDir {

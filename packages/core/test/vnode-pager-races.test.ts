@@ -4,10 +4,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { type IoEvent, Kernel, PAGE_SIZE, PG_CLEAN, Prot } from '../src/index.js';
+import { type IoEvent, Kernel, PAGE_SIZE, Prot } from '../src/index.js';
 import { amapAdd } from '../src/uvm_amap.js';
 import { uvmAnonAlloc } from '../src/uvm_anon.js';
-import { uvmPageActivate, uvmPageAlloc, uvmPageUnbusy } from '../src/uvm_page.js';
+import { PG_CLEAN, uvmPageActivate, uvmPageAlloc, uvmPageUnbusy } from '../src/uvm_page.js';
 import {
   deferred,
   expectError,

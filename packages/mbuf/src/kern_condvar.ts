@@ -11,7 +11,7 @@
  */
 import { KernelError } from '@loanout/core';
 
-/*
+/**
  * checkSignal: an optional AbortSignal that has not aborted
  * => throws EINVAL if signal is neither undefined nor an AbortSignal, EINTR if it has aborted
  */
@@ -29,6 +29,7 @@ interface Sleeper {
   wake: () => void;
 }
 
+/** WaitLine: takers waiting, first come first served, for their count to fit under a cap (see above). */
 export class WaitLine {
   private readonly sleepers: Sleeper[] = [];
   /* would n more fit under the cap now? */
@@ -36,16 +37,18 @@ export class WaitLine {
   /* count n as taken */
   private readonly admit: (n: number) => void;
 
+  /** fits: would n more fit now; admit: count n as taken */
   constructor(fits: (n: number) => boolean, admit: (n: number) => void) {
     this.fits = fits;
     this.admit = admit;
   }
 
+  /** takers waiting */
   get length(): number {
     return this.sleepers.length;
   }
 
-  /*
+  /**
    * sleep: wait in line until our n fit; they are admitted (counted as taken) before we resume
    * => the caller has checked the signal (checkSignal); throws EINTR if it aborts before our turn,
    *    and then nothing is taken
@@ -73,7 +76,7 @@ export class WaitLine {
     });
   }
 
-  /* pump: let sleepers in, in order, while the first one's count fits (cv_broadcast, in order) */
+  /** pump: let sleepers in, in order, while the first one's count fits (cv_broadcast, in order) */
   pump(): void {
     while (this.sleepers.length > 0 && this.fits(this.sleepers[0].n)) {
       const s = this.sleepers.shift()!;

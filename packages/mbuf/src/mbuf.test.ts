@@ -7,7 +7,6 @@ import {
   M_EXT_PAGES,
   M_EXT_ROMAP,
   M_PKTHDR,
-  Mbuf,
   MCLBYTES,
   mAdj,
   mBuffers,
@@ -20,6 +19,7 @@ import {
   mFreem,
   mLength,
 } from './index.js';
+import { Mbuf } from './mbuf.js';
 
 const SEED = 7;
 

@@ -23,39 +23,59 @@
  */
 import { type Kernel, KernelError, KernelPanic } from '@loanout/core';
 
+/** The size of a cluster, the 2 KiB buffer copies go into (NetBSD's MCLBYTES). */
 export const MCLBYTES = 2048;
+/** log2 of MCLBYTES */
 export const MCLSHIFT = 11;
 
-/* m_flags */
+/** m_flags: the first mbuf of a packet (pkthdrLen is valid) */
 export const M_PKTHDR = 0x01;
+/** m_flags: the data is in external storage (a cluster or loaned pages) */
 export const M_EXT = 0x02;
+/** m_flags: the storage is a cluster (a copy) */
 export const M_EXT_CLUSTER = 0x04;
+/** m_flags: the storage is loaned user pages (no copy) */
 export const M_EXT_PAGES = 0x08;
+/** m_flags: the storage is mapped read-only (loaned pages: writing them panics) */
 export const M_EXT_ROMAP = 0x10;
 
-/* External storage shared by the mbufs that point into it. */
+/** External storage shared by the mbufs that point into it. */
 export interface MbufExt {
+  /** @readonly the mbufs that point into the storage */
   refs: number;
+  /** @internal give the storage back (the last mFree does) */
   release(): void;
 }
 
+/**
+ * Mbuf: one buffer of a chain (NetBSD's struct mbuf) -- a view of a cluster (a copy) or of loaned pages. The
+ * chain builders (mbufLoan, mbufCopyin, ...) make chains; mFreem frees one; its fields are the network's.
+ *
+ * @hideconstructor
+ */
 export class Mbuf {
+  /** @readonly the next mbuf of the chain, or null */
   next: Mbuf | null = null;
+  /** @readonly M_* flags */
   flags: number;
-  /* bytes of data in this mbuf */
+  /** @readonly bytes of data in this mbuf */
   len: number;
-  /* total length of the packet (valid on the first mbuf, M_PKTHDR) */
+  /** @readonly total length of the packet (valid on the first mbuf, M_PKTHDR) */
   pkthdrLen = 0;
-  /* exactly this mbuf's data: a view of RAM */
+  /** @readonly exactly this mbuf's data: a view of RAM */
   view: Buffer;
-  /* kernel virtual address of view[0] */
+  /** @readonly kernel virtual address of view[0] */
   kva: number;
+  /** the external storage, shared by the mbufs that point into it */
   readonly ext: MbufExt;
+  /** the kernel whose memory it is */
   readonly kernel: Kernel;
+  /** @readonly mFree has freed it: it must not be used again */
   freed = false;
-  /* another mbuf's `next` points here (set by the chain builders and mCat): not the head of a chain */
+  /** @internal another mbuf's `next` points here (set by the chain builders and mCat): not the head of a chain */
   linked = false;
 
+  /** @internal the chain builders make mbufs */
   constructor(kernel: Kernel, flags: number, view: Buffer, kva: number, ext: MbufExt) {
     this.kernel = kernel;
     this.flags = flags;
@@ -65,12 +85,13 @@ export class Mbuf {
     this.ext = ext;
   }
 
+  /** isLoaned: the data is loaned user pages (M_EXT_PAGES), not a copy */
   get isLoaned(): boolean {
     return (this.flags & M_EXT_PAGES) !== 0;
   }
 }
 
-/* mLink: put n after m in a chain (the chain builders' and mCat's only way to link) */
+/** mLink: put n after m in a chain (the chain builders' and mCat's only way to link) */
 export function mLink(m: Mbuf, n: Mbuf): void {
   m.next = n;
   n.linked = true;
@@ -100,7 +121,7 @@ function usedAfterFree(fn: string, head: boolean): never {
   );
 }
 
-/*
+/**
  * mFreem: free a whole chain (m_freem).
  * => panics on a chain already freed (double free), or one holding an mbuf freed on its own; the
  *    chain is checked first, so then nothing is freed
@@ -116,7 +137,7 @@ export function mFreem(m: Mbuf): void {
   }
 }
 
-/*
+/**
  * mFree: free one mbuf (m_free); its storage goes when its last reference does. The mbuf after it,
  * if any, becomes the head of a chain of its own.
  * => panics on an mbuf already freed
@@ -134,7 +155,7 @@ function freeOne(m: Mbuf): void {
   if (--m.ext.refs === 0) m.ext.release();
 }
 
-/*
+/**
  * mLength: the number of data bytes in a chain (m_length)
  * => panics if the chain holds a freed mbuf
  */
@@ -143,7 +164,7 @@ export function mLength(m: Mbuf): number {
   return chainLength('m_length', m);
 }
 
-/*
+/**
  * mBuffers: the chain's data as zero-copy Buffer views of RAM, in order (for node:net writes).
  * => no copy and no allocation beyond the array; panics if the chain holds a freed mbuf
  */
@@ -157,7 +178,7 @@ export function mBuffers(m: Mbuf): Buffer[] {
   return out;
 }
 
-/*
+/**
  * mCopydata: copy n bytes starting at off out of a chain (m_copydata), read through the kernel mapping.
  * => EINVAL if [off, off + n) is not inside the chain
  */
@@ -173,7 +194,7 @@ export function mCopydata(m: Mbuf, off: number, n: number): Buffer {
   return out;
 }
 
-/*
+/**
  * mCopyback: write bytes into a chain at off (m_copyback), through the kernel mapping.
  * => a loaned mbuf is mapped read-only: writing it is a kernel fault (KernelPanic), never a copy
  * => EINVAL if the bytes aren't a Uint8Array or don't fit inside the chain
@@ -190,7 +211,7 @@ export function mCopyback(m: Mbuf, off: number, bytes: Uint8Array): void {
   });
 }
 
-/*
+/**
  * mAdj: trim n bytes from the head (n > 0) or the tail (n < 0) of a chain (m_adj).
  * => mbufs left empty stay in the chain with len 0; the packet header length follows
  */
@@ -225,7 +246,7 @@ function trimTail(x: Mbuf, k: number): number {
   return k;
 }
 
-/*
+/**
  * mCat: append chain n to chain m (m_cat); the packet header of m grows
  * => EINVAL if n is not the head of a chain of its own (it is inside another chain: the two would
  *    share a tail, freed twice), if the chains share an mbuf (the result would be a loop; m and n the

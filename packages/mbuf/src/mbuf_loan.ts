@@ -52,8 +52,9 @@ import {
 } from './mbuf.js';
 import { type MbufSystem, mbufSystem } from './mbuf_system.js';
 
+/** Options of the chain builders (mbufLoan, mbufCopyin and the rest). */
 export interface MbufLoanOptions {
-  /* give up waiting for kernel address space or clusters (EINTR); already aborted: EINTR at once */
+  /** give up waiting for kernel address space or clusters (EINTR); already aborted: EINTR at once */
   signal?: AbortSignal;
   /**
    * resolve null instead of waiting in line for the loan budget or for clusters (M_DONTWAIT); page-ins
@@ -67,7 +68,7 @@ export interface MbufLoanOptions {
 /** MbufLoanOptions for a caller that waits: the chain always comes */
 export type MbufWaitOptions = MbufLoanOptions & { nowait?: false };
 
-/*
+/**
  * mbufLoan: a chain over the user's bytes [va, va + len), by page loan (A->K or O->K).
  * => any va and len; the whole pages under them are loaned, the chain covers just the bytes
  * => waits while the loan would exceed the kernel address-space budget; with opts.nowait resolves
@@ -80,6 +81,10 @@ export type MbufWaitOptions = MbufLoanOptions & { nowait?: false };
  *    await is the caller's
  */
 export function mbufLoan(proc: Proc, va: number, len: number, opts?: MbufWaitOptions): Promise<Mbuf>;
+/**
+ * mbufLoan with opts.nowait: the chain, or null (nothing taken) when the loan budget is short.
+ * => as mbufLoan above
+ */
 export function mbufLoan(proc: Proc, va: number, len: number, opts: MbufLoanOptions): Promise<Mbuf | null>;
 export function mbufLoan(
   proc: Proc,
@@ -333,7 +338,7 @@ class ClusterExt {
   }
 }
 
-/*
+/**
  * mbufCopyin: a chain holding a copy of the user's bytes [va, va + len) in 2 KiB clusters (uiomove).
  * => any va and len; takes all its clusters at once, waiting in line (holding none) while the pool is
  *    at its limit
@@ -345,6 +350,10 @@ class ClusterExt {
  * => when nothing needs to sleep (clusters free, pages mapped) the copy is done at once
  */
 export function mbufCopyin(proc: Proc, va: number, len: number, opts?: MbufWaitOptions): Promise<Mbuf>;
+/**
+ * mbufCopyin with opts.nowait: the chain, or null (nothing taken) when the cluster pool is at its limit.
+ * => as mbufCopyin above
+ */
 export function mbufCopyin(proc: Proc, va: number, len: number, opts: MbufLoanOptions): Promise<Mbuf | null>;
 export function mbufCopyin(
   proc: Proc,

@@ -1,16 +1,8 @@
 import { Kernel, PAGE_SIZE } from '@loanout/core';
 import { describe, expect, it } from 'vitest';
 import { expectError, userMemory } from '../test/helpers.js';
-import {
-  MbufSystem,
-  MCLBYTES,
-  mbufCopyin,
-  mbufInit,
-  mbufLoan,
-  mbufStats,
-  mbufSystem,
-  mFreem,
-} from './index.js';
+import { MCLBYTES, mbufCopyin, mbufInit, mbufLoan, mbufStats, mbufSystem, mFreem } from './index.js';
+import { MbufSystem } from './mbuf_system.js';
 
 describe('mbufSystem / mbufInit', () => {
   it('is made with the defaults on first use: a 16 MiB loan budget, clusters up to a quarter of RAM', () => {

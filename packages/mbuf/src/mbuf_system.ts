@@ -12,49 +12,80 @@ import { MCLBYTES } from './mbuf.js';
 import { KvaBudget } from './sokva.js';
 import { Pool } from './subr_pool.js';
 
+/** Options of mbufInit: the limits of a kernel's mbuf system. */
 export interface MbufOptions {
-  /* kernel address space loaned mbufs may map at once (default 16 MiB, NetBSD's somaxkva) */
+  /** kernel address space loaned mbufs may map at once (default 16 MiB, NetBSD's somaxkva) */
   kvaBudgetBytes?: number;
-  /* most memory the cluster pool may hold (default a quarter of RAM) */
+  /** most memory the cluster pool may hold (default a quarter of RAM) */
   maxClusterBytes?: number;
 }
 
+/** mbufStats(kernel): the mbuf system's memory in use now and its counters since mbufInit. */
 export interface MbufStats {
+  /** clusters holding copies now */
   clustersInUse: number;
+  /** pages the cluster pool holds (in use or idle) */
   clusterPoolPages: number;
+  /** chains made by loan */
   loanChains: number;
+  /** chains made by copy */
   copyChains: number;
+  /** bytes carried by loan */
   loanedBytes: number;
+  /** bytes carried by copy */
   copiedBytes: number;
+  /** kernel address-space pages loaned chains map now */
   kvaPagesInUse: number;
+  /** the loan budget, in pages of kernel address space */
   kvaBudgetPages: number;
+  /** loans that had to wait for the budget */
   kvaWaits: number;
+  /** loans waiting for the budget now */
   kvaWaiting: number;
-  /* sends that wanted to loan but copied, because the loan budget was short (sosend's fallback) */
+  /** sends that wanted to loan but copied, because the loan budget was short (sosend's fallback) */
   loanFallbacks: number;
+  /** bytes of those sends */
   loanFallbackBytes: number;
-  /* chains taken past the cluster pool's limit: a socket's guaranteed minimum (see subr_pool.ts) */
+  /** chains taken past the cluster pool's limit: a socket's guaranteed minimum (see subr_pool.ts) */
   overdrafts: number;
-  /* the receive side (soreceive): bytes copied out to processes, and moved as whole pages (page transfer) */
+  /** the receive side (soreceive): bytes copied out to processes, and moved as whole pages (page transfer) */
   recvCopiedBytes: number;
+  /** bytes received by page transfer */
   recvTransferredBytes: number;
+  /** pages received by page transfer */
   recvPagesTransferred: number;
-  /* copies of bytes that could have moved as whole pages, by why not (unaligned, shared, no-run, ...) */
+  /** copies of bytes that could have moved as whole pages, by why not (unaligned, shared, no-run, ...) */
   recvFallbacks: Record<string, number>;
 }
 
+/**
+ * MbufSystem: a kernel's mbuf system (mbufInit, mbufSystem): its cluster pool, its loan budget and its
+ * counters, which mbufStats reports.
+ *
+ * @hideconstructor
+ */
 export class MbufSystem {
+  /** the kernel it belongs to */
   readonly kernel: Kernel;
+  /** @internal the cluster pool */
   readonly clusters: Pool;
+  /** @internal the loan budget */
   readonly kva: KvaBudget;
+  /** @internal */
   loanChains = 0;
+  /** @internal */
   copyChains = 0;
+  /** @internal */
   loanedBytes = 0;
+  /** @internal */
   copiedBytes = 0;
+  /** @internal */
   loanFallbacks = 0;
+  /** @internal */
   loanFallbackBytes = 0;
+  /** @internal */
   overdrafts = 0;
-  /** the socket layer's receive side adds here (soreceive.ts) */
+  /** @internal the socket layer's receive side adds here (soreceive.ts) */
   readonly recv = {
     copiedBytes: 0,
     transferredBytes: 0,
@@ -63,6 +94,7 @@ export class MbufSystem {
   };
   private released: { promise: Promise<void>; resolve: () => void } | null = null;
 
+  /** @internal mbufInit makes a kernel's mbuf system */
   constructor(kernel: Kernel, opts: MbufOptions) {
     this.kernel = kernel;
     const ram = kernel.uvm.pages.length * PAGE_SIZE;
@@ -80,6 +112,7 @@ export class MbufSystem {
   }
 
   /**
+   * @internal
    * waitRelease: sleep until the next cluster put or loan-budget release, by anyone
    * => for takers that do not wait in line (nowait): they wake and try again
    */
@@ -101,6 +134,10 @@ export class MbufSystem {
     r.resolve();
   }
 
+  /**
+   * stats: the counters and memory in use (what mbufStats returns)
+   * => returns a new object
+   */
   stats(): MbufStats {
     return {
       clustersInUse: this.clusters.inUse,
@@ -132,7 +169,7 @@ function checkBytes(name: string, n: number): void {
 
 const systems = new WeakMap<Kernel, MbufSystem>();
 
-/*
+/**
  * mbufInit: set up a kernel's mbuf subsystem with options (mbinit).
  * => throws EBUSY if it is already set up (explicitly or by first use), EINVAL for a non-kernel or
  *    bad options
@@ -147,12 +184,12 @@ export function mbufInit(kernel: Kernel, opts: MbufOptions = {}): MbufSystem {
   return sys;
 }
 
-/* mbufSystem: a kernel's mbuf subsystem, set up with defaults on first use */
+/** mbufSystem: a kernel's mbuf subsystem, set up with defaults on first use */
 export function mbufSystem(kernel: Kernel): MbufSystem {
   return systems.get(kernel) ?? mbufInit(kernel);
 }
 
-/*
+/**
  * mbufStats: counters of a kernel's mbuf subsystem
  * => reading them does not set the subsystem up: before first use (or mbufInit) nothing is in use,
  *    no budget is set, and every counter is 0; mbufInit with options still works afterwards

@@ -1,7 +1,7 @@
 import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { expectError, expectPanic, settled } from '../test/helpers.js';
-import { KvaBudget } from './index.js';
+import { KvaBudget } from './sokva.js';
 
 describe('KvaBudget', () => {
   it('refuses a budget that is not a positive integer of pages (EINVAL)', async () => {

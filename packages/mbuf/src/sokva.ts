@@ -11,11 +11,18 @@
 import { KernelError, KernelPanic } from '@loanout/core';
 import { checkSignal, WaitLine } from './kern_condvar.js';
 
+/**
+ * KvaBudget: the kernel address space loaned mbufs may map at once (NetBSD's somaxkva), with a FIFO line of
+ * loans waiting for it.
+ */
 export class KvaBudget {
+  /** the budget, in pages */
   readonly limitPages: number;
+  /** pages reserved now */
   usedPages = 0;
+  /** reservations that had to wait */
   waits = 0;
-  /* called after every release (the mbuf system's release broadcast), or null */
+  /** called after every release (the mbuf system's release broadcast), or null */
   onRelease: (() => void) | null = null;
   private readonly line = new WaitLine(
     (n) => this.usedPages + n <= this.limitPages,
@@ -24,7 +31,7 @@ export class KvaBudget {
     },
   );
 
-  /* => limitPages >= 1 (EINVAL) */
+  /** => limitPages >= 1 (EINVAL) */
   constructor(limitPages: number) {
     if (!Number.isSafeInteger(limitPages) || limitPages < 1) {
       throw new KernelError('EINVAL', `sokva: bad budget of ${String(limitPages)} pages`);
@@ -32,11 +39,12 @@ export class KvaBudget {
     this.limitPages = limitPages;
   }
 
+  /** reservations waiting now */
   get waiting(): number {
     return this.line.length;
   }
 
-  /*
+  /**
    * tryReserve: take npages now if nobody is waiting ahead and they fit
    * => npages a positive integer (EINVAL)
    */
@@ -47,7 +55,7 @@ export class KvaBudget {
     return true;
   }
 
-  /*
+  /**
    * reserve: take npages, waiting in line for frees if they don't fit now (sokvaalloc)
    * => throws EINVAL if npages is not a positive integer or exceeds the whole budget, or signal is
    *    neither undefined nor an AbortSignal; EINTR if signal has already aborted (at once, even when
@@ -71,7 +79,7 @@ export class KvaBudget {
     return this.line.sleep('sokvaalloc', 'kernel address space', npages, signal);
   }
 
-  /*
+  /**
    * release: give npages back (sokvafree) and let waiters in, in order
    * => panics if that is more than is reserved (or not a count)
    */

@@ -1,7 +1,8 @@
 import { Kernel, PAGE_SIZE } from '@loanout/core';
 import { describe, expect, it } from 'vitest';
 import { expectError, expectPanic, settled } from '../test/helpers.js';
-import { MCLBYTES, Pool } from './index.js';
+import { MCLBYTES } from './index.js';
+import { Pool } from './subr_pool.js';
 
 function boot(physPages = 64): Kernel {
   return new Kernel({ physPages, swapPages: 0 });

@@ -50,10 +50,15 @@ interface PoolPage {
   free: number;
 }
 
+/** Pool: fixed-size items in wired kernel pages (NetBSD's pool(9)): the mbuf clusters. */
 export class Pool {
+  /** the pool's name, in messages */
   readonly name: string;
+  /** bytes per item */
   readonly itemSize: number;
+  /** items per page */
   readonly perPage: number;
+  /** the most pages it may hold (overdrafts aside) */
   readonly maxPages: number;
   private readonly kernel: Kernel;
   /* free items by physical address */
@@ -72,15 +77,16 @@ export class Pool {
     },
   );
   private growing: Promise<void> | null = null;
+  /** items handed out */
   inUse = 0;
   /* items handed out plus items promised to takers still collecting them; <= capacity but for overdrafts */
   private committed = 0;
-  /* called after every put (the mbuf system's release broadcast), or null */
+  /** called after every put (the mbuf system's release broadcast), or null */
   onRelease: (() => void) | null = null;
   /* pages with no item out (what drain() would give back) */
   private idle = 0;
 
-  /*
+  /**
    * => kernel a Kernel, name a string, itemSize divides PAGE_SIZE, maxPages >= 1 (EINVAL otherwise)
    */
   constructor(kernel: Kernel, name: string, itemSize: number, maxPages: number) {
@@ -103,16 +109,17 @@ export class Pool {
     this.out = new Uint8Array(kernel.uvm.pages.length * this.perPage);
   }
 
+  /** pages it holds */
   get npages(): number {
     return this.pages.size;
   }
 
-  /* capacity: the most items that may be out at once (maxPages pages' worth) */
+  /** capacity: the most items that may be out at once (maxPages pages' worth) */
   get capacity(): number {
     return this.maxPages * this.perPage;
   }
 
-  /*
+  /**
    * getSync: an item's physical address, or -1 if none is free without growing or waiting, or if
    * others wait ahead (pool_get PR_NOWAIT)
    */
@@ -122,7 +129,7 @@ export class Pool {
     return this.take();
   }
 
-  /*
+  /**
    * getManySync: n items at once if they are free now with nobody waiting ahead (no growing, no
    * waiting), else null and nothing taken -- getMany's fast path
    * => overdraft: past the cap and ahead of the line, if n items are free now
@@ -137,7 +144,7 @@ export class Pool {
     return addrs;
   }
 
-  /*
+  /**
    * get: an item, growing the pool by a page or waiting in line for a put() at the limit
    * (pool_get PR_WAITOK)
    * => throws ENOMEM when the VM system has no page to give (then the pool's idle pages go back)
@@ -148,7 +155,7 @@ export class Pool {
     return (await this.getMany(1))[0];
   }
 
-  /*
+  /**
    * getMany: n items, all or none, as one request: waits in line, holding nothing, until n fit under
    * the cap, then takes them, growing the pool as needed.
    * => overdraft: no wait and no cap (see the essay above); the pool still grows page by page
@@ -179,7 +186,7 @@ export class Pool {
     return addrs;
   }
 
-  /* fits: would n more items be had now without waiting (nobody in line, under the cap)? */
+  /** fits: would n more items be had now without waiting (nobody in line, under the cap)? */
   fits(n: number): boolean {
     return this.line.length === 0 && this.committed + n <= this.capacity;
   }
@@ -232,7 +239,7 @@ export class Pool {
     }
   }
 
-  /*
+  /**
    * put: give an item back (pool_put); lets waiters in. The page stays in the pool, idle or not, until
    * the pagedaemon asks for it (reclaim): a put costs the same whatever memory is like
    * => EINVAL if addr is not an item of this pool; panics if the item is not out (double put)
@@ -250,7 +257,7 @@ export class Pool {
     this.onRelease?.();
   }
 
-  /*
+  /**
    * view: the bytes of an item that is out, a cached view of RAM
    * => EINVAL if addr is not an item of this pool; panics if the item is not out (a use after put)
    */
@@ -259,7 +266,7 @@ export class Pool {
     return this.views[addr / this.itemSize]!;
   }
 
-  /*
+  /**
    * kvaOf: the kernel virtual address of an item that is out
    * => EINVAL if addr is not an item of this pool; panics if the item is not out (a use after put)
    */
@@ -288,7 +295,7 @@ export class Pool {
     return page;
   }
 
-  /*
+  /**
    * reclaim: the pagedaemon's request for pages back (registered with kernel.addReclaimHook by the
    * mbuf system): drain, unless a taker is collecting items now (the pages it just grew by are idle
    * only until it takes their items)
@@ -298,7 +305,7 @@ export class Pool {
     return this.committed === this.inUse ? this.drain() : 0;
   }
 
-  /*
+  /**
    * drain: give every page with no item out back to the VM system (pool_reclaim)
    * => returns the number of pages given back
    */

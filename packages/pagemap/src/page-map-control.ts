@@ -28,13 +28,17 @@ const LOOPBACK_NAMES = new Set(['127.0.0.1', 'localhost']);
 
 /** A control, read: the action and the step it is meant for. */
 export interface Control {
+  /** what the page asks the walkthrough to do */
   action: WalkthroughAction;
+  /** the step it is meant for (NarrationUpdate.step) */
   step: number;
 }
 
 /** A control refused before it reached the walkthrough: the HTTP status and why. */
 export interface Refusal {
+  /** the HTTP status to answer with */
   status: number;
+  /** why, in words */
   error: string;
 }
 

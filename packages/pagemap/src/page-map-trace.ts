@@ -32,13 +32,17 @@ export const TRACE_MAX = 512;
 
 /** @internal the trace between two updates, and the frames that came in by page transfer */
 export class TraceWindow {
+  /** the events since the last update, the newest TRACE_MAX */
   events: TraceEvent[] = [];
+  /** events dropped beyond TRACE_MAX */
   dropped = 0;
+  /** how many of each kind, dropped ones too */
   kinds: Partial<Record<TraceKind, number>> = {};
-  /* one bit per frame: it came into a process by page transfer and has not been seen free since */
+  /** @internal one bit per frame: it came into a process by page transfer and has not been seen free since */
   readonly arrived: Uint8Array;
   private anyArrived = false;
 
+  /** a window over a RAM of `frames` frames */
   constructor(frames: number) {
     this.arrived = new Uint8Array(Math.ceil(frames / 8));
   }

@@ -75,8 +75,11 @@ export interface NarrationUpdate {
   step: number;
   /** the number of steps, if the walkthrough said */
   of: number | null;
+  /** the step's title */
   title: string;
+  /** what the step says */
   text: string;
+  /** running, paused or done */
   state: WalkthroughState;
   /** while running, milliseconds until the walkthrough moves on by itself; else null */
   remainingMs: number | null;
@@ -87,6 +90,7 @@ const MS_MAX = 2 ** 31 - 1;
 
 /** @internal the walkthrough state machine behind {@link Walkthrough}; `changed` is told of every change */
 export class WalkthroughRun implements Walkthrough {
+  /** running, paused or done */
   state: WalkthroughState = 'running';
   private seq = 0;
   private shown: Narration | null = null;
@@ -96,11 +100,13 @@ export class WalkthroughRun implements Walkthrough {
   private release: (() => void) | null = null;
   private closed = false;
 
+  /** a walkthrough with its options, telling `changed` of every change */
   constructor(
     private readonly opts: WalkthroughOptions,
     private readonly changed: () => void,
   ) {}
 
+  /** step: show a narration (see Walkthrough.step) */
   step(narration: Narration, ms: number): Promise<void> {
     checkNarration(narration);
     if (!Number.isInteger(ms) || ms < 0 || ms > MS_MAX)
@@ -123,6 +129,7 @@ export class WalkthroughRun implements Walkthrough {
     return held;
   }
 
+  /** done: the walkthrough is over (see Walkthrough.done) */
   done(): void {
     if (this.state === 'done') return;
     this.state = 'done';

@@ -41,21 +41,21 @@ export type EchoMode = SendMode | 'zerocopy';
 
 import { type Listener, listenChecked } from './uipc_syscalls.js';
 
+/** Options of createEchoServer. */
 export interface EchoServerOptions extends SocketOptions {
-  /* the kernel to run in (default: a new one with 32768 pages = 128 MiB) */
+  /** the kernel to run in (default: a new one with 32768 pages = 128 MiB) */
   kernel?: Kernel;
-  /* default 127.0.0.1 */
+  /** default 127.0.0.1 */
   host?: string;
-  /* default 7007; 0 = any free port */
+  /** default 7007; 0 = any free port */
   port?: number;
-  /* default 'auto' */
-  /* default 'auto' */
+  /** default 'auto' */
   mode?: EchoMode;
-  /* a positive integer, default 128 */
+  /** a positive integer, default 128 */
   maxConnections?: number;
-  /* size of each buffer in a connection's ring (default 64 KiB) ... */
+  /** size of each buffer in a connection's ring (default 64 KiB) ... */
   bufferBytes?: number;
-  /* ... and how many (default 8): the whole ring must fit a process's address space (just under 1 GiB) */
+  /** ... and how many (default 8): the whole ring must fit a process's address space (just under 1 GiB) */
   buffers?: number;
   /**
    * close a connection that has made no progress -- no byte received, no send done -- for this many
@@ -65,33 +65,52 @@ export interface EchoServerOptions extends SocketOptions {
   idleTimeoutMs?: number;
 }
 
+/** What an echo server has done so far, both directions (EchoServer.stats()). */
 export interface EchoStats {
-  /* bytes received by copy and by page transfer (in), as the kernel counted them */
+  /** bytes received by copy and by page transfer (in), as the kernel counted them */
   recvCopiedBytes: number;
+  /** bytes received by page transfer */
   recvTransferredBytes: number;
+  /** connections accepted */
   connections: number;
+  /** connections open now */
   activeConnections: number;
+  /** bytes echoed back */
   bytesEchoed: number;
+  /** bytes sent back by loan */
   loanedBytes: number;
+  /** bytes sent back by copy */
   copiedBytes: number;
+  /** mbuf chains sent by loan */
   loanChains: number;
+  /** mbuf chains sent by copy */
   copyChains: number;
+  /** connections that ended in an error */
   errors: number;
-  /* connections reset at accept for want of kernel memory (Listener.dropped) */
+  /** connections reset at accept for want of kernel memory (Listener.dropped) */
   dropped: number;
-  /* connections refused politely because maxConnections were open (Listener.refused) */
+  /** connections refused politely because maxConnections were open (Listener.refused) */
   refused: number;
-  /* connections closed after idleTimeoutMs without progress */
+  /** connections closed after idleTimeoutMs without progress */
   idleClosed: number;
 }
 
+/** EchoServer: a listening echo server of the loanout kernel (createEchoServer). */
 export interface EchoServer {
+  /** the address it listens on */
   readonly host: string;
+  /** the port it listens on */
   readonly port: number;
+  /** how it sends back */
   readonly mode: EchoMode;
+  /** the kernel its connections run on */
   readonly kernel: Kernel;
+  /**
+   * stats: what it has done so far (EchoStats)
+   * => returns a new object
+   */
   stats(): EchoStats;
-  /* stop accepting, close every connection, release everything */
+  /** stop accepting, close every connection, release everything */
   close(): Promise<void>;
 }
 
@@ -119,7 +138,7 @@ interface Counts {
   idleClosed: number;
 }
 
-/*
+/**
  * createEchoServer: listen on host:port and echo every byte back.
  * => opts: an object or undefined; listener and socket options as sockListen; bufferBytes and
  *    buffers positive integers whose ring (buffers x bufferBytes, each rounded up to pages) fits a

@@ -10,12 +10,15 @@
 import net from 'node:net';
 import { KernelError, type KernelErrorCode } from '@loanout/core';
 
+/** node:net's onread option: read from the host socket into buffers we hand it. */
 export interface OnRead {
+  /** the buffer to read into next */
   buffer: () => Buffer;
+  /** nread bytes arrived in buf; false pauses reading */
   callback: (nread: number, buf: Buffer) => boolean;
 }
 
-/* connectTcp: open a TCP connection reading through onread; rejects with ECONNREFUSED etc. */
+/** connectTcp: open a TCP connection reading through onread; rejects with ECONNREFUSED etc. */
 export function connectTcp(host: string, port: number, onread: OnRead): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host, port, onread, allowHalfOpen: true });
@@ -29,7 +32,7 @@ export function connectTcp(host: string, port: number, onread: OnRead): Promise<
   });
 }
 
-/* listenTcp: a paused-on-connect, half-open-capable server listening on host:port */
+/** listenTcp: a paused-on-connect, half-open-capable server listening on host:port */
 export function listenTcp(
   host: string,
   port: number,
@@ -46,7 +49,7 @@ export function listenTcp(
   });
 }
 
-/* adoptAccepted: re-wrap an accepted (paused) socket's handle so that it reads through onread */
+/** adoptAccepted: re-wrap an accepted (paused) socket's handle so that it reads through onread */
 export function adoptAccepted(raw: net.Socket, onread: OnRead): net.Socket {
   const r = raw as unknown as { _handle: unknown };
   const handle = r._handle;
@@ -71,7 +74,7 @@ const CODES: Record<string, KernelErrorCode> = {
   ERR_STREAM_WRITE_AFTER_END: 'EPIPE',
 };
 
-/* kernelErrorFrom: a Node error as the KernelError a socket call throws */
+/** kernelErrorFrom: a Node error as the KernelError a socket call throws */
 export function kernelErrorFrom(fn: string, err: unknown): KernelError {
   if (err instanceof KernelError) return err;
   const e = err as NodeJS.ErrnoException;

@@ -29,32 +29,39 @@ import {
 } from '@loanout/core';
 import { checkInteger, checkRecvArea } from './sockopt.js';
 
+/**
+ * SendBuffer: a socket's send buffer: the bytes handed to the host and not yet taken, and the sends waiting
+ * for room (sbspace/sbwait).
+ */
 export class SendBuffer {
+  /** the high-water mark, in bytes */
   readonly hiwat: number;
-  /* bytes queued to the host and not yet written by it */
+  /** bytes queued to the host and not yet written by it */
   cc = 0;
   private readonly waiters: { n: number; resolve: () => void; reject: (e: Error) => void }[] = [];
 
-  /* => hiwat: a positive integer (EINVAL) */
+  /** => hiwat: a positive integer (EINVAL) */
   constructor(hiwat: number) {
     checkInteger('sbreserve', 'high-water mark', hiwat, 1);
     this.hiwat = hiwat;
   }
 
-  /* fits: may n more bytes be queued now? (an empty buffer takes any chunk) */
+  /** fits: may n more bytes be queued now? (an empty buffer takes any chunk) */
   fits(n: number): boolean {
     return this.waiters.length === 0 && (this.cc === 0 || this.cc + n <= this.hiwat);
   }
 
-  /* waitSpace: resolve once n bytes fit (sbwait); rejected by abort() */
+  /** waitSpace: resolve once n bytes fit (sbwait); rejected by abort() */
   waitSpace(n: number): Promise<void> {
     return new Promise((resolve, reject) => this.waiters.push({ n, resolve, reject }));
   }
 
+  /** add: n more bytes went to the host */
   add(n: number): void {
     this.cc += n;
   }
 
+  /** drop: the host took n bytes; wake the sends that now fit */
   drop(n: number): void {
     this.cc -= n;
     while (this.waiters.length > 0 && (this.cc === 0 || this.cc + this.waiters[0].n <= this.hiwat)) {
@@ -62,6 +69,7 @@ export class SendBuffer {
     }
   }
 
+  /** abort: fail every waiting send with err */
   abort(err: Error): void {
     for (const w of this.waiters.splice(0)) w.reject(err);
   }
@@ -84,7 +92,12 @@ interface RecvChunk {
 /** why received bytes that could have moved as whole pages were copied instead */
 export type RecvFallback = TransferRefusal | 'no-run';
 
+/**
+ * RecvBuffer: a socket's receive area (see above): chunks of contiguous wired kernel pages that Node reads
+ * into.
+ */
 export class RecvBuffer {
+  /** bytes per chunk */
   readonly chunkBytes: number;
   private readonly kernel: Kernel;
   private readonly chunkPages: number;
@@ -95,8 +108,9 @@ export class RecvBuffer {
   /* the chunk Node will read into next, and where in it */
   private armed: RecvChunk | null = null;
   private armedAt = 0;
-  /* bytes received and not yet read */
+  /** bytes received and not yet read */
   cc = 0;
+  /** the area has been given back */
   released = false;
 
   private constructor(kernel: Kernel, runs: VmPage[][], chunkBytes: number) {
@@ -138,7 +152,7 @@ export class RecvBuffer {
     return c !== undefined && c.filled < this.chunkBytes ? c : null;
   }
 
-  /*
+  /**
    * arm: where the host reads next (onread's buffer function): the rest of the chunk being filled,
    * or a free chunk -- so that on a steady stream every page of a chunk fills up, whatever the sizes of
    * the reads, and can move to a process whole
@@ -158,7 +172,7 @@ export class RecvBuffer {
     return c.view.subarray(c.filled);
   }
 
-  /*
+  /**
    * filled: the host read n bytes into the armed buffer buf (onread's callback)
    * => returns whether reading may go on: room must be left for the arm right after this read and
    *    for the one after the next read
@@ -183,28 +197,29 @@ export class RecvBuffer {
     return this.free.length >= (this.filling !== null ? 1 : 2);
   }
 
-  /* canResume: is there room again (roomToRead), so that a paused reader may read on? */
+  /** canResume: is there room again (roomToRead), so that a paused reader may read on? */
   get canResume(): boolean {
     return this.roomToRead && !this.released;
   }
 
+  /** empty: no byte waits to be read */
   get empty(): boolean {
     return this.cc === 0;
   }
 
-  /* head: the oldest unread bytes of one chunk (a view), or null */
+  /** head: the oldest unread bytes of one chunk (a view), or null */
   head(max: number): Buffer | null {
     const c = this.queue[0];
     if (c === undefined || c.read === c.filled) return null;
     return c.view.subarray(c.read, c.read + Math.min(max, c.filled - c.read));
   }
 
-  /* headOffset: where in its chunk the oldest unread byte is (its page offset decides a transfer) */
+  /** headOffset: where in its chunk the oldest unread byte is (its page offset decides a transfer) */
   get headOffset(): number {
     return this.queue[0]?.read ?? 0;
   }
 
-  /* consume: n bytes of head() were read; returns true if a chunk became free */
+  /** consume: n bytes of head() were read; returns true if a chunk became free */
   consume(n: number): boolean {
     const c = this.queue[0];
     c.read += n;
@@ -260,7 +275,7 @@ export class RecvBuffer {
     this.free.push(c);
   }
 
-  /* discard: drop every byte received and not yet read (a closing socket); returns whether a chunk became free */
+  /** discard: drop every byte received and not yet read (a closing socket); returns whether a chunk became free */
   discard(): boolean {
     let freed = false;
     while (this.cc > 0) {
@@ -270,7 +285,7 @@ export class RecvBuffer {
     return freed;
   }
 
-  /* release: give the area back to the VM system (once) */
+  /** release: give the area back to the VM system (once) */
   release(): void {
     if (this.released) return;
     this.released = true;

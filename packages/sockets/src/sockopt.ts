@@ -13,32 +13,46 @@ import { KernelError, PAGE_SIZE } from '@loanout/core';
 import type { SocketOptions } from './uipc_socket.js';
 import type { ConnectOptions, ListenOptions } from './uipc_syscalls.js';
 
+/** the default send high-water mark: 1 MiB */
 export const DEFAULT_HIWAT = 1 << 20;
+/** the default receive chunk: 32 KiB */
 export const RECV_CHUNK = 32 * 1024;
+/** the default number of receive chunks */
 export const RECV_CHUNKS = 4;
-/* the longest linger a timer can wait: Node cuts a longer timeout to 1 ms */
+/** the longest linger a timer can wait: Node cuts a longer timeout to 1 ms */
 export const MAX_LINGER_MS = 2 ** 31 - 1;
 
-/* SocketOptions with every default filled in */
+/** SocketOptions with every default filled in */
 export interface SocketConfig {
+  /** SocketOptions.sendHighWater */
   sendHighWater: number;
+  /** SocketOptions.recvChunkBytes */
   recvChunkBytes: number;
+  /** SocketOptions.recvChunks */
   recvChunks: number;
+  /** SocketOptions.autoThreshold (undefined: measured) */
   autoThreshold: number | undefined;
 }
 
+/** ConnectOptions, checked, with every default filled in */
 export interface ConnectConfig extends SocketConfig {
+  /** where to connect */
   host: string;
+  /** the port */
   port: number;
 }
 
+/** ListenOptions, checked, with every default filled in */
 export interface ListenConfig extends SocketConfig {
+  /** where to listen */
   host: string;
+  /** the port (0: any) */
   port: number;
+  /** connections open at once, at most */
   maxConnections: number;
 }
 
-/*
+/**
  * checkOptions: is the options argument of fn an object?
  * => undefined is fine unless `required`; throws EINVAL for null, strings, numbers, ...
  */
@@ -49,7 +63,7 @@ export function checkOptions(fn: string, opts: unknown, required = false): void 
   }
 }
 
-/* checkInteger: EINVAL naming fn and `what` unless v is a safe integer in [min, max] */
+/** checkInteger: EINVAL naming fn and `what` unless v is a safe integer in [min, max] */
 export function checkInteger(
   fn: string,
   what: string,
@@ -62,7 +76,7 @@ export function checkInteger(
   }
 }
 
-/*
+/**
  * checkRecvArea: could a receive area of `chunks` chunks of chunkBytes ever be had in a kernel of
  * physPages pages?
  * => chunkBytes a page multiple, chunks >= 2, the whole area no larger than the kernel's RAM;
@@ -88,7 +102,7 @@ function checkHostPort(fn: string, host: unknown, port: unknown, allowZero: bool
   checkInteger(fn, 'port', port, allowZero ? 0 : 1, 65535);
 }
 
-/*
+/**
  * socketConfig: fn's socket options, checked for a kernel of physPages pages, defaults filled in
  * => sendHighWater >= 1, autoThreshold >= 0 (integers), receive area as checkRecvArea; else EINVAL
  */
@@ -105,7 +119,7 @@ export function socketConfig(fn: string, opts: SocketOptions, physPages: number)
   return cfg;
 }
 
-/*
+/**
  * connectConfig: sockConnect's options (an object with a port), checked, defaults filled in
  * => throws EINVAL naming fn
  */
@@ -125,7 +139,7 @@ export function snapshot<T extends object>(opts: T): T {
   return { ...opts };
 }
 
-/*
+/**
  * listenConfig: a listener's options (an object, or undefined for all defaults), checked, defaults
  * filled in (port and maxConnections from `defaults`)
  * => maxConnections a positive integer; throws EINVAL naming fn

@@ -26,32 +26,41 @@ import type { RecvBuffer, RecvFallback } from './sockbuf.js';
 /** how a recv moves bytes to the process: copy them, or move whole pages (transfer), or `auto` */
 export type RecvMode = 'copy' | 'transfer' | 'auto';
 
-/* `auto` moves runs of at least this many whole pages and copies shorter ones */
+/** `auto` moves runs of at least this many whole pages and copies shorter ones */
 export const AUTO_TRANSFER_PAGES = 2;
 
 /** the receive side's counters (a socket's, or the kernel's in mbufStats) */
 export interface RecvCounts {
+  /** bytes copied out */
   copiedBytes: number;
+  /** bytes moved as whole pages */
   transferredBytes: number;
+  /** pages moved */
   pagesTransferred: number;
   /** copies of bytes that could have moved as whole pages, by why not */
   fallbacks: Partial<Record<RecvFallback, number>>;
 }
 
+/** newRecvCounts: counters at zero */
 export function newRecvCounts(): RecvCounts {
   return { copiedBytes: 0, transferredBytes: 0, pagesTransferred: 0, fallbacks: {} };
 }
 
-/* one receive's work: where, how, and whom to tell */
+/** one receive's work: where, how, and whom to tell */
 export interface Receive {
+  /** the receive area */
   rcv: RecvBuffer;
+  /** the process */
   proc: Proc;
+  /** where in its memory */
   va: number;
+  /** at most this many bytes */
   len: number;
+  /** copy, transfer or auto */
   mode: RecvMode;
-  /* counters to add to: the socket's and the kernel's */
+  /** counters to add to: the socket's and the kernel's */
   counts: RecvCounts[];
-  /* a chunk became free: reading may resume */
+  /** a chunk became free: reading may resume */
   freed: () => void;
 }
 

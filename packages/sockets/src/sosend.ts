@@ -38,11 +38,16 @@ export interface SendResult {
  * ECONNRESET, ECONNABORTED, ...); bytesSent bytes, from the start of the range, were handed to the
  * host first -- they are on the stream and cannot be taken back; `done` settles when those are in the
  * host and their loans have ended (it rejects if the connection fails first).
+ *
+ * @hideconstructor
  */
 export class SendError extends KernelError {
+  /** how many bytes, from the start of the range, went to the host before the failure */
   readonly bytesSent: number;
+  /** settles when those bytes are in the host and their loans have ended */
   readonly done: Promise<void>;
 
+  /** @internal a send that fails part-way makes one */
   constructor(cause: KernelError, bytesSent: number, len: number, done: Promise<void>) {
     const why = cause.message.replace(/^sosend: /, '');
     super(cause.code, `sosend: ${bytesSent} of ${len} bytes sent, then ${why}`, { cause });
@@ -53,27 +58,37 @@ export class SendError extends KernelError {
 
 /** a chunk's source in pinned pages: the anons of the pages it spans, and where it starts in the first */
 export interface PinnedSpan {
+  /** the anons of the pages the chunk spans */
   anons: Anon[];
+  /** where it starts in the first */
   off: number;
 }
 
 /** One send() in the socket's line: its range, what it pinned, and what has gone. */
 export class SendOp {
+  /** the sending process */
   readonly proc: Proc;
+  /** the range's start */
   readonly va: number;
+  /** the range's length */
   readonly len: number;
   /** chunks of at least this many bytes are loaned, smaller ones copied; null: `auto`, not yet measured */
   loanFrom: number | null;
   /** bytes handed to the host */
   sent = 0;
+  /** bytes handed over by loan */
   loanedBytes = 0;
+  /** bytes handed over by copy */
   copiedBytes = 0;
+  /** each chunk's done */
   readonly dones: Promise<void>[] = [];
+  /** the send's promise has settled */
   settled = false;
   /** the socket watches the process while this send waits (Proc.watch) */
   watching = false;
   /** a chunk is being built from the pins: a failure meanwhile must leave them until it is done */
   building = false;
+  /** what send() returns */
   readonly promise: Promise<SendResult>;
   private resolve!: (r: SendResult) => void;
   private reject!: (e: Error) => void;
@@ -85,6 +100,7 @@ export class SendOp {
   private pinVa = 0;
   private kept = 0;
 
+  /** a send of [va, va + len), loaning chunks from loanFrom bytes */
   constructor(proc: Proc, va: number, len: number, loanFrom: number | null) {
     this.proc = proc;
     this.va = va;
@@ -152,6 +168,7 @@ export class SendOp {
     this.kept = k;
   }
 
+  /** unpinAll: release every pin still held */
   unpinAll(): void {
     if (this.anons === null) return;
     unpin(this.anons, this.kept, this.anons.length);

@@ -22,7 +22,7 @@ const WINDOW_NS = 2_000_000;
 let threshold: number | null = null;
 let measuring: Promise<number> | null = null;
 
-/* sosendAutoThreshold: the calibrated threshold in bytes (measured once, on first use) */
+/** sosendAutoThreshold: the calibrated threshold in bytes (measured once, on first use) */
 export function sosendAutoThreshold(): Promise<number> {
   if (threshold !== null) return Promise.resolve(threshold);
   measuring ??= calibrate().then((t) => {
@@ -32,7 +32,7 @@ export function sosendAutoThreshold(): Promise<number> {
   return measuring;
 }
 
-/* autoThresholdKnown: the threshold if already measured, else null */
+/** autoThresholdKnown: the threshold if already measured, else null */
 export function autoThresholdKnown(): number | null {
   return threshold;
 }
@@ -83,7 +83,7 @@ async function timeSends(p: Proc, va: number, size: number, loan: boolean): Prom
   return elapsed / n;
 }
 
-/*
+/**
  * crossover: the smallest size from which loaning wins at that size and every larger one (a lone
  * noisy win below a loss doesn't count)
  * => speedups[i] is copy time / loan time at SIZES[i]

@@ -53,8 +53,13 @@ import { autoThresholdKnown, sosendAutoThreshold } from './sosend_auto.js';
 
 export { SendError, type SendResult } from './sosend.js';
 
+/**
+ * How a send carries the bytes: copied into clusters, loaned (the pages themselves, no copy), or auto (loans
+ * from a measured size up, copies below it).
+ */
 export type SendMode = 'copy' | 'loan' | 'auto';
 
+/** Options of a socket (sockConnect, sockListen, createEchoServer), checked when the call is made. */
 export interface SocketOptions {
   /** send buffer high-water mark in bytes (a positive integer, default 1 MiB) */
   sendHighWater?: number;
@@ -66,10 +71,13 @@ export interface SocketOptions {
   autoThreshold?: number;
 }
 
+/** Options of so.send. */
 export interface SendOptions {
+  /** how to carry the bytes; default 'auto' */
   mode?: SendMode;
 }
 
+/** Options of so.recv. */
 export interface RecvOptions {
   /**
    * 'copy' (default): copy the bytes out; 'transfer': move whole pages of received bytes into the
@@ -79,6 +87,7 @@ export interface RecvOptions {
   mode?: RecvMode;
 }
 
+/** Options of so.close. */
 export interface CloseOptions {
   /**
    * how long to wait for pending sends to go out and for the peer to close its side, in ms (default
@@ -91,18 +100,25 @@ export interface CloseOptions {
 export interface SocketStats {
   /** bytes handed to the host, and how: loaned, copied; copies that had wanted to be loans */
   bytesSent: number;
+  /** bytes sent by loan */
   loanedBytes: number;
+  /** bytes sent by copy */
   copiedBytes: number;
+  /** bytes that were to be loaned and were copied, for want of loan budget */
   loanFallbackBytes: number;
   /** sends accepted and not yet all handed to the host, and the pages they hold pinned */
   pendingSends: number;
+  /** pages pinned copy-on-write for pending sends */
   pinnedPages: number;
   /** bytes handed to the host and not yet taken by it */
   sendQueued: number;
   /** bytes received and read by recv: copied out, or moved as whole pages (page transfer) */
   bytesReceived: number;
+  /** bytes received by copy */
   receivedByCopy: number;
+  /** bytes received by page transfer */
   receivedByTransfer: number;
+  /** pages received by page transfer */
   pagesTransferred: number;
   /** receives that copied whole pages they could not transfer, by why (unaligned, shared, no-run, ...) */
   transferFallbacks: Partial<Record<RecvFallback, number>>;
@@ -139,10 +155,20 @@ interface Built {
   fallback: boolean;
 }
 
+/**
+ * Socket: a TCP connection of the loanout kernel (NetBSD's struct socket): send user memory by copy, loan or
+ * auto, receive into it by copy or page transfer. Made by sockConnect or a listener, never by `new`.
+ *
+ * @hideconstructor
+ */
 export class Socket {
+  /** the kernel whose memory it sends and receives */
   readonly kernel: Kernel;
+  /** the peer's address */
   readonly remoteAddress: string;
+  /** the peer's port */
   readonly remotePort: number;
+  /** the local port */
   readonly localPort: number;
   private readonly tcp: net.Socket;
   private readonly snd: SendBuffer;
@@ -223,6 +249,7 @@ export class Socket {
     };
   }
 
+  /** open, with no error seen: sends are accepted */
   get isOpen(): boolean {
     return this.state === 'open' && this.error === null;
   }
@@ -242,6 +269,10 @@ export class Socket {
     return this.sendq.length;
   }
 
+  /**
+   * stats: what the socket has done so far (SocketStats)
+   * => returns a new object
+   */
   stats(): SocketStats {
     const c = this.counts;
     let pinned = 0;
@@ -623,7 +654,7 @@ export class Socket {
     this.wakeReaders();
   }
 
-  /*
+  /**
    * recv: read up to len bytes into a process's memory at va (soreceive).
    * => waits for data; returns the number of bytes read (>= 1), or 0 at end of stream or once the
    *    socket is closing or closed

@@ -12,15 +12,19 @@ import { RecvBuffer } from './sockbuf.js';
 import { connectConfig, type ListenConfig, listenConfig, type SocketConfig } from './sockopt.js';
 import { Socket, type SocketOptions } from './uipc_socket.js';
 
+/** Options of sockConnect: where to connect, and the socket's options. */
 export interface ConnectOptions extends SocketOptions {
+  /** default 127.0.0.1 */
   host?: string;
+  /** the port to connect to: an integer in 1..65535 */
   port: number;
 }
 
+/** Options of sockListen: where to listen, how many at once, and each socket's options. */
 export interface ListenOptions extends SocketOptions {
-  /* default 127.0.0.1 */
+  /** default 127.0.0.1 */
   host?: string;
-  /* default 0: any free port */
+  /** default 0: any free port */
   port?: number;
   /**
    * connections beyond this many open ones are refused politely: accepted, closed with a FIN (not a
@@ -30,16 +34,19 @@ export interface ListenOptions extends SocketOptions {
   maxConnections?: number;
 }
 
+/** Listener: a listening socket (sockListen); each connection it accepts goes to its handler. */
 export interface Listener {
+  /** the address it listens on */
   readonly host: string;
+  /** the port it listens on (the one chosen, for port 0) */
   readonly port: number;
-  /* open connections */
+  /** open connections */
   readonly connections: number;
-  /* connections reset at accept: no kernel memory for their receive area, or the listener closing */
+  /** connections reset at accept: no kernel memory for their receive area, or the listener closing */
   readonly dropped: number;
-  /* connections refused politely because maxConnections were open */
+  /** connections refused politely because maxConnections were open */
   readonly refused: number;
-  /* stop listening, close every accepted connection, and wait until all are released */
+  /** stop listening, close every accepted connection, and wait until all are released */
   close(): Promise<void>;
 }
 
@@ -47,7 +54,7 @@ async function recvArea(kernel: Kernel, cfg: SocketConfig): Promise<RecvBuffer> 
   return RecvBuffer.create(kernel, cfg.recvChunkBytes, cfg.recvChunks);
 }
 
-/*
+/**
  * sockConnect: a socket connected over real TCP to host:port (connect(2)).
  * => options as SocketOptions says; the receive area may be as large as the kernel's RAM
  * => throws EINVAL (bad arguments: checked before connecting or taking memory), ECONNREFUSED,
@@ -73,7 +80,7 @@ export async function sockConnect(kernel: Kernel, opts: ConnectOptions): Promise
   return so;
 }
 
-/*
+/**
  * sockListen: accept connections on host:port, calling onConnection with each new socket
  * (listen(2) + accept(2)). The handler owns the socket: it should close it; a handler that throws
  * gets its socket destroyed (its peer sees a reset).
@@ -93,7 +100,7 @@ export async function sockListen(
   return listenChecked(kernel, cfg, onConnection);
 }
 
-/* listenChecked: sockListen with its options already checked (createEchoServer checks its own) */
+/** listenChecked: sockListen with its options already checked (createEchoServer checks its own) */
 export async function listenChecked(
   kernel: Kernel,
   cfg: ListenConfig,

@@ -98,14 +98,26 @@ export function mbufLoan(
     const sys = mbufSystem(proc.kernel);
     const start = va - (va % PAGE_SIZE);
     const npages = Math.ceil((va + len - start) / PAGE_SIZE);
-    if (!sys.kva.tryReserve(npages)) {
-      if (opts.nowait === true) return Promise.resolve(null);
-      return sys.kva.reserve(npages, opts.signal).then(() => loanReserved(sys, proc, va, len, start, npages));
-    }
-    return loanReserved(sys, proc, va, len, start, npages);
+    return withBudget(sys, npages, opts, () => loanReserved(sys, proc, va, len, start, npages));
   } catch (err) {
     return Promise.reject(err);
   }
+}
+
+/*
+ * withBudget: run a loan once npages of the loan budget are reserved for it -- at once if they are
+ * free, else after waiting in line for them (opts.signal ends the wait: EINTR), or null at once with
+ * opts.nowait. The loan owns the reservation: it gives it back if it fails.
+ */
+function withBudget(
+  sys: MbufSystem,
+  npages: number,
+  opts: MbufLoanOptions,
+  loan: () => Promise<Mbuf>,
+): Promise<Mbuf | null> {
+  if (sys.kva.tryReserve(npages)) return loan();
+  if (opts.nowait === true) return Promise.resolve(null);
+  return sys.kva.reserve(npages, opts.signal).then(loan);
 }
 
 /* loanReserved: the loan itself, its budget reserved; gives the budget back on failure */
@@ -213,12 +225,7 @@ export function mbufLoanAnons(
     checkAnonSpan('mbuf_loan', kernel, anons, off, len);
     checkLoanOptions('mbuf_loan', opts, false);
     const sys = mbufSystem(kernel);
-    const npages = anons.length;
-    if (!sys.kva.tryReserve(npages)) {
-      if (opts.nowait === true) return Promise.resolve(null);
-      return sys.kva.reserve(npages, opts.signal).then(() => loanAnonsReserved(sys, anons, off, len));
-    }
-    return loanAnonsReserved(sys, anons, off, len);
+    return withBudget(sys, anons.length, opts, () => loanAnonsReserved(sys, anons, off, len));
   } catch (err) {
     return Promise.reject(err);
   }

@@ -185,12 +185,21 @@ export class RecvBuffer {
     this.armed = null;
     c.filled += n;
     this.cc += n;
+    return this.roomToRead;
+  }
+
+  /*
+   * roomToRead: is there room for the next arm and the one after? One test for both going on
+   * reading (filled) and resuming it (canResume): a resume on a weaker test than the pause's would
+   * let node:net read into the last free chunk and then arm with none left.
+   */
+  private get roomToRead(): boolean {
     return this.free.length >= (this.filling !== null ? 1 : 2);
   }
 
-  /** canResume: is a chunk free, so that a paused reader may read again? */
+  /** canResume: is there room again (roomToRead), so that a paused reader may read on? */
   get canResume(): boolean {
-    return this.free.length >= 1 && !this.released;
+    return this.roomToRead && !this.released;
   }
 
   /** empty: no byte waits to be read */

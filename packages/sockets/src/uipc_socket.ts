@@ -732,11 +732,13 @@ export class Socket {
     try {
       /* the range may have gone while the recv slept: then nothing is consumed */
       const err = slept ? procError('soreceive', proc, va, len, Prot.WRITE) : null;
-      if (this.rcv.empty) {
+      /* once close() or destroy() is called, what is queued is the socket's to drop, not to hand out */
+      const shut = this.state !== 'open' || this.discarding || this.rcv.released;
+      if (this.rcv.empty || shut) {
         /* a reset is an error, not an end of stream (soreceive checks so_error before CANTRCVMORE) */
         if (this.error !== null) throw this.error;
         if (this.aborted !== null) throw this.aborted;
-        if (this.rcv.released || this.eof || this.discarding) {
+        if (shut || this.eof) {
           this.unlockRecv();
           return 0;
         }

@@ -25,13 +25,15 @@ const BUF = 96 * KiB;
 
 type Cmd =
   | { t: 'peer'; len: number }
-  | { t: 'recv'; buf: number; off: number; len: number; mode: RecvMode; lineUp: boolean }
+  | { t: 'recv'; buf: number; off: number; len: number; mode: RecvMode; lineUp: boolean; asleep: number }
   | { t: 'write'; buf: number; off: number; len: number; seed: number }
   | { t: 'send'; buf: number; off: number; len: number; mode: SendMode }
   | { t: 'remap'; buf: number };
 
 const length = fc.oneof(
   fc.integer({ min: 1, max: 100 }),
+  /* whole pages: a transfer may take part of a chunk and leave the rest */
+  fc.integer({ min: 1, max: 8 }).map((n) => n * PAGE_SIZE),
   fc.integer({ min: 1, max: 5 * PAGE_SIZE }),
   fc.integer({ min: 1, max: BUF }),
 );
@@ -48,8 +50,15 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
   {
     weight: 5,
     arbitrary: fc
-      .tuple(span, fc.constantFrom<RecvMode>('copy', 'transfer', 'auto'), fc.boolean())
-      .map(([s, mode, lineUp]) => ({ t: 'recv' as const, ...s, mode, lineUp })),
+      .tuple(
+        span,
+        fc.constantFrom<RecvMode>('copy', 'transfer', 'auto'),
+        fc.boolean(),
+        /* half the recvs are made before the peer sends (this many bytes): they sleep for data and
+           are woken from node:net's read callback */
+        fc.oneof(fc.constant(0), length),
+      )
+      .map(([s, mode, lineUp, asleep]) => ({ t: 'recv' as const, ...s, mode, lineUp, asleep })),
   },
   {
     weight: 2,
@@ -85,7 +94,7 @@ interface World {
   back: Buffer[];
 }
 
-async function connect(k: Kernel, recvChunkBytes: number): Promise<World> {
+async function connect(k: Kernel, recvChunkBytes: number, recvChunks: number): Promise<World> {
   let peer: net.Socket | null = null;
   const back: Buffer[] = [];
   const server = net.createServer((s) => {
@@ -97,9 +106,7 @@ async function connect(k: Kernel, recvChunkBytes: number): Promise<World> {
   scope.defer(() => new Promise<void>((r) => server.close(() => r())));
   scope.defer(() => peer?.destroy());
   const port = (server.address() as net.AddressInfo).port;
-  const so = scope.socket(
-    await sockConnect(k, { port, recvChunkBytes, recvChunks: 4, autoThreshold: 8 * KiB }),
-  );
+  const so = scope.socket(await sockConnect(k, { port, recvChunkBytes, recvChunks, autoThreshold: 8 * KiB }));
   await until(() => peer !== null, 'the peer accepts');
   const proc = k.createProcess();
   const w: World = {
@@ -144,14 +151,17 @@ async function step(w: World, c: Cmd): Promise<void> {
       return;
     }
     case 'recv': {
-      /* receive only what has arrived (a recv with nothing to read would wait) */
+      /* receive what has arrived, or sleep for what the peer sends next (never wait for nothing) */
       const sent = w.inbound.reduce((n, b) => n + b.length, 0);
-      if (sent === w.taken) return;
-      await until(() => w.so.recvQueued > 0, 'bytes arrive');
+      const asleep = sent === w.taken && c.asleep > 0;
+      if (sent === w.taken && !asleep) return;
+      if (!asleep) await until(() => w.so.recvQueued > 0, 'bytes arrive');
       /* lineUp: put the next byte at the same place in its page as it has in its chunk, so whole pages can move */
       const off = c.lineUp ? lineUp(c.off, w.taken) : c.off;
       const len = Math.min(c.len, BUF - off);
-      const n = await w.so.recv(w.proc, w.vas[c.buf] + off, len, { mode: c.mode });
+      const got = w.so.recv(w.proc, w.vas[c.buf] + off, len, { mode: c.mode });
+      if (asleep) await step(w, { t: 'peer', len: c.asleep });
+      const n = await got;
       expect(n).toBeGreaterThan(0);
       expect(n).toBeLessThanOrEqual(len);
       inbound(w, w.taken, n).copy(w.model[c.buf], off);
@@ -182,9 +192,9 @@ async function step(w: World, c: Cmd): Promise<void> {
   }
 }
 
-async function run(cmds: Cmd[], recvChunkBytes: number): Promise<void> {
+async function run(cmds: Cmd[], recvChunkBytes: number, recvChunks: number): Promise<void> {
   const k = scope.kernel({ physPages: 4096, swapPages: 0 });
-  const w = await connect(k, recvChunkBytes);
+  const w = await connect(k, recvChunkBytes, recvChunks);
   for (const c of cmds) {
     await step(w, c);
     k.checkInvariants();
@@ -208,6 +218,7 @@ async function run(cmds: Cmd[], recvChunkBytes: number): Promise<void> {
 function transfers(): Cmd[] {
   const recv = (off: number): Cmd => ({
     t: 'recv',
+    asleep: 0,
     buf: 0,
     off,
     len: 4 * PAGE_SIZE,
@@ -232,15 +243,17 @@ describe('random receives (copy, transfer, auto), sends, writes and remaps', () 
       fc.asyncProperty(
         fc.array(cmd, { minLength: 1, maxLength: 20 }),
         fc.constantFrom(PAGE_SIZE, 16 * KiB, 64 * KiB),
-        async (cmds, chunk) => {
-          await run(cmds, chunk);
+        /* few chunks: reading pauses and resumes often (two is the least a receive area has) */
+        fc.constantFrom(2, 3, 4),
+        async (cmds, chunk, chunks) => {
+          await run(cmds, chunk, chunks);
           await scope.cleanup();
         },
       ),
       /* random runs may happen to move no page (recvs too short or unaligned): the first run is one
          that all but surely transfers, so that the count below cannot fail by chance */
-      { numRuns: 30, endOnFailure: true, examples: [[transfers(), 16 * KiB]] },
+      { numRuns: 30, endOnFailure: true, examples: [[transfers(), 16 * KiB, 4]] },
     );
     expect(transferred).toBeGreaterThan(0);
-  }, 120_000);
+  }, 180_000);
 });

@@ -243,6 +243,9 @@ export class Kernel implements ProcHost {
   /**
    * onTrace: subscribe to loan/unloan/loanbreak/orphan/adopt/pageout/pagein/transfer events, delivered
    * synchronously as they happen; returns the unsubscribe function (idempotent)
+   * => a page transfer's events (its 'transfer's and the 'orphan's of old pages on loan) are held
+   *    until the whole transfer is done, so a listener never sees it half-way; other events come
+   *    from inside the operation: a listener should look, not call into the kernel
    * => listener a function (EINVAL); one that throws is removed, with a process warning
    * => with no listener, the kernel pays one length check per event
    */

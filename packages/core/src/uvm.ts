@@ -250,7 +250,30 @@ export class Uvm {
   trace(kind: TraceKind, pg: VmPage, detail?: string): void {
     if (this.tracers.length === 0) return;
     const ev: TraceEvent = { kind, frame: pg.frame, time: performance.now(), detail };
-    callEach(this.tracers, 'trace listener', (t) => t(ev));
+    if (this.heldTraces !== null) this.heldTraces.push(ev);
+    else callEach(this.tracers, 'trace listener', (t) => t(ev));
+  }
+
+  /* the events of an operation that holds them (withTracesHeld), or null */
+  private heldTraces: TraceEvent[] | null = null;
+
+  /**
+   * @internal
+   * withTracesHeld: run an operation that cannot stop half-way with its trace events held, then
+   * deliver them in order: a listener -- which may look at the kernel or call into it -- never sees
+   * the books mid-operation, nor changes what the operation has already checked
+   * => returns what fn returns; the held events are delivered even if it throws
+   */
+  withTracesHeld<T>(fn: () => T): T {
+    if (this.heldTraces !== null || this.tracers.length === 0) return fn();
+    const held: TraceEvent[] = [];
+    this.heldTraces = held;
+    try {
+      return fn();
+    } finally {
+      this.heldTraces = null;
+      for (const ev of held) callEach(this.tracers, 'trace listener', (t) => t(ev));
+    }
   }
 
   /**

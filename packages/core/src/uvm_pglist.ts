@@ -111,21 +111,26 @@ export function checkPglistArgs(fn: string, uvm: Uvm, npages: number, opts: Pgli
 /**
  * uvmPglistFree: give back pages of kernel memory (uvm_pglistfree) -- a run from uvmPglistAlloc, a
  * part of one, or any pages from uvmKmAllocPage; their frames merge with free neighbours
- * => EINVAL unless `pages` is an array of vm_pages (a promise says "a forgotten await?"); then a
- *    KernelPanic, with nothing freed, if a page isn't kernel memory (never allocated so, already
- *    freed, or transferred to a process) or is listed twice
+ * => EINVAL unless `pages` is an array of vm_pages (a promise says "a forgotten await?"), all of one
+ *    kernel; then a KernelPanic, with nothing freed, if a page isn't kernel memory (never allocated
+ *    so, already freed, or transferred to a process) or is listed twice
  */
 export function uvmPglistFree(pages: readonly VmPage[]): void {
   pages = checkPageList('uvm_pglistfree', pages);
-  checkKernelPages('uvm_pglistfree', pages);
   if (pages.length === 0) return;
+  const uvm = pages[0].uvm;
+  for (let i = 1; i < pages.length; i++) {
+    if (pages[i].uvm !== uvm)
+      throw new KernelError('EINVAL', 'uvm_pglistfree: pages of two kernels in one list');
+  }
+  checkKernelPages('uvm_pglistfree', pages);
   /* (kernel memory is never on loan: every page is released; a run goes back as a run) */
   const released: VmPage[] = [];
   for (let i = 0; i < pages.length; i++) {
     uvmPageUnwire(pages[i]);
     if (uvmPageRelease(pages[i])) released.push(pages[i]);
   }
-  uvmPageFreeReleased(pages[0].uvm, released);
+  uvmPageFreeReleased(uvm, released);
 }
 
 /**

@@ -118,6 +118,13 @@ function checkPageCount(fn: string, npages: number): void {
 export function uvmPageTransfer(map: VmMap, va: number, pageList: readonly VmPage[]): void {
   /* the list read once: what is checked is what is moved */
   const pages = checkTransferArgs(map, va, pageList);
+  /* a trace listener sees the events once every page has moved: it can neither see the books half
+     done nor free or take a page the checks above have already passed */
+  map.uvm.withTracesHeld(() => transferPages(map, va, pages));
+}
+
+/* transferPages: uvmPageTransfer's work, its arguments checked */
+function transferPages(map: VmMap, va: number, pages: readonly VmPage[]): void {
   /* the old pages the slots held, freed at the end a run at a time (they are often one run: the
      pages an earlier transfer put there) */
   const released: VmPage[] = [];
@@ -152,12 +159,8 @@ function transferRun(
   const vpn0 = atop(va) - from;
   for (let j = from; j < from + n; j++) {
     transferOne(map, e, slot0 + j, vpn0 + j, pages[j], released);
-    if (tracing) {
-      /* a listener sees the kernel as it was after each page: the old one already freed */
-      uvmPageFreeReleased(map.uvm, released);
-      released.length = 0;
-      map.uvm.trace('transfer', pages[j], hex((vpn0 + j) * PAGE_SIZE));
-    }
+    /* (held: delivered when the whole transfer is done) */
+    if (tracing) map.uvm.trace('transfer', pages[j], hex((vpn0 + j) * PAGE_SIZE));
   }
 }
 

@@ -159,9 +159,20 @@ class World {
   readonly procs: ModelProc[] = [];
   readonly runs: Run[] = [];
   readonly borrows: Borrow[] = [];
+  /* a listener that checks the books at every event of a transfer: it must never see one half done */
+  transferring = false;
+  readonly broken: string[] = [];
 
   constructor() {
     this.procs.push({ proc: this.k.createProcess(), regions: [], data: new Map() });
+    this.k.onTrace((ev) => {
+      if (!this.transferring) return;
+      try {
+        this.k.checkInvariants();
+      } catch (err) {
+        this.broken.push(`${ev.kind}: ${(err as Error).message}`);
+      }
+    });
   }
 
   proc(i: number): ModelProc | undefined {
@@ -335,7 +346,13 @@ class World {
       expect(pages.every((pg) => pg.uobject === this.k.uvm.kernelObject)).toBe(true);
       return;
     }
-    uvmPageTransfer(mp.proc.map, va, pages);
+    this.transferring = true;
+    try {
+      uvmPageTransfer(mp.proc.map, va, pages);
+    } finally {
+      this.transferring = false;
+    }
+    expect(this.broken).toEqual([]);
     run.pages.splice(0, count);
     const bytes = run.bytes.splice(0, count);
     for (let j = 0; j < count; j++) {

@@ -37,28 +37,28 @@ export function evaluateTargets(r: RunResults): TargetResult[] {
       figure: fmtRatio(s, goal),
       met: s.n === 0 ? null : s.median >= goal,
     });
+  const atMost = (name: string, s: Summary, goal: number) =>
+    out.push({
+      name,
+      goal: `<= ${goal}x`,
+      figure: fmtRatio(s, goal),
+      met: s.n === 0 ? null : s.median <= goal,
+    });
   atLeast('null-sink loan/copy at 4 KiB', ratio(ms, 'null-sink', 4096, 'loan', 'copy'), 1.5);
   atLeast('null-sink loan/copy at 64 KiB', ratio(ms, 'null-sink', 65536, 'loan', 'copy'), 4);
   atLeast('null-sink loan/copy at 1 MiB', ratio(ms, 'null-sink', 1 << 20, 'loan', 'copy'), 5);
   for (const pages of [16, 256]) {
     out.push(nsTarget(ms, pages, 40));
-    const vs = ratio(ms, 'loan-cost', pages, 'loan', 'copy', nsValue);
-    out.push({
-      name: `loan/copy cost per page at ${pages} pages`,
-      goal: '<= 0.2x',
-      figure: fmtRatio(vs, 0.2),
-      met: vs.n === 0 ? null : vs.median <= 0.2,
-    });
+    atMost(
+      `loan/copy cost per page at ${pages} pages`,
+      ratio(ms, 'loan-cost', pages, 'loan', 'copy', nsValue),
+      0.2,
+    );
   }
   out.push(flatTarget(ms));
   for (const pages of [16, 256]) {
     const vs = ratio(ms, 'transfer-cost', pages, 'transfer', 'copy', nsValue);
-    out.push({
-      name: `transfer/copyout cost per page at ${pages} pages`,
-      goal: '<= 1x',
-      figure: fmtRatio(vs, 1),
-      met: vs.n === 0 ? null : vs.median <= 1,
-    });
+    atMost(`transfer/copyout cost per page at ${pages} pages`, vs, 1);
   }
   out.push(everySize(ms, 'tcp', 'loan', 'raw', 16 * 1024, 0.9));
   out.push(tcpLoanVsCopy(ms));

@@ -243,9 +243,7 @@ export class Proc {
     n: number,
     sink: (ramOffset: number, done: number, len: number) => void,
   ): Promise<void> | undefined {
-    this.alive('copyin');
-    if (typeof sink !== 'function') throw new KernelError('EINVAL', 'copyin: sink must be a function');
-    this.checkRange('copyin', va, n, Prot.READ);
+    this.checkPhysArgs('copyin', 'sink', va, n, Prot.READ, sink);
     return this.transfer(va, n, Prot.READ, sink);
   }
 
@@ -261,9 +259,7 @@ export class Proc {
     n: number,
     sink: (ramOffset: number, done: number, len: number) => void,
   ): boolean {
-    this.alive('copyin');
-    if (typeof sink !== 'function') throw new KernelError('EINVAL', 'copyin: sink must be a function');
-    this.checkRange('copyin', va, n, Prot.READ);
+    this.checkPhysArgs('copyin', 'sink', va, n, Prot.READ, sink);
     return this.transferMapped(va, n, Prot.READ, sink, 0) === n;
   }
 
@@ -282,10 +278,15 @@ export class Proc {
     n: number,
     source: (ramOffset: number, done: number, len: number) => void,
   ): Promise<void> | undefined {
-    this.alive('copyout');
-    if (typeof source !== 'function') throw new KernelError('EINVAL', 'copyout: source must be a function');
-    this.checkRange('copyout', va, n, Prot.WRITE);
+    this.checkPhysArgs('copyout', 'source', va, n, Prot.WRITE, source);
     return this.transfer(va, n, Prot.WRITE, source);
+  }
+
+  /* checkPhysArgs: the *Phys calls' checks -- the process alive, the callback a function, the range mapped with prot */
+  private checkPhysArgs(fn: string, what: string, va: number, n: number, prot: number, cb: unknown): void {
+    this.alive(fn);
+    if (typeof cb !== 'function') throw new KernelError('EINVAL', `${fn}: ${what} must be a function`);
+    this.checkRange(fn, va, n, prot);
   }
 
   private copyinChecked(va: number, dst: Uint8Array, offset: number, n: number): Promise<void> | undefined {

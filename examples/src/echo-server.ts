@@ -83,6 +83,9 @@ export function echoReport(s: EchoStats, k: KernelStats): string[] {
   return [
     `connections ${s.connections}${dropped}${refused}${idle}, echoed ${mb(s.bytesEchoed)}:`,
     ...trafficLines(echoTraffic(s)),
+    ...(s.recvZeroFilledBytes > 0
+      ? [`  pages that came in partly filled were zeroed after the bytes: ${s.recvZeroFilledBytes} bytes`]
+      : []),
     `kernel: loans ${k.loans}, loan breaks ${k.loanBreaks} (writes to a page on loan, which got a copy), ` +
       `copy-on-write faults ${k.cowFaults}`,
   ];

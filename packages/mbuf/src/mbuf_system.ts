@@ -54,6 +54,8 @@ export interface MbufStats {
   recvTransferredBytes: number;
   /** pages received by page transfer */
   recvPagesTransferred: number;
+  /** bytes zeroed after the received ones in partly filled pages that moved (recv tail 'zero-fill') */
+  recvZeroFilledBytes: number;
   /** copies of bytes that could have moved as whole pages, by why not (unaligned, shared, no-run, ...) */
   recvFallbacks: Record<string, number>;
 }
@@ -90,6 +92,7 @@ export class MbufSystem {
     copiedBytes: 0,
     transferredBytes: 0,
     pagesTransferred: 0,
+    zeroFilledBytes: 0,
     fallbacks: {} as Record<string, number>,
   };
   private released: { promise: Promise<void>; resolve: () => void } | null = null;
@@ -156,6 +159,7 @@ export class MbufSystem {
       recvCopiedBytes: this.recv.copiedBytes,
       recvTransferredBytes: this.recv.transferredBytes,
       recvPagesTransferred: this.recv.pagesTransferred,
+      recvZeroFilledBytes: this.recv.zeroFilledBytes,
       recvFallbacks: { ...this.recv.fallbacks },
     };
   }
@@ -215,5 +219,6 @@ const NOTHING_YET: MbufStats = {
   recvCopiedBytes: 0,
   recvTransferredBytes: 0,
   recvPagesTransferred: 0,
+  recvZeroFilledBytes: 0,
   recvFallbacks: {},
 };

@@ -31,7 +31,7 @@ import {
 } from '@loanout/core';
 import { mbufStats } from '@loanout/mbuf';
 import { checkInteger, checkOptions, listenConfig, MAX_LINGER_MS, snapshot } from './sockopt.js';
-import type { SendMode, Socket, SocketOptions } from './uipc_socket.js';
+import type { RecvOptions, SendMode, Socket, SocketOptions } from './uipc_socket.js';
 
 /**
  * how an echo server moves bytes: `copy`, `loan` or `auto` send them back (and copy them in);
@@ -71,6 +71,8 @@ export interface EchoStats {
   recvCopiedBytes: number;
   /** bytes received by page transfer */
   recvTransferredBytes: number;
+  /** bytes zeroed after the received ones in partly filled pages that moved in (zerocopy mode) */
+  recvZeroFilledBytes: number;
   /** connections accepted */
   connections: number;
   /** connections open now */
@@ -199,6 +201,7 @@ function echoStats(kernel: Kernel, counts: Counts, listener: Listener): EchoStat
   return {
     recvCopiedBytes: m.recvCopiedBytes,
     recvTransferredBytes: m.recvTransferredBytes,
+    recvZeroFilledBytes: m.recvZeroFilledBytes,
     connections: counts.connections,
     activeConnections: counts.active,
     bytesEchoed: counts.bytes,
@@ -302,7 +305,8 @@ async function echoLoop(
   const n = bufs.length;
   const pending: (Promise<void> | null)[] = new Array(n).fill(null);
   const zerocopy = ring.mode === 'zerocopy';
-  const recvOpts = { mode: zerocopy ? ('transfer' as const) : ('copy' as const) };
+  /* zerocopy: a read's last page moves too, partly filled (zeroed after the bytes): nothing is copied in */
+  const recvOpts: RecvOptions = zerocopy ? { mode: 'transfer', tail: 'zero-fill' } : { mode: 'copy' };
   const sendOpts = { mode: zerocopy ? 'loan' : (ring.mode as SendMode) };
   try {
     for (let i = 0; ; i = (i + 1) % n) {

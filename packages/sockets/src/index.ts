@@ -8,7 +8,7 @@
 export type { EchoMode, EchoServer, EchoServerOptions, EchoStats } from './echo.js';
 export { createEchoServer } from './echo.js';
 export type { RecvFallback } from './sockbuf.js';
-export type { RecvMode } from './soreceive.js';
+export type { RecvMode, RecvTail } from './soreceive.js';
 export { autoThresholdKnown, sosendAutoThreshold } from './sosend_auto.js';
 export type {
   CloseOptions,

@@ -125,7 +125,7 @@ describe('RecvBuffer (the receive area Node reads into)', () => {
     expectAtRest(k);
   });
 
-  it('reads append to a chunk until it is full; reading pauses while one more chunk is needed to re-arm', async () => {
+  it('reads append to a chunk until it is full, each from a page boundary; reading pauses while one more chunk is needed to re-arm', async () => {
     const k = scope.kernel({ physPages: 64 });
     const rb = await RecvBuffer.create(k, 2 * PAGE_SIZE, 3);
     const ram = k.uvm.ram.buffer;
@@ -134,16 +134,16 @@ describe('RecvBuffer (the receive area Node reads into)', () => {
     expect(a.length).toBe(2 * PAGE_SIZE);
     a.write('hello');
     expect(rb.filled(5, a)).toBe(true);
-    /* the next read goes right after the first, in the same chunk */
+    /* the read ended mid-page: the next one goes to the next page of the same chunk */
     const b = rb.arm();
-    expect(b.byteOffset).toBe(a.byteOffset + 5);
-    expect(b.length).toBe(2 * PAGE_SIZE - 5);
+    expect(b.byteOffset).toBe(a.byteOffset + PAGE_SIZE);
+    expect(b.length).toBe(PAGE_SIZE);
     b.write('world!');
     expect(rb.filled(6, b)).toBe(true);
-    expect(rb.head(100)?.toString()).toBe('helloworld!');
-    /* fill the chunk: the next arm takes a new one */
-    const rest = rb.arm();
-    expect(rb.filled(rest.length, rest)).toBe(true);
+    /* the head is one read's bytes at a time */
+    expect(rb.headRun).toBe(5);
+    expect(rb.head(100)?.toString()).toBe('hello');
+    /* that chunk is full (its second page closed after 'world!'): the next arm takes a new one */
     const c = rb.arm();
     expect(c.byteOffset).not.toBe(a.byteOffset);
     expect(c.length).toBe(2 * PAGE_SIZE);
@@ -153,11 +153,16 @@ describe('RecvBuffer (the receive area Node reads into)', () => {
     expect(rb.canResume).toBe(false);
     expect(() => rb.filled(d.length, d)).not.toThrow();
     expect(() => rb.arm()).toThrow(KernelPanic);
-    expect(rb.cc).toBe(6 * PAGE_SIZE);
+    expect(rb.cc).toBe(11 + 4 * PAGE_SIZE);
 
     expect(rb.head(3)?.toString()).toBe('hel');
     expect(rb.consume(3)).toBe(false);
-    expect(rb.consume(2 * PAGE_SIZE - 3)).toBe(true);
+    expect(rb.head(100)?.toString()).toBe('lo');
+    /* the rest of the page after a read's end is skipped */
+    expect(rb.consume(2)).toBe(false);
+    expect(rb.headOffset).toBe(PAGE_SIZE);
+    expect(rb.head(100)?.toString()).toBe('world!');
+    expect(rb.consume(6)).toBe(true);
     /* one chunk free and none being filled: not yet -- resuming asks what going on asks (two) */
     expect(rb.canResume).toBe(false);
     expect(rb.consume(2 * PAGE_SIZE)).toBe(true);
@@ -171,7 +176,7 @@ describe('RecvBuffer (the receive area Node reads into)', () => {
     expectAtRest(k);
   });
 
-  it('a chunk read empty while it is still being filled stays, and the next read goes on after it', async () => {
+  it('a chunk read empty while it is still being filled stays, and the next read goes on after it, a page on', async () => {
     const k = scope.kernel({ physPages: 64 });
     const rb = await RecvBuffer.create(k, 2 * PAGE_SIZE, 2);
     const a = rb.arm();
@@ -179,12 +184,45 @@ describe('RecvBuffer (the receive area Node reads into)', () => {
     rb.filled(3, a);
     expect(rb.consume(3)).toBe(false);
     expect(rb.empty).toBe(true);
+    expect(rb.head(10)).toBeNull();
     const b = rb.arm();
-    expect(b.byteOffset).toBe(a.byteOffset + 3);
+    expect(b.byteOffset).toBe(a.byteOffset + PAGE_SIZE);
     b.write('def');
     rb.filled(3, b);
     expect(rb.head(10)?.toString()).toBe('def');
-    expect(rb.headOffset).toBe(3);
+    expect(rb.headOffset).toBe(PAGE_SIZE);
+    rb.release();
+    expectAtRest(k);
+  });
+
+  it('give: a read whose last page is partly filled can give that page too, the rest of it zeroed; it skips the hole', async () => {
+    const k = scope.kernel({ physPages: 64 });
+    const rb = await RecvBuffer.create(k, 4 * PAGE_SIZE, 2);
+    const p = k.createProcess();
+    const va = p.mmap(4 * PAGE_SIZE);
+    await p.write(va, Buffer.alloc(4 * PAGE_SIZE, 7));
+    const a = rb.arm();
+    /* stale bytes in the area: they must not reach the process */
+    a.fill(0xee);
+    const n = PAGE_SIZE + 10;
+    a.fill(1, 0, n);
+    rb.filled(n, a);
+    const b = rb.arm();
+    b.fill(2, 0, 5);
+    rb.filled(5, b);
+    /* only a tail that ends the read may go, and only as the last of the pages */
+    expect(() => rb.give(2, () => undefined, 9)).toThrow(KernelPanic);
+    expect(() => rb.give(1, () => undefined, 10)).toThrow(KernelPanic);
+    expect(rb.give(2, (pages) => uvmPageTransfer(p.map, va, pages), 10)).toBe(true);
+    k.checkInvariants();
+    const got = Buffer.from(await p.read(va, 2 * PAGE_SIZE));
+    expect(got.subarray(0, n).every((x) => x === 1)).toBe(true);
+    expect(got.subarray(n).every((x) => x === 0)).toBe(true);
+    /* the next read's bytes are the head now, a page on */
+    expect(rb.cc).toBe(5);
+    expect(rb.headOffset).toBe(2 * PAGE_SIZE);
+    expect(rb.head(10)).toEqual(Buffer.alloc(5, 2));
+    p.exit();
     rb.release();
     expectAtRest(k);
   });

@@ -7,10 +7,15 @@
  *
  * The receive buffer is a small area of wired kernel pages cut into chunks, each one physically
  * contiguous run. Node's `onread` reads from the host socket straight into a chunk (no intermediate
- * buffer), each read appending to the chunk until it is full, so that on a steady stream every page
- * fills up whatever the sizes of the reads; the bytes wait until soreceive copies them out to the user
- * -- or gives whole pages to the user (page transfer, `give`): then the chunk takes a fresh run from
- * the VM system (uvmPglistAlloc) before it gives anything, and moves onto it once it is full and read.
+ * buffer), each read appending to the chunk until it is full. Every read starts a page: one that ends
+ * mid-page leaves the rest of that page unused (a hole) and the next read goes to the next page -- as
+ * a network card puts each packet in buffers of its own -- so that a page holding the end of a read
+ * is never written again and can move to a process as it is, with the rest of it zeroed (recv's
+ * `tail: 'zero-fill'`). On a steady stream the host fills each buffer it is given, so reads end on
+ * chunk ends and there are no holes; they come only where the stream pauses. The bytes wait until
+ * soreceive copies them out to the user -- or gives pages to the user (page transfer, `give`): then
+ * the chunk takes a fresh run from the VM system (uvmPglistAlloc) before it gives anything, and moves
+ * onto it once it is full and read.
  * Node asks for the *next* buffer right after each read (and once at the start), even when it is about
  * to pause, so one is always "armed" for it; reading pauses (TCP flow control does the rest) when no room would be left to
  * arm after the next read, and resumes when soreceive frees a chunk.
@@ -77,9 +82,11 @@ export class SendBuffer {
 
 /*
  * A receive chunk: one physically contiguous run of wired kernel pages. Reads append to it until it is
- * full (`filled`); recv reads it from the front (`read`). Pages given to a process (page transfer)
- * leave holes (null); a chunk that gave pages away takes a fresh run first (`fresh`), and switches to
- * it once it is full and all its bytes have been read.
+ * full (`filled`: where the next read goes, always a page boundary); recv reads it from the front
+ * (`read`). A read that ended mid-page left a hole to the end of that page: `ends` are those reads'
+ * ends, oldest first (the bytes before each are data, those after it up to the page's end are not).
+ * Pages given to a process (page transfer) leave nulls; a chunk that gave pages away takes a fresh run
+ * first (`fresh`), and switches to it once it is full and all its bytes have been read.
  */
 interface RecvChunk {
   pages: (VmPage | null)[];
@@ -87,6 +94,12 @@ interface RecvChunk {
   fresh: VmPage[] | null;
   filled: number;
   read: number;
+  ends: number[];
+}
+
+/* pageUp: x rounded up to a page boundary */
+function pageUp(x: number): number {
+  return Math.ceil(x / PAGE_SIZE) * PAGE_SIZE;
 }
 
 /** why received bytes that could have moved as whole pages were copied instead */
@@ -117,7 +130,14 @@ export class RecvBuffer {
     this.kernel = kernel;
     this.chunkBytes = chunkBytes;
     this.chunkPages = chunkBytes / PAGE_SIZE;
-    this.all = runs.map((run) => ({ pages: run, view: this.viewOf(run), fresh: null, filled: 0, read: 0 }));
+    this.all = runs.map((run) => ({
+      pages: run,
+      view: this.viewOf(run),
+      fresh: null,
+      filled: 0,
+      read: 0,
+      ends: [],
+    }));
     this.free.push(...this.all);
   }
 
@@ -154,8 +174,7 @@ export class RecvBuffer {
 
   /**
    * arm: where the host reads next (onread's buffer function): the rest of the chunk being filled,
-   * or a free chunk -- so that on a steady stream every page of a chunk fills up, whatever the sizes of
-   * the reads, and can move to a process whole
+   * from a page boundary, or a free chunk
    * => panics if no room is left: reading should have paused (see filled)
    */
   arm(): Buffer {
@@ -165,6 +184,7 @@ export class RecvBuffer {
       if (c === null) throw new KernelPanic('soreceive: no free receive chunk to arm');
       c.filled = 0;
       c.read = 0;
+      c.ends.length = 0;
       this.queue.push(c);
     }
     this.armed = c;
@@ -173,7 +193,8 @@ export class RecvBuffer {
   }
 
   /**
-   * filled: the host read n bytes into the armed buffer buf (onread's callback)
+   * filled: the host read n bytes into the armed buffer buf (onread's callback); a read that ends
+   * mid-page closes that page: the next one starts the next page
    * => returns whether reading may go on: room must be left for the arm right after this read and
    *    for the one after the next read
    */
@@ -185,6 +206,10 @@ export class RecvBuffer {
     this.armed = null;
     c.filled += n;
     this.cc += n;
+    if (c.filled % PAGE_SIZE !== 0) {
+      c.ends.push(c.filled);
+      c.filled = pageUp(c.filled);
+    }
     return this.roomToRead;
   }
 
@@ -207,11 +232,23 @@ export class RecvBuffer {
     return this.cc === 0;
   }
 
-  /** head: the oldest unread bytes of one chunk (a view), or null */
+  /** head: the oldest unread bytes of one read's run of them (a view), or null */
   head(max: number): Buffer | null {
+    const n = this.headRun;
+    if (n === 0) return null;
     const c = this.queue[0];
-    if (c === undefined || c.read === c.filled) return null;
-    return c.view.subarray(c.read, c.read + Math.min(max, c.filled - c.read));
+    return c.view.subarray(c.read, c.read + Math.min(max, n));
+  }
+
+  /**
+   * headRun: how many unread bytes lie at the head without a hole: up to the end of the read that
+   * ended mid-page (the page after it is then closed: nothing more will be read into it), or up to
+   * where the next read goes (a page boundary)
+   */
+  get headRun(): number {
+    const c = this.queue[0];
+    if (c === undefined) return 0;
+    return (c.ends.length > 0 ? c.ends[0] : c.filled) - c.read;
   }
 
   /** headOffset: where in its chunk the oldest unread byte is (its page offset decides a transfer) */
@@ -219,11 +256,12 @@ export class RecvBuffer {
     return this.queue[0]?.read ?? 0;
   }
 
-  /** consume: n bytes of head() were read; returns true if a chunk became free */
+  /** consume: n bytes of head() were read (a hole after them is skipped); returns true if a chunk became free */
   consume(n: number): boolean {
     const c = this.queue[0];
     c.read += n;
     this.cc -= n;
+    if (c.ends.length > 0 && c.read === c.ends[0]) c.read = pageUp(c.ends.shift()!);
     if (c.read < this.chunkBytes) return false;
     this.queue.shift();
     this.recycle(c);
@@ -231,10 +269,12 @@ export class RecvBuffer {
   }
 
   /**
-   * give: hand the next k whole pages of unread bytes to `take`, for a page transfer
-   * => the oldest unread byte must start a page, and k whole pages of bytes be there (panic otherwise)
+   * give: hand the next k pages of unread bytes to `take`, for a page transfer: k whole pages, or
+   * k - 1 and a last one holding only `tail` bytes (the end of a read): the rest of it is zeroed first
+   * (it may hold older bytes of another's), so that no byte moves but those received
+   * => the oldest unread byte must start a page, and the bytes be there -- a tail ending a read (panic otherwise)
    * => `take` gets the pages and makes them another's (uvmPageTransfer): the area never touches them
-   *    again; if it throws, nothing is taken and the error goes to the caller
+   *    again; if it throws, nothing is taken (the zeroed tail was no byte's) and the error goes to the caller
    * => returns false, with nothing taken, when no fresh run can be had to replace them
    * => the chunk's fresh run is taken after `take` when it is sure to be had then (uvmPglistSure): the
    *    pages `take` freed -- the process's old pages, just read by the network and still warm in the
@@ -242,10 +282,15 @@ export class RecvBuffer {
    *    keeps reading into the same few frames, as a ring of user buffers would; else it is taken
    *    before any page goes
    */
-  give(k: number, take: (pages: VmPage[]) => void): boolean {
+  give(k: number, take: (pages: VmPage[]) => void, tail = 0): boolean {
     const c = this.queue[0];
-    if (c === undefined || c.read % PAGE_SIZE !== 0 || c.filled - c.read < k * PAGE_SIZE) {
-      throw new KernelPanic(`soreceive: no ${k} whole pages to give at the head of the receive area`);
+    const bytes = tail === 0 ? k * PAGE_SIZE : (k - 1) * PAGE_SIZE + tail;
+    const run = this.headRun;
+    const whole = tail === 0 || (tail < PAGE_SIZE && run === bytes);
+    if (k < 1 || run < bytes || c.read % PAGE_SIZE !== 0 || !whole) {
+      throw new KernelPanic(
+        `soreceive: no ${k} pages (${bytes} bytes) to give at the head of the receive area`,
+      );
     }
     const uvm = this.kernel.uvm;
     const later = c.fresh === null && uvmPglistSure(uvm, this.chunkPages);
@@ -254,13 +299,14 @@ export class RecvBuffer {
       if (c.fresh === null) return false;
     }
     const first = c.read / PAGE_SIZE;
+    if (tail !== 0) c.view.fill(0, c.read + bytes, c.read + k * PAGE_SIZE);
     take(c.pages.slice(first, first + k) as VmPage[]);
     c.pages.fill(null, first, first + k);
     if (later) {
       c.fresh = uvmPglistAlloc(uvm, this.chunkPages, { zero: false });
       if (c.fresh === null) throw new KernelPanic('soreceive: a sure run of pages could not be had');
     }
-    this.consume(k * PAGE_SIZE);
+    this.consume(bytes);
     return true;
   }
 
@@ -278,10 +324,7 @@ export class RecvBuffer {
   /** discard: drop every byte received and not yet read (a closing socket); returns whether a chunk became free */
   discard(): boolean {
     let freed = false;
-    while (this.cc > 0) {
-      const c = this.queue[0];
-      freed = this.consume(c.filled - c.read) || freed;
-    }
+    while (this.cc > 0) freed = this.consume(this.headRun) || freed;
     return freed;
   }
 

@@ -12,19 +12,36 @@
  * had there before is freed -- or, if the network still holds it on loan (an echo sending it back), it
  * stays an orphan for its borrower.
  *
+ * Every read of the host's starts a page of the receive area (sockbuf.ts), so the last page of a read
+ * is usually partly filled, and closed: nothing more will be read into it. By default its bytes are
+ * copied (the process's page keeps the rest of its bytes, as read(2) promises). With
+ * `tail: 'zero-fill'` the page itself moves too, the rest of it zeroed: the process gives up what its
+ * page held after the received bytes, and no byte is copied -- what an echo or a proxy wants, whose
+ * buffer holds nothing else. (Linux's TCP_ZEROCOPY_RECEIVE maps only whole pages and leaves the rest
+ * to a copying read; NetBSD has no page transfer on receive: this is our extension of Cranor's.)
+ *
  * What cannot move is copied, and counted by why, when it was whole pages that might have: the buffer
  * is unaligned with the bytes, not writable, a file's, shared, or no fresh run could be had. A receive
- * that moved pages leaves a partial page behind rather than copy it: the reads append to the chunk,
- * so that page fills up and moves whole next time; only a receive that finds no whole page at all
- * copies what is there (it must return something). And one that copied up to the end of a chunk stops
- * there if the next chunk's bytes would land mid-page in its buffer: the next receive, into a fresh
- * page-aligned buffer, starts aligned again.
+ * that reaches the end of a read stops there if the next read's bytes -- which start a page -- would
+ * land mid-page in its buffer: the next receive, into a page-aligned buffer, starts aligned again.
  */
 import { KernelError, PAGE_SIZE, type Proc, uvmPageTransfer, uvmTransferCheck } from '@loanout/core';
 import type { RecvBuffer, RecvFallback } from './sockbuf.js';
 
 /** how a recv moves bytes to the process: copy them, or move whole pages (transfer), or `auto` */
 export type RecvMode = 'copy' | 'transfer' | 'auto';
+
+/**
+ * what a transfer does with the last page of a read, partly filled: copy its bytes in (`copy`), or move
+ * the page too, the rest of it zeroed (`zero-fill`)
+ */
+export type RecvTail = 'copy' | 'zero-fill';
+
+/** how one recv moves its bytes: its mode and what it does with a partly filled last page */
+export interface RecvHow {
+  mode: RecvMode;
+  tail: RecvTail;
+}
 
 /** `auto` moves runs of at least this many whole pages and copies shorter ones */
 export const AUTO_TRANSFER_PAGES = 2;
@@ -37,13 +54,15 @@ export interface RecvCounts {
   transferredBytes: number;
   /** pages moved */
   pagesTransferred: number;
+  /** bytes zeroed after the received ones in partly filled pages that moved (tail 'zero-fill') */
+  zeroFilledBytes: number;
   /** copies of bytes that could have moved as whole pages, by why not */
   fallbacks: Partial<Record<RecvFallback, number>>;
 }
 
 /** newRecvCounts: counters at zero */
 export function newRecvCounts(): RecvCounts {
-  return { copiedBytes: 0, transferredBytes: 0, pagesTransferred: 0, fallbacks: {} };
+  return { copiedBytes: 0, transferredBytes: 0, pagesTransferred: 0, zeroFilledBytes: 0, fallbacks: {} };
 }
 
 /** one receive's work: where, how, and whom to tell */
@@ -58,6 +77,8 @@ export interface Receive {
   len: number;
   /** copy, transfer or auto */
   mode: RecvMode;
+  /** a read's last page, partly filled: copied in or moved (transfer mode) */
+  tail: RecvTail;
   /** counters to add to: the socket's and the kernel's */
   counts: RecvCounts[];
   /** a chunk became free: reading may resume */
@@ -73,14 +94,12 @@ export interface Receive {
  *    that fails first throws it, nothing consumed
  */
 export function receiveInto(r: Receive): number | Promise<number> {
-  return receiveFrom(r, { done: 0, moved: false, fallbackSeen: false });
+  return receiveFrom(r, { done: 0, fallbackSeen: false });
 }
 
 /* how far a receive has got */
 interface Progress {
   done: number;
-  /* whole pages moved */
-  moved: boolean;
   /* a fallback counted (once a receive) */
   fallbackSeen: boolean;
 }
@@ -92,11 +111,9 @@ function receiveFrom(r: Receive, st: Progress): number | Promise<number> {
       const step = transferStep(r, st.done);
       if (typeof step === 'number') {
         st.done += step;
-        st.moved = true;
+        if (stopsMisaligned(r, st.done)) break;
         continue;
       }
-      /* pages moved: leave a partial page to fill up and move whole next time */
-      if (st.moved && step.fallback === null && step.upTo < PAGE_SIZE) break;
       if (step.fallback !== null && !st.fallbackSeen) {
         st.fallbackSeen = true;
         countFallback(r, step.fallback);
@@ -132,9 +149,10 @@ function failedAt(st: Progress, err: unknown): number {
 }
 
 /*
- * transferStep: move the whole pages at the head now, if they line up and may (a count of bytes,
- * possibly 0 to go round again); else say how much to copy instead, and why no transfer (a fallback
- * to count, or null when there was nothing transfer could have done)
+ * transferStep: move the pages at the head now, if they line up and may -- whole pages, and a read's
+ * partly filled last page with tail 'zero-fill' (a count of bytes); else say how much to copy
+ * instead, and why no transfer (a fallback to count, or null when there was nothing transfer could
+ * have done)
  */
 function transferStep(r: Receive, done: number): number | { upTo: number; fallback: RecvFallback | null } {
   const want = r.len - done;
@@ -147,20 +165,39 @@ function transferStep(r: Receive, done: number): number | { upTo: number; fallba
   }
   /* lined up but mid-page: copy to the page boundary, then go round for the whole pages */
   if (off % PAGE_SIZE !== 0) return { upTo: Math.min(avail, PAGE_SIZE - (off % PAGE_SIZE)), fallback: null };
-  const k = Math.floor(avail / PAGE_SIZE);
-  if (k === 0 || (r.mode === 'auto' && k < AUTO_TRANSFER_PAGES)) return { upTo: avail, fallback: null };
-  const why = transferPages(r, ua, k);
-  return why === null ? k * PAGE_SIZE : { upTo: avail, fallback: why };
+  const whole = Math.floor(avail / PAGE_SIZE);
+  const tail = tailToMove(r, avail, want);
+  if (whole + tail === 0 || (r.mode === 'auto' && whole < AUTO_TRANSFER_PAGES)) {
+    return { upTo: avail, fallback: null };
+  }
+  const why = transferPages(r, ua, whole, tail);
+  return why === null ? whole * PAGE_SIZE + tail : { upTo: avail, fallback: why };
 }
 
-/* transferPages: give k whole pages at the head to the process at ua; null, or why it could not */
-function transferPages(r: Receive, ua: number, k: number): RecvFallback | null {
+/*
+ * tailToMove: the bytes of a partly filled last page that may move with the whole pages before it: in
+ * transfer mode with tail 'zero-fill', when they end a read (the page is closed) and the buffer holds
+ * the whole page (its rest is zeroed); else 0
+ */
+function tailToMove(r: Receive, avail: number, want: number): number {
+  const rem = avail % PAGE_SIZE;
+  if (rem === 0 || r.mode !== 'transfer' || r.tail !== 'zero-fill') return 0;
+  return avail === r.rcv.headRun && want >= avail - rem + PAGE_SIZE ? rem : 0;
+}
+
+/*
+ * transferPages: give the whole pages at the head, and a partly filled one after them of `tail`
+ * bytes, to the process at ua; null, or why it could not
+ */
+function transferPages(r: Receive, ua: number, whole: number, tail: number): RecvFallback | null {
+  const k = whole + (tail > 0 ? 1 : 0);
   const why = uvmTransferCheck(r.proc.map, ua, k);
   if (why !== null) return why;
-  if (!r.rcv.give(k, (pages) => uvmPageTransfer(r.proc.map, ua, pages))) return 'no-run';
+  if (!r.rcv.give(k, (pages) => uvmPageTransfer(r.proc.map, ua, pages), tail)) return 'no-run';
   for (const c of r.counts) {
-    c.transferredBytes += k * PAGE_SIZE;
+    c.transferredBytes += whole * PAGE_SIZE + tail;
     c.pagesTransferred += k;
+    if (tail > 0) c.zeroFilledBytes += PAGE_SIZE - tail;
   }
   r.freed();
   return null;
@@ -190,11 +227,11 @@ function consumed(r: Receive, n: number): number {
 }
 
 /*
- * stopsMisaligned: after a copy, would the next bytes -- a new chunk, which starts a page -- land
- * mid-page in the buffer? Then stop here, so the next receive starts aligned
+ * stopsMisaligned: would the next bytes -- a new read's, which start a page -- land mid-page in the
+ * buffer? Then stop here, so the next receive starts aligned
  */
 function stopsMisaligned(r: Receive, done: number): boolean {
-  return !r.rcv.empty && r.rcv.headOffset === 0 && (r.va + done) % PAGE_SIZE !== 0;
+  return !r.rcv.empty && r.rcv.headOffset % PAGE_SIZE === 0 && (r.va + done) % PAGE_SIZE !== 0;
 }
 
 /* countFallback: whole pages that could have moved were copied, for `why` */

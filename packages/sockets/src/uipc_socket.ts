@@ -47,7 +47,14 @@ import {
 import { kernelErrorFrom, type OnRead } from './net_glue.js';
 import { type RecvBuffer, type RecvFallback, SendBuffer } from './sockbuf.js';
 import { checkOptions, DEFAULT_HIWAT, MAX_LINGER_MS } from './sockopt.js';
-import { newRecvCounts, type RecvCounts, type RecvMode, receiveInto } from './soreceive.js';
+import {
+  newRecvCounts,
+  type RecvCounts,
+  type RecvHow,
+  type RecvMode,
+  type RecvTail,
+  receiveInto,
+} from './soreceive.js';
 import { SendOp, type SendResult } from './sosend.js';
 import { autoThresholdKnown, sosendAutoThreshold } from './sosend_auto.js';
 
@@ -85,6 +92,14 @@ export interface RecvOptions {
    * the rest; 'auto': as transfer, for runs of at least two whole pages
    */
   mode?: RecvMode;
+  /**
+   * what a transfer does with the last page of a read of the host's when it is partly filled:
+   * 'copy' (default) copies its bytes in, and the buffer's page keeps the rest of what it held;
+   * 'zero-fill' moves that page too, the rest of it zeroed -- the buffer's page then holds zeros after
+   * the received bytes, up to the page's end (within the buffer: a page that reaches past va + len is
+   * copied into). With mode 'transfer' only; no effect with 'copy' or 'auto'
+   */
+  tail?: RecvTail;
 }
 
 /** Options of so.close. */
@@ -120,6 +135,8 @@ export interface SocketStats {
   receivedByTransfer: number;
   /** pages received by page transfer */
   pagesTransferred: number;
+  /** bytes zeroed after the received ones in partly filled pages that moved (recv tail 'zero-fill') */
+  transferZeroFilled: number;
   /** receives that copied whole pages they could not transfer, by why (unaligned, shared, no-run, ...) */
   transferFallbacks: Partial<Record<RecvFallback, number>>;
 }
@@ -289,6 +306,7 @@ export class Socket {
       receivedByCopy: this.recvCounts.copiedBytes,
       receivedByTransfer: this.recvCounts.transferredBytes,
       pagesTransferred: this.recvCounts.pagesTransferred,
+      transferZeroFilled: this.recvCounts.zeroFilledBytes,
       transferFallbacks: { ...this.recvCounts.fallbacks },
     };
   }
@@ -667,17 +685,17 @@ export class Socket {
    *    error, if it persists, with nothing consumed
    */
   recv(proc: Proc, va: number, len: number, opts: RecvOptions = {}): Promise<number> {
-    let mode: RecvMode;
+    let how: RecvHow;
     try {
-      mode = this.checkRecvArgs(proc, va, len, opts);
+      how = this.checkRecvArgs(proc, va, len, opts);
     } catch (err) {
       return Promise.reject(err);
     }
     if (this.recvHeld) {
-      return this.waitTurn(proc, va, len).then(() => this.recvHolding(proc, va, len, mode, true));
+      return this.waitTurn(proc, va, len).then(() => this.recvHolding(proc, va, len, how, true));
     }
     this.recvHeld = true;
-    return this.recvHolding(proc, va, len, mode, false);
+    return this.recvHolding(proc, va, len, how, false);
   }
 
   /*
@@ -686,24 +704,24 @@ export class Socket {
    * whatever woke it: most often node:net's read callback, so the bytes move as they arrive, before
    * the host reads again (as a raw onread server writes back from its callback)
    */
-  private recvHolding(proc: Proc, va: number, len: number, mode: RecvMode, slept: boolean): Promise<number> {
+  private recvHolding(proc: Proc, va: number, len: number, how: RecvHow, slept: boolean): Promise<number> {
     let now: number | Promise<number> | null;
     try {
-      now = this.recvNow(proc, va, len, mode, slept);
+      now = this.recvNow(proc, va, len, how, slept);
     } catch (err) {
       return Promise.reject(err);
     }
-    return now !== null ? Promise.resolve(now) : this.sleepForData(proc, va, len, mode);
+    return now !== null ? Promise.resolve(now) : this.sleepForData(proc, va, len, how);
   }
 
   /* sleepForData: sleep, watched, until recvNow has an answer; the waker runs it */
-  private sleepForData(proc: Proc, va: number, len: number, mode: RecvMode): Promise<number> {
+  private sleepForData(proc: Proc, va: number, len: number, how: RecvHow): Promise<number> {
     return new Promise<number>((resolve, reject) => {
       this.watch(proc);
       this.recvSleeper = () => {
         let now: number | Promise<number> | null;
         try {
-          now = this.recvNow(proc, va, len, mode, true);
+          now = this.recvNow(proc, va, len, how, true);
           if (now === null) return false;
         } catch (err) {
           this.unwatch(proc);
@@ -726,7 +744,7 @@ export class Socket {
     proc: Proc,
     va: number,
     len: number,
-    mode: RecvMode,
+    how: RecvHow,
     slept: boolean,
   ): number | Promise<number> | null {
     try {
@@ -750,17 +768,17 @@ export class Socket {
       this.unlockRecv();
       throw err;
     }
-    return this.receiveHeld(proc, va, len, mode);
+    return this.receiveHeld(proc, va, len, how);
   }
 
   /*
    * receiveHeld: with the receive side held and data queued, move it to the user (copyout) and let
    * the receive side go -- at once, unless a copy sleeps on a fault
    */
-  private receiveHeld(proc: Proc, va: number, len: number, mode: RecvMode): number | Promise<number> {
+  private receiveHeld(proc: Proc, va: number, len: number, how: RecvHow): number | Promise<number> {
     let n: number | Promise<number>;
     try {
-      n = this.copyout(proc, va, len, mode);
+      n = this.copyout(proc, va, len, how);
     } catch (err) {
       this.unlockRecv();
       throw err;
@@ -773,7 +791,7 @@ export class Socket {
   }
 
   /* checkRecvArgs: recv's arguments, before anything is done; returns the mode */
-  private checkRecvArgs(proc: Proc, va: number, len: number, opts: RecvOptions): RecvMode {
+  private checkRecvArgs(proc: Proc, va: number, len: number, opts: RecvOptions): RecvHow {
     checkOptions('soreceive', opts);
     this.checkProc('soreceive', proc);
     checkUserBuffer('soreceive', proc, va, len);
@@ -784,19 +802,33 @@ export class Socket {
         `soreceive: mode must be 'copy', 'transfer' or 'auto', not ${String(mode)}`,
       );
     }
+    const tail = opts.tail ?? 'copy';
+    if (tail !== 'copy' && tail !== 'zero-fill') {
+      throw new KernelError('EINVAL', `soreceive: tail must be 'copy' or 'zero-fill', not ${String(tail)}`);
+    }
     proc.checkRange('soreceive', va, len, Prot.WRITE);
-    return mode;
+    return { mode, tail };
   }
 
   /*
    * copyout: move queued bytes to the user, by copy or page transfer (soreceive.ts) -- a count at once,
    * or a Promise if a copy sleeps on a fault: the receive area stays pinned until it settles
    */
-  private copyout(proc: Proc, va: number, len: number, mode: RecvMode): number | Promise<number> {
+  private copyout(proc: Proc, va: number, len: number, how: RecvHow): number | Promise<number> {
     this.copying = true;
     let n: number | Promise<number>;
     try {
-      n = receiveInto({ rcv: this.rcv, proc, va, len, mode, counts: this.counters, freed: this.onFreed });
+      const { mode, tail } = how;
+      n = receiveInto({
+        rcv: this.rcv,
+        proc,
+        va,
+        len,
+        mode,
+        tail,
+        counts: this.counters,
+        freed: this.onFreed,
+      });
     } catch (err) {
       this.copied();
       throw err;

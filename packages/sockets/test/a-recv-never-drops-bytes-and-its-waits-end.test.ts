@@ -38,7 +38,9 @@ describe('a recv whose memory goes', () => {
     const p = k.createProcess();
     const base = p.mmap(2 * PAGE_SIZE);
     const r = so.recv(p, base + PAGE_SIZE - 50, 150);
-    p.mprotect(base + PAGE_SIZE, PAGE_SIZE, Prot.READ);
+    /* both pages: the two pieces are two reads, copied one after the other (a read-only second page
+       alone would fail the recv part-way, after the first piece: it would return 50) */
+    p.mprotect(base, 2 * PAGE_SIZE, Prot.READ);
     expect((await failure(r)).code).toBe('EFAULT');
     /* nothing consumed: the next recv gets all 150 bytes */
     const good = p.mmap(PAGE_SIZE);

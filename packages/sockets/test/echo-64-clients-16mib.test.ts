@@ -57,10 +57,9 @@ async function run(clients: number, bytes: number, mode: EchoMode, clientMode: S
   if (mode === 'loan') expect(st.loanedBytes).toBe(clients * bytes);
   if (mode === 'copy') expect(st.copiedBytes).toBe(clients * bytes);
   if (mode === 'zerocopy') {
-    /* nothing copied out; in, whole pages moved -- only partial pages at pauses in a stream are copied */
+    /* nothing copied either way: out by loan, in by page transfer (partly filled pages too, zeroed after the bytes) */
     expect(st).toMatchObject({ loanedBytes: clients * bytes, copiedBytes: 0 });
-    expect(st.recvTransferredBytes + st.recvCopiedBytes).toBe(clients * bytes);
-    expect(st.recvTransferredBytes).toBeGreaterThan(st.recvCopiedBytes);
+    expect(st).toMatchObject({ recvTransferredBytes: clients * bytes, recvCopiedBytes: 0 });
   }
 
   /*
@@ -91,7 +90,7 @@ describe('echo: 64 clients x 16 MiB', () => {
     await run(64, 16 * MiB, 'loan', 'loan');
   }, 120_000);
 
-  it('zerocopy mode (64 clients x 8 MiB): the same, with nothing copied out and whole pages moved in', async () => {
+  it('zerocopy mode (64 clients x 8 MiB): the same, with nothing copied either way (pages moved in, loaned out)', async () => {
     await run(64, 8 * MiB, 'zerocopy', 'loan');
   }, 120_000);
 

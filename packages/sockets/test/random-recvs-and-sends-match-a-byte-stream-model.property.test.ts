@@ -6,7 +6,9 @@
  * peer sent, the bytes each buffer must hold, and the snapshots the peer must get back:
  *
  *   - each recv returns the next bytes of the peer's stream, at the place asked for, and leaves every
- *     other byte of the buffer as it was -- a page transfer moves only whole pages it fills;
+ *     other byte of the buffer as it was -- a page transfer moves only whole pages it fills -- except,
+ *     with tail 'zero-fill', the rest of a read's partly filled last page that moved: zeros, exactly to
+ *     that page's end, within the range asked for, and only as many as the socket says it zeroed;
  *   - the peer receives exactly the bytes each send's range held at its call, in call order;
  *   - after every step the kernel's books balance (checkInvariants), and at the end nothing is left.
  */
@@ -14,7 +16,14 @@ import net from 'node:net';
 import { type Kernel, PAGE_SIZE, type Proc } from '@loanout/core';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type RecvMode, SendError, type SendMode, type Socket, sockConnect } from '../src/index.js';
+import {
+  type RecvMode,
+  type RecvTail,
+  SendError,
+  type SendMode,
+  type Socket,
+  sockConnect,
+} from '../src/index.js';
 import { expectAtRest, KiB, random, Scope, until } from './helpers.js';
 
 const scope = new Scope();
@@ -25,7 +34,16 @@ const BUF = 96 * KiB;
 
 type Cmd =
   | { t: 'peer'; len: number }
-  | { t: 'recv'; buf: number; off: number; len: number; mode: RecvMode; lineUp: boolean; asleep: number }
+  | {
+      t: 'recv';
+      buf: number;
+      off: number;
+      len: number;
+      mode: RecvMode;
+      tail: RecvTail;
+      lineUp: boolean;
+      asleep: number;
+    }
   | { t: 'write'; buf: number; off: number; len: number; seed: number }
   | { t: 'send'; buf: number; off: number; len: number; mode: SendMode }
   | { t: 'remap'; buf: number };
@@ -53,12 +71,13 @@ const cmd: fc.Arbitrary<Cmd> = fc.oneof(
       .tuple(
         span,
         fc.constantFrom<RecvMode>('copy', 'transfer', 'auto'),
+        fc.constantFrom<RecvTail>('copy', 'zero-fill'),
         fc.boolean(),
         /* half the recvs are made before the peer sends (this many bytes): they sleep for data and
            are woken from node:net's read callback */
         fc.oneof(fc.constant(0), length),
       )
-      .map(([s, mode, lineUp, asleep]) => ({ t: 'recv' as const, ...s, mode, lineUp, asleep })),
+      .map(([s, mode, tail, lineUp, asleep]) => ({ t: 'recv' as const, ...s, mode, tail, lineUp, asleep })),
   },
   {
     weight: 2,
@@ -131,11 +150,19 @@ async function map(w: World, b: number): Promise<void> {
   await w.proc.write(w.vas[b], w.model[b]);
 }
 
-/* lineUp: off moved within its page to where stream byte `at` sits in its page (reads fill chunks in order) */
-function lineUp(off: number, at: number): number {
+/*
+ * lineUp: off moved within its page to where the next unread byte sits in its page of the receive
+ * area (bytes not arrived yet will start a page: every read does)
+ */
+function lineUp(w: World, off: number): number {
+  const rcv = (w.so as unknown as { rcv: { cc: number; headOffset: number } }).rcv;
+  const at = rcv.cc > 0 ? rcv.headOffset : 0;
   const o = off - (off % PAGE_SIZE) + (at % PAGE_SIZE);
   return o < BUF ? o : o - PAGE_SIZE;
 }
+
+/* pageUp: x rounded up to a page boundary */
+const pageUp = (x: number) => Math.ceil(x / PAGE_SIZE) * PAGE_SIZE;
 
 /* the peer's stream from byte `from`, `n` bytes */
 function inbound(w: World, from: number, n: number): Buffer {
@@ -157,15 +184,24 @@ async function step(w: World, c: Cmd): Promise<void> {
       if (sent === w.taken && !asleep) return;
       if (!asleep) await until(() => w.so.recvQueued > 0, 'bytes arrive');
       /* lineUp: put the next byte at the same place in its page as it has in its chunk, so whole pages can move */
-      const off = c.lineUp ? lineUp(c.off, w.taken) : c.off;
+      const off = c.lineUp ? lineUp(w, c.off) : c.off;
       const len = Math.min(c.len, BUF - off);
-      const got = w.so.recv(w.proc, w.vas[c.buf] + off, len, { mode: c.mode });
+      const zeroedBefore = w.so.stats().transferZeroFilled;
+      const got = w.so.recv(w.proc, w.vas[c.buf] + off, len, { mode: c.mode, tail: c.tail });
       if (asleep) await step(w, { t: 'peer', len: c.asleep });
       const n = await got;
       expect(n).toBeGreaterThan(0);
       expect(n).toBeLessThanOrEqual(len);
       inbound(w, w.taken, n).copy(w.model[c.buf], off);
       w.taken += n;
+      /* a partly filled last page that moved: zeros from the bytes' end to its page's end, inside the range */
+      const zeroed = w.so.stats().transferZeroFilled - zeroedBefore;
+      if (c.mode !== 'transfer' || c.tail !== 'zero-fill') expect(zeroed).toBe(0);
+      if (zeroed > 0) {
+        expect(off + n + zeroed).toBe(pageUp(off + n));
+        expect(off + n + zeroed).toBeLessThanOrEqual(off + len);
+        w.model[c.buf].fill(0, off + n, off + n + zeroed);
+      }
       /* the bytes asked for, and nothing else in the buffer changed */
       expect((await w.proc.read(w.vas[c.buf], BUF)).equals(w.model[c.buf])).toBe(true);
       return;
@@ -211,6 +247,7 @@ async function run(cmds: Cmd[], recvChunkBytes: number, recvChunks: number): Pro
   k.checkInvariants();
   expect(k.stats().anons).toBe(0);
   transferred += w.so.stats().pagesTransferred;
+  zeroFilled += w.so.stats().transferZeroFilled;
   expectAtRest(k);
 }
 
@@ -223,6 +260,7 @@ function transfers(): Cmd[] {
     off,
     len: 4 * PAGE_SIZE,
     mode: 'transfer',
+    tail: 'copy',
     lineUp: true,
   });
   return [
@@ -234,8 +272,26 @@ function transfers(): Cmd[] {
   ];
 }
 
-/* pages moved by transfer over all runs: the test must exercise transfers, not only copies */
+/* a run that moves a partly filled page: 10 000 bytes, received page-aligned with tail 'zero-fill' */
+function zeroFills(): Cmd[] {
+  return [
+    { t: 'peer', len: 10_000 },
+    {
+      t: 'recv',
+      asleep: 0,
+      buf: 1,
+      off: 0,
+      len: 4 * PAGE_SIZE,
+      mode: 'transfer',
+      tail: 'zero-fill',
+      lineUp: true,
+    },
+  ];
+}
+
+/* pages moved by transfer, and page tails zeroed, over all runs: the test must exercise them */
 let transferred = 0;
+let zeroFilled = 0;
 
 describe('random receives (copy, transfer, auto), sends, writes and remaps', () => {
   it('move exactly the stream, touch nothing else, and keep the books', async () => {
@@ -252,8 +308,16 @@ describe('random receives (copy, transfer, auto), sends, writes and remaps', () 
       ),
       /* random runs may happen to move no page (recvs too short or unaligned): the first run is one
          that all but surely transfers, so that the count below cannot fail by chance */
-      { numRuns: 30, endOnFailure: true, examples: [[transfers(), 16 * KiB, 4]] },
+      {
+        numRuns: 30,
+        endOnFailure: true,
+        examples: [
+          [transfers(), 16 * KiB, 4],
+          [zeroFills(), 16 * KiB, 4],
+        ],
+      },
     );
     expect(transferred).toBeGreaterThan(0);
+    expect(zeroFilled).toBeGreaterThan(0);
   }, 180_000);
 });

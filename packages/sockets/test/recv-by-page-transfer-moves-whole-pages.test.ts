@@ -86,24 +86,78 @@ describe('recv by page transfer', () => {
     expectAtRest(k);
   });
 
-  it('moves whole pages at once and leaves a partial page to fill up; a recv that finds only that copies it', async () => {
+  it('moves whole pages and copies the partly filled last page of a read; the rest of that page is kept', async () => {
     const k = scope.kernel();
     const data = pattern(10_000, 2);
     const { so } = await received(k, data);
     const p = k.createProcess();
-    const va = p.mmap(16 * KiB);
-    expect(await so.recv(p, va, 16 * KiB, { mode: 'transfer' })).toBe(8192);
-    expect(so.recvQueued).toBe(1808);
-    expect(await so.recv(p, va + 8192, 16 * KiB - 8192, { mode: 'transfer' })).toBe(1808);
+    const va = await userMemory(p, 16 * KiB, Buffer.alloc(16 * KiB, 0x55));
+    expect(await so.recv(p, va, 16 * KiB, { mode: 'transfer' })).toBe(10_000);
     expect((await p.read(va, 10_000)).equals(data)).toBe(true);
+    expect((await p.read(va + 10_000, 16 * KiB - 10_000)).every((x) => x === 0x55)).toBe(true);
     expect(so.stats()).toMatchObject({
       receivedByTransfer: 8192,
       receivedByCopy: 1808,
+      pagesTransferred: 2,
+      transferZeroFilled: 0,
       transferFallbacks: {},
     });
     k.checkInvariants();
     p.exit();
     await so.close({ linger: 0 });
+    expectAtRest(k);
+  });
+
+  it("with tail 'zero-fill' moves that last page too, zeroed after the bytes: nothing copied", async () => {
+    const k = scope.kernel();
+    const data = pattern(10_000, 2);
+    const { so } = await received(k, data);
+    const p = k.createProcess();
+    const va = await userMemory(p, 16 * KiB, Buffer.alloc(16 * KiB, 0x55));
+    const before = frames(p, va, 3);
+    expect(await so.recv(p, va, 16 * KiB, { mode: 'transfer', tail: 'zero-fill' })).toBe(10_000);
+    expect(frames(p, va, 3).some((f, i) => f === before[i])).toBe(false);
+    expect((await p.read(va, 10_000)).equals(data)).toBe(true);
+    /* the moved page is zero after the bytes; the buffer's next page is as it was */
+    expect((await p.read(va + 10_000, 3 * PAGE_SIZE - 10_000)).every((x) => x === 0)).toBe(true);
+    expect((await p.read(va + 3 * PAGE_SIZE, PAGE_SIZE)).every((x) => x === 0x55)).toBe(true);
+    expect(so.stats()).toMatchObject({
+      receivedByTransfer: 10_000,
+      receivedByCopy: 0,
+      pagesTransferred: 3,
+      transferZeroFilled: 3 * PAGE_SIZE - 10_000,
+    });
+    expect(mbufStats(k).recvZeroFilledBytes).toBe(3 * PAGE_SIZE - 10_000);
+    k.checkInvariants();
+    p.exit();
+    await so.close({ linger: 0 });
+    expectAtRest(k);
+  });
+
+  it("with tail 'zero-fill' still copies a last page the buffer does not wholly hold, and never in copy or auto mode", async () => {
+    const k = scope.kernel();
+    const data = pattern(3 * 10_000, 2);
+    const p0 = await pair(scope, k, () => {}, { recvChunkBytes: 64 * KiB, recvChunks: 4 });
+    const p = k.createProcess();
+    const va = await userMemory(p, 16 * KiB, Buffer.alloc(16 * KiB, 0x55));
+    const zf = { tail: 'zero-fill' } as const;
+    const got: number[] = [];
+    for (const [i, mode] of (['transfer', 'copy', 'auto'] as const).entries()) {
+      p0.remote.write(data.subarray(i * 10_000, (i + 1) * 10_000));
+      await until(() => p0.so.recvQueued === 10_000, 'a message arrives');
+      /* a buffer of exactly 10 000 bytes: its last page is not all the buffer's to zero */
+      got.push(await p0.so.recv(p, va, mode === 'transfer' ? 10_000 : 16 * KiB, { mode, ...zf }));
+      expect((await p.read(va, 10_000)).equals(data.subarray(i * 10_000, (i + 1) * 10_000))).toBe(true);
+      expect((await p.read(va + 10_000, 16 * KiB - 10_000)).every((x) => x === 0x55)).toBe(true);
+    }
+    expect(got).toEqual([10_000, 10_000, 10_000]);
+    expect(p0.so.stats()).toMatchObject({
+      receivedByTransfer: 8192 + 8192,
+      receivedByCopy: 1808 + 10_000 + 1808,
+      transferZeroFilled: 0,
+    });
+    p.exit();
+    await p0.so.close({ linger: 0 });
     expectAtRest(k);
   });
 
@@ -255,7 +309,7 @@ describe('recv by page transfer', () => {
     expectAtRest(k);
   });
 
-  it('reads append to the chunk: two messages whose sizes are not page multiples still move as whole pages', async () => {
+  it('each read starts a page: a recv stops at a read that would land mid-page, so the next starts aligned', async () => {
     const k = scope.kernel();
     const p0 = await pair(scope, k, () => {}, { recvChunkBytes: 64 * KiB, recvChunks: 4 });
     const first = pattern(10_000, 10);
@@ -266,11 +320,13 @@ describe('recv by page transfer', () => {
     await until(() => p0.so.recvQueued === 18_192, 'the second message');
     const p = k.createProcess();
     const va = p.mmap(64 * KiB);
-    expect(await p0.so.recv(p, va, 64 * KiB, { mode: 'transfer' })).toBe(4 * PAGE_SIZE);
-    expect(await p0.so.recv(p, va + 4 * PAGE_SIZE, 64 * KiB - 4 * PAGE_SIZE, { mode: 'transfer' })).toBe(
-      1808,
+    expect(await p0.so.recv(p, va, 64 * KiB, { mode: 'transfer' })).toBe(10_000);
+    /* the second read's bytes start a page: into the next page-aligned place, they move whole */
+    expect(await p0.so.recv(p, va + 3 * PAGE_SIZE, 64 * KiB - 3 * PAGE_SIZE, { mode: 'transfer' })).toBe(
+      8192,
     );
-    expect((await p.read(va, 18_192)).equals(Buffer.concat([first, second]))).toBe(true);
+    expect((await p.read(va, 10_000)).equals(first)).toBe(true);
+    expect((await p.read(va + 3 * PAGE_SIZE, 8192)).equals(second)).toBe(true);
     expect(p0.so.stats()).toMatchObject({ pagesTransferred: 4, receivedByCopy: 1808 });
     p.exit();
     await p0.so.close({ linger: 0 });

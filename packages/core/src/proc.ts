@@ -84,7 +84,7 @@ export class Proc {
   readonly map: VmMap;
   private readonly host: ProcHost;
   /* watchers of the address space (watch) */
-  private readonly watchers = new Set<() => void>();
+  private readonly watchers = new Set<{ fn: () => void }>();
   /** @readonly exit() has been called: the address space is gone */
   exited = false;
 
@@ -443,7 +443,8 @@ export class Proc {
    */
   watch(fn: () => void): () => void {
     if (typeof fn !== 'function') throw new KernelError('EINVAL', 'watch: fn must be a function');
-    const entry = () => fn();
+    /* an entry of its own, so that one function watched twice is two watches */
+    const entry = { fn };
     this.watchers.add(entry);
     return () => {
       this.watchers.delete(entry);
@@ -453,7 +454,7 @@ export class Proc {
   private changed(): void {
     for (const w of [...this.watchers]) {
       try {
-        w();
+        w.fn();
       } catch (err) {
         this.watchers.delete(w);
         const why = err instanceof Error ? err.message : String(err);

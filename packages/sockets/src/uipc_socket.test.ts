@@ -414,6 +414,34 @@ describe('Socket.recv (soreceive)', () => {
     expectAtRest(other);
   });
 
+  it('watches a process once however many times its recvs sleep, and stops when it exits or the socket goes', async () => {
+    const k = scope.kernel();
+    const { so, remote } = await pair(scope, k);
+    const watchers = (p: object) => (p as { watchers: Set<unknown> }).watchers.size;
+    const p = k.createProcess();
+    const q = k.createProcess();
+    const va = p.mmap(PAGE_SIZE);
+    const vq = q.mmap(PAGE_SIZE);
+    for (let i = 0; i < 3; i++) {
+      const r = so.recv(p, va, 1);
+      expect(await settled(r)).toBe(false);
+      remote.write('x');
+      expect(await r).toBe(1);
+    }
+    /* still one watch, kept for the next sleep */
+    expect(watchers(p)).toBe(1);
+    const r = so.recv(q, vq, 1);
+    expect(await settled(r)).toBe(false);
+    expect(watchers(q)).toBe(1);
+    q.exit();
+    expect((await failure(r)).code).toBe('ESRCH');
+    /* the socket let go of the process that exited, and of the other when it closed */
+    expect((so as unknown as { watched: Map<object, unknown> }).watched.has(q)).toBe(false);
+    await so.close({ linger: 0 });
+    expect(watchers(p)).toBe(0);
+    expectAtRest(k);
+  });
+
   it('returns 0 once the socket is closed, also to a reader already waiting', async () => {
     const k = scope.kernel();
     const { so } = await pair(scope, k);

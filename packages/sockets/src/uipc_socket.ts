@@ -636,7 +636,9 @@ export class Socket {
 
   /*
    * watch / unwatch: follow a process while a send or recv of it sleeps here: when its address space
-   * changes or it exits, sleepers wake and look again (opError, recvError)
+   * changes or it exits, sleepers wake and look again (opError, recvError). The process's watch stays
+   * registered once no one sleeps (n = 0) -- a receive loop sleeps once per read, and registering anew
+   * each time was a measurable part of a recv's cost -- until the process exits or the socket goes
    */
   private watch(proc: Proc): void {
     const w = this.watched.get(proc);
@@ -650,13 +652,21 @@ export class Socket {
 
   private unwatch(proc: Proc): void {
     const w = this.watched.get(proc);
-    if (w === undefined || --w.n > 0) return;
-    this.watched.delete(proc);
-    w.unwatch();
+    if (w !== undefined) w.n--;
+  }
+
+  /* unwatchAll: stop following processes (the socket is gone) */
+  private unwatchAll(): void {
+    for (const w of this.watched.values()) w.unwatch();
+    this.watched.clear();
   }
 
   /* procChanged: a watched process exited or unmapped: fail its sends that can't go on now; wake all */
   private procChanged(proc: Proc): void {
+    if (proc.exited) {
+      this.watched.get(proc)?.unwatch();
+      this.watched.delete(proc);
+    }
     for (const op of [...this.sendq]) {
       if (op.proc !== proc) continue;
       const err = procError('sosend', proc, op.va + op.sent, op.len - op.sent, Prot.READ);
@@ -1007,6 +1017,7 @@ export class Socket {
     this.snd.abort(err);
     if (!this.copying) this.rcv.release();
     this.wakeReaders();
+    this.unwatchAll();
   }
 
   /* wakeReaders: data, the end, an error or a change to a process: the sleeping recv looks again */

@@ -189,7 +189,8 @@ export class RecvBuffer {
     }
     this.armed = c;
     this.armedAt = c.filled;
-    return c.view.subarray(c.filled);
+    /* a whole chunk is the chunk's own view: no new Buffer for each read of a steady stream */
+    return c.filled === 0 ? c.view : c.view.subarray(c.filled);
   }
 
   /**

@@ -13,7 +13,16 @@ export { KernelError, KernelPanic } from './errors.js';
 export type { KernelOptions, KernelStats } from './kernel.js';
 export { checkKernel, Kernel } from './kernel.js';
 export type { Inheritance } from './param.js';
-export { Inherit, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, Prot, VM_MAX_ADDRESS, VM_MIN_ADDRESS } from './param.js';
+export {
+  Inherit,
+  option,
+  PAGE_MASK,
+  PAGE_SHIFT,
+  PAGE_SIZE,
+  Prot,
+  VM_MAX_ADDRESS,
+  VM_MIN_ADDRESS,
+} from './param.js';
 export type { PhysMem } from './physmem.js';
 export { MAX_PHYS_PAGES } from './physmem.js';
 export type { MmapFileOptions, MmapOptions } from './proc.js';

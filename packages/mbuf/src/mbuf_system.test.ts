@@ -54,6 +54,9 @@ describe('mbufSystem / mbufInit', () => {
       { kvaBudgetBytes: '65536' },
       { maxClusterBytes: 100 },
       { maxClusterBytes: Number.POSITIVE_INFINITY },
+      /* null is a value, not "left out": refused, never the default */
+      { kvaBudgetBytes: null },
+      { maxClusterBytes: null },
       null,
       42,
       'options',

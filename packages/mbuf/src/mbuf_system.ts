@@ -7,7 +7,7 @@
  * waits only for its own chunks) sleeps on the release broadcast instead: waitRelease() wakes at the
  * next cluster put or budget release, whoever made it.
  */
-import { checkKernel, type Kernel, KernelError, PAGE_SIZE } from '@loanout/core';
+import { checkKernel, type Kernel, KernelError, option, PAGE_SIZE } from '@loanout/core';
 import { MCLBYTES } from './mbuf.js';
 import { KvaBudget } from './sokva.js';
 import { Pool } from './subr_pool.js';
@@ -101,8 +101,8 @@ export class MbufSystem {
   constructor(kernel: Kernel, opts: MbufOptions) {
     this.kernel = kernel;
     const ram = kernel.uvm.pages.length * PAGE_SIZE;
-    const budget = opts.kvaBudgetBytes ?? 16 * 1024 * 1024;
-    const clusterBytes = opts.maxClusterBytes ?? Math.max(PAGE_SIZE, Math.floor(ram / 4));
+    const budget = option(opts.kvaBudgetBytes, 16 * 1024 * 1024);
+    const clusterBytes = option(opts.maxClusterBytes, Math.max(PAGE_SIZE, Math.floor(ram / 4)));
     checkBytes('kvaBudgetBytes', budget);
     checkBytes('maxClusterBytes', clusterBytes);
     this.kva = new KvaBudget(Math.floor(budget / PAGE_SIZE));

@@ -163,7 +163,24 @@ describe('createEchoServer', () => {
     }
     const badListen = [0, -1, Number.NaN, 'x'].map((maxConnections) => ({ maxConnections }));
     const badIdle = [-1, 0.5, Number.NaN, '60', 2 ** 31].map((idleTimeoutMs) => ({ idleTimeoutMs }));
-    for (const bad of [...badListen, ...badIdle, ...BAD_SOCKET_OPTIONS, { kernel: {} }, { buffers: '4' }]) {
+    const nulls = [
+      'kernel',
+      'host',
+      'port',
+      'mode',
+      'maxConnections',
+      'bufferBytes',
+      'buffers',
+      'idleTimeoutMs',
+    ].map((o) => ({ [o]: null }));
+    for (const bad of [
+      ...badListen,
+      ...badIdle,
+      ...BAD_SOCKET_OPTIONS,
+      ...nulls,
+      { kernel: {} },
+      { buffers: '4' },
+    ]) {
       const err = await expectError(createEchoServer({ kernel: k, port, ...bad } as never), 'EINVAL');
       expect(err.message).toMatch(/^createEchoServer: /);
       await expectPortFree(port);

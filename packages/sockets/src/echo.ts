@@ -24,6 +24,7 @@ import {
   checkKernel,
   Kernel,
   KernelError,
+  option,
   PAGE_SIZE,
   type Proc,
   VM_MAX_ADDRESS,
@@ -156,7 +157,7 @@ export async function createEchoServer(options: EchoServerOptions = {}): Promise
   /* a deeper receive area than a plain socket's: as deep as the ring (see the essay) */
   const deep = { recvChunkBytes: ECHO_CHUNK, recvChunks: 8, ...opts };
   const cfg = listenConfig('createEchoServer', deep, physPages, { port: 7007, maxConnections: 128 });
-  const kernel = opts.kernel ?? new Kernel({ physPages: ECHO_PAGES, swapPages: 0 });
+  const kernel = option(opts.kernel, new Kernel({ physPages: ECHO_PAGES, swapPages: 0 }));
   const counts: Counts = { connections: 0, active: 0, bytes: 0, errors: 0, idleClosed: 0 };
   const listener = await listenChecked(kernel, cfg, (so) => serve(kernel, so, ring, counts));
   return {
@@ -171,7 +172,7 @@ export async function createEchoServer(options: EchoServerOptions = {}): Promise
 
 /* ringConfig: the echo options of createEchoServer, checked (EINVAL), defaults filled in */
 function ringConfig(opts: EchoServerOptions): Ring {
-  const mode = opts.mode ?? 'auto';
+  const mode = option(opts.mode, 'auto');
   if (mode !== 'copy' && mode !== 'loan' && mode !== 'auto' && mode !== 'zerocopy') {
     throw new KernelError(
       'EINVAL',
@@ -180,9 +181,9 @@ function ringConfig(opts: EchoServerOptions): Ring {
   }
   const ring = {
     mode,
-    bufferBytes: opts.bufferBytes ?? ECHO_CHUNK,
-    buffers: opts.buffers ?? 8,
-    idleTimeoutMs: opts.idleTimeoutMs ?? 60_000,
+    bufferBytes: option(opts.bufferBytes, ECHO_CHUNK),
+    buffers: option(opts.buffers, 8),
+    idleTimeoutMs: option(opts.idleTimeoutMs, 60_000),
   };
   checkInteger('createEchoServer', 'bufferBytes', ring.bufferBytes, 1);
   checkInteger('createEchoServer', 'buffers', ring.buffers, 1);

@@ -9,7 +9,7 @@
  * The checked values are a snapshot: a listener applies them to every connection it accepts, so
  * changing the caller's object afterwards changes nothing.
  */
-import { KernelError, PAGE_SIZE } from '@loanout/core';
+import { KernelError, option, PAGE_SIZE } from '@loanout/core';
 import type { SocketOptions } from './uipc_socket.js';
 import type { ConnectOptions, ListenOptions } from './uipc_syscalls.js';
 
@@ -108,9 +108,9 @@ function checkHostPort(fn: string, host: unknown, port: unknown, allowZero: bool
  */
 export function socketConfig(fn: string, opts: SocketOptions, physPages: number): SocketConfig {
   const cfg: SocketConfig = {
-    sendHighWater: opts.sendHighWater ?? DEFAULT_HIWAT,
-    recvChunkBytes: opts.recvChunkBytes ?? RECV_CHUNK,
-    recvChunks: opts.recvChunks ?? RECV_CHUNKS,
+    sendHighWater: option(opts.sendHighWater, DEFAULT_HIWAT),
+    recvChunkBytes: option(opts.recvChunkBytes, RECV_CHUNK),
+    recvChunks: option(opts.recvChunks, RECV_CHUNKS),
     autoThreshold: opts.autoThreshold,
   };
   checkInteger(fn, 'sendHighWater', cfg.sendHighWater, 1);
@@ -126,7 +126,7 @@ export function socketConfig(fn: string, opts: SocketOptions, physPages: number)
 export function connectConfig(fn: string, opts: ConnectOptions, physPages: number): ConnectConfig {
   checkOptions(fn, opts, true);
   const o = snapshot(opts);
-  const host = o.host ?? '127.0.0.1';
+  const host = option(o.host, '127.0.0.1');
   checkHostPort(fn, host, o.port, false);
   return { ...socketConfig(fn, o, physPages), host, port: o.port };
 }
@@ -152,10 +152,10 @@ export function listenConfig(
 ): ListenConfig {
   checkOptions(fn, opts);
   const o = snapshot(opts ?? {});
-  const host = o.host ?? '127.0.0.1';
-  const port = o.port ?? defaults.port;
+  const host = option(o.host, '127.0.0.1');
+  const port = option(o.port, defaults.port);
   checkHostPort(fn, host, port, true);
-  const maxConnections = o.maxConnections ?? defaults.maxConnections;
+  const maxConnections = option(o.maxConnections, defaults.maxConnections);
   checkInteger(fn, 'maxConnections', maxConnections, 1);
   return { ...socketConfig(fn, o, physPages), host, port, maxConnections };
 }

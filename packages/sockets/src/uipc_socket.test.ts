@@ -182,6 +182,8 @@ describe('Socket.send (sosend)', () => {
     await expectError(so.send(p, va, 2.5), 'EINVAL');
     await expectError(so.send(p, va, 2 ** 60), 'EINVAL');
     await expectError(so.send(p, va, 10, { mode: 'zerocopy' as never }), 'EINVAL');
+    /* null is a value, not "left out": refused, never the default */
+    await expectError(so.send(p, va, 10, { mode: null } as never), 'EINVAL');
     await expectError(so.send({} as never, va, 10), 'EINVAL');
     await expectError(so.send(null as never, va, 10), 'EINVAL');
     expect(so.isOpen).toBe(true);
@@ -525,6 +527,7 @@ describe('Socket.close (soclose) and destroy', () => {
     await expectError(so.close({ linger: -1 }), 'EINVAL');
     await expectError(so.close({ linger: Number.NaN }), 'EINVAL');
     await expectError(so.close({ linger: Number.POSITIVE_INFINITY }), 'EINVAL');
+    await expectError(so.close({ linger: null } as never), 'EINVAL');
     expect(so.isOpen).toBe(true);
     await so.close();
     expectAtRest(k);

@@ -30,7 +30,7 @@
  * host drop bytes it had not yet handed to the peer's program. Only then does it let go.
  */
 import type net from 'node:net';
-import { checkUserBuffer, type Kernel, KernelError, PAGE_SIZE, Proc, Prot } from '@loanout/core';
+import { checkUserBuffer, type Kernel, KernelError, option, PAGE_SIZE, Proc, Prot } from '@loanout/core';
 import {
   type Mbuf,
   MCLBYTES,
@@ -361,7 +361,7 @@ export class Socket {
     checkOptions('sosend', opts);
     this.checkProc('sosend', proc);
     checkUserBuffer('sosend', proc, va, len);
-    const mode = opts.mode ?? 'auto';
+    const mode = option(opts.mode, 'auto');
     if (mode !== 'copy' && mode !== 'loan' && mode !== 'auto') {
       throw new KernelError('EINVAL', `sosend: mode must be 'copy', 'loan' or 'auto', not ${String(mode)}`);
     }
@@ -805,14 +805,14 @@ export class Socket {
     checkOptions('soreceive', opts);
     this.checkProc('soreceive', proc);
     checkUserBuffer('soreceive', proc, va, len);
-    const mode = opts.mode ?? 'copy';
+    const mode = option(opts.mode, 'copy');
     if (mode !== 'copy' && mode !== 'transfer' && mode !== 'auto') {
       throw new KernelError(
         'EINVAL',
         `soreceive: mode must be 'copy', 'transfer' or 'auto', not ${String(mode)}`,
       );
     }
-    const tail = opts.tail ?? 'copy';
+    const tail = option(opts.tail, 'copy');
     if (tail !== 'copy' && tail !== 'zero-fill') {
       throw new KernelError('EINVAL', `soreceive: tail must be 'copy' or 'zero-fill', not ${String(tail)}`);
     }
@@ -898,7 +898,7 @@ export class Socket {
    */
   async close(opts: CloseOptions = {}): Promise<void> {
     checkOptions('soclose', opts);
-    const linger = opts.linger ?? 10_000;
+    const linger = option(opts.linger, 10_000);
     if (typeof linger !== 'number' || !(linger >= 0 && linger <= MAX_LINGER_MS)) {
       throw new KernelError('EINVAL', `soclose: bad linger ${String(linger)} (0 .. ${MAX_LINGER_MS} ms)`);
     }

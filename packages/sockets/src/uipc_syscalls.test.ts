@@ -256,7 +256,8 @@ describe('sockListen (listen + accept)', () => {
       expect(err.message).toMatch(/^sockListen: options must be an object/);
     }
     const badListen = [0, -1, Number.NaN, 'x', 1.5].map((maxConnections) => ({ maxConnections }));
-    for (const bad of [...badListen, ...BAD_SOCKET_OPTIONS]) {
+    const nulls = ['host', 'port', 'maxConnections'].map((o) => ({ [o]: null }));
+    for (const bad of [...badListen, ...BAD_SOCKET_OPTIONS, ...nulls]) {
       const err = await expectError(sockListen(k, { port, ...bad } as never, handler), 'EINVAL');
       expect(err.message).toMatch(/^sockListen: /);
       await expectPortFree(port);

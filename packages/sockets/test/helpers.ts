@@ -182,6 +182,11 @@ export const BAD_SOCKET_OPTIONS: Record<string, unknown>[] = [
   { recvChunks: 1 },
   { recvChunks: 2 ** 40 },
   { recvChunks: '4' },
+  /* null is a value, not "left out" (only undefined is): refused, never the default */
+  { sendHighWater: null },
+  { autoThreshold: null },
+  { recvChunkBytes: null },
+  { recvChunks: null },
 ];
 
 /* a plain node:net server (the peer), with every connection it accepted */

@@ -54,7 +54,10 @@ export interface EchoServerOptions extends SocketOptions {
   mode?: EchoMode;
   /** a positive integer, default 128 */
   maxConnections?: number;
-  /** size of each buffer in a connection's ring (default 64 KiB) ... */
+  /**
+   * size of each buffer in a connection's ring (default 64 KiB; in zerocopy mode rounded up to whole
+   * pages, as mmap maps them, so that a receive never stops mid-page for want of room) ...
+   */
   bufferBytes?: number;
   /** ... and how many (default 8): the whole ring must fit a process's address space (just under 1 GiB) */
   buffers?: number;
@@ -308,11 +311,17 @@ async function echoLoop(
   const zerocopy = ring.mode === 'zerocopy';
   /* zerocopy: a read's last page moves too, partly filled (zeroed after the bytes): nothing is copied in */
   const recvOpts: RecvOptions = zerocopy ? { mode: 'transfer', tail: 'zero-fill' } : { mode: 'copy' };
+  /*
+   * zerocopy receives into whole pages (mmap mapped the buffer so): a receive that stopped mid-page for
+   * want of room would leave the next bytes mid-page, and every later receive, into a page-aligned
+   * buffer, would copy them
+   */
+  const room = zerocopy ? Math.ceil(ring.bufferBytes / PAGE_SIZE) * PAGE_SIZE : ring.bufferBytes;
   const sendOpts = { mode: zerocopy ? 'loan' : (ring.mode as SendMode) };
   try {
     for (let i = 0; ; i = (i + 1) % n) {
       if (pending[i] !== null && !zerocopy) await pending[i];
-      const got = await so.recv(proc, bufs[i], ring.bufferBytes, recvOpts);
+      const got = await so.recv(proc, bufs[i], room, recvOpts);
       if (got === 0) break;
       touch();
       const done = (await so.send(proc, bufs[i], got, sendOpts)).done;

@@ -6,8 +6,9 @@
  * The receivers, one connection each:
  *   copy      a loanout kernel socket; recv(proc, va, size) copies each byte out of the receive area
  *             into the process's page-aligned buffer (uiomove)
- *   transfer  the same, with { mode: 'transfer' }: the whole pages node:net read into become the
- *             process's pages at va; only partial pages are copied
+ *   transfer  the same, with { mode: 'transfer', tail: 'zero-fill' }: the pages node:net read into
+ *             become the process's pages at va -- a read's partly filled last page too, zeroed after
+ *             the bytes -- so nothing is copied
  *   raw       plain node:net reading with `onread` straight into a preallocated buffer of `size` bytes:
  *             what a program without a kernel in between gets, the ceiling
  * Both kernel sockets have the same receive area (8 x 64 KiB). One operation asks the source for about
@@ -16,7 +17,7 @@
  */
 import net from 'node:net';
 import { Kernel, type Proc } from '@loanout/core';
-import { type Socket, sockConnect } from '@loanout/sockets';
+import { type RecvOptions, type Socket, sockConnect } from '@loanout/sockets';
 import { MiB } from './plan.js';
 import type { BenchCase } from './runner.js';
 import { delta, type SinkSession, type SinkStats } from './sink-client.js';
@@ -169,7 +170,7 @@ export function recvCases(b: RecvBench, sizes: number[], batch: number): BenchCa
 
 function kernelOp(b: RecvBench, mode: 'copy' | 'transfer', size: number, n: number): () => Promise<void> {
   const so = b.sockets[mode];
-  const opts = { mode };
+  const opts: RecvOptions = mode === 'transfer' ? { mode, tail: 'zero-fill' } : { mode };
   return async () => {
     await b.proc.write(b.reqVa, request(n));
     await so.send(b.proc, b.reqVa, 8, { mode: 'copy' });

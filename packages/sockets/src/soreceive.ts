@@ -171,7 +171,10 @@ function transferStep(r: Receive, done: number): number | { upTo: number; fallba
     return { upTo: avail, fallback: null };
   }
   const why = transferPages(r, ua, whole, tail);
-  return why === null ? whole * PAGE_SIZE + tail : { upTo: avail, fallback: why };
+  if (why === null) return whole * PAGE_SIZE + tail;
+  /* the partly filled page could not go (its page of the buffer refuses): the whole ones before it may */
+  if (tail > 0 && whole > 0 && transferPages(r, ua, whole, 0) === null) return whole * PAGE_SIZE;
+  return { upTo: avail, fallback: why };
 }
 
 /*

@@ -123,9 +123,9 @@ export function checkAccess(fn: string, access: number): void {
 }
 
 /**
- * option: an option's value, or its default when it is left out
+ * option: an option's value, or its default when it is left out -- the rule every package of loanout
+ * reads its options by
  * => only undefined means "left out": null is a value (and the caller's check refuses it)
- * @internal (the other packages read their options with it)
  */
 export function option<T>(value: T | undefined, dflt: T): T {
   return value === undefined ? dflt : value;

@@ -28,15 +28,7 @@ import { atop, checkAddress, hex, isPageAligned, PAGE_SIZE, Prot, VM_MAX_ADDRESS
 import { amapAdd } from './uvm_amap.js';
 import { type Anon, uvmAnonAlloc, uvmAnonUnref } from './uvm_anon.js';
 import { type MapEntry, uvmMapAmapCopy, VmMap } from './uvm_map.js';
-import {
-  PG_BUSY,
-  PG_CLEAN,
-  PQ_ACTIVE,
-  uvmPageDequeue,
-  uvmPageFreeReleased,
-  uvmPageRelease,
-  type VmPage,
-} from './uvm_page.js';
+import { PG_BUSY, PG_CLEAN, PQ_ACTIVE, uvmPageDequeue, uvmPageRelease, type VmPage } from './uvm_page.js';
 import { checkKernelPages, checkPageList } from './uvm_pglist.js';
 
 /**
@@ -119,31 +111,30 @@ export function uvmPageTransfer(map: VmMap, va: number, pageList: readonly VmPag
   /* the list read once: what is checked is what is moved */
   const pages = checkTransferArgs(map, va, pageList);
   /* a trace listener sees the events once every page has moved: it can neither see the books half
-     done nor free or take a page the checks above have already passed */
-  map.uvm.withTracesHeld(() => transferPages(map, va, pages));
+     done nor free or take a page the checks above have already passed (with no listener there is
+     nothing to hold: called directly, no closure made) */
+  if (map.uvm.tracers.length === 0) transferPages(map, va, pages);
+  else map.uvm.withTracesHeld(() => transferPages(map, va, pages));
 }
 
 /* transferPages: uvmPageTransfer's work, its arguments checked */
 function transferPages(map: VmMap, va: number, pages: readonly VmPage[]): void {
-  /* the old pages the slots held, freed at the end a run at a time (they are often one run: the
-     pages an earlier transfer put there) */
-  const released: VmPage[] = [];
   for (let i = 0; i < pages.length; ) {
     const a = va + i * PAGE_SIZE;
     const e = map.lookup(a)!;
     if (e.needsCopy || e.amap === null) uvmMapAmapCopy(map, e);
     const n = Math.min(pages.length - i, atop(e.end - a));
-    transferRun(map, e, a, pages, i, n, released);
+    transferRun(map, e, a, pages, i, n);
     i += n;
   }
-  uvmPageFreeReleased(map.uvm, released);
   map.version++;
 }
 
 /*
  * transferRun: pages[from..from + n) into the slots of [va, va + n pages) of entry e (checked: private
- * anonymous memory, writable, with an amap of its own), one after the other; old pages to free are
- * added to `released`
+ * anonymous memory, writable, with an amap of its own), one after the other. The old pages freed are
+ * put on the free lists a run of consecutive frames at a time, as the runs end (they are often one
+ * run: the pages an earlier transfer put there); nothing allocates a page meanwhile.
  */
 function transferRun(
   map: VmMap,
@@ -152,16 +143,28 @@ function transferRun(
   pages: readonly VmPage[],
   from: number,
   n: number,
-  released: VmPage[],
 ): void {
-  const tracing = map.uvm.tracers.length > 0;
+  const uvm = map.uvm;
+  const tracing = uvm.tracers.length > 0;
   const slot0 = e.amapSlot + atop(va - e.start) - from;
   const vpn0 = atop(va) - from;
+  let runFirst = 0;
+  let runLength = 0;
   for (let j = from; j < from + n; j++) {
-    transferOne(map, e, slot0 + j, vpn0 + j, pages[j], released);
+    const freed = transferOne(map, e, slot0 + j, vpn0 + j, pages[j]);
     /* (held: delivered when the whole transfer is done) */
-    if (tracing) map.uvm.trace('transfer', pages[j], hex((vpn0 + j) * PAGE_SIZE));
+    if (tracing) uvm.trace('transfer', pages[j], hex((vpn0 + j) * PAGE_SIZE));
+    if (freed === null) continue;
+    if (runLength > 0 && freed.frame === runFirst + runLength) {
+      runLength++;
+      continue;
+    }
+    if (runLength > 0) uvm.free.freeRun(runFirst, runLength);
+    runFirst = freed.frame;
+    runLength = 1;
   }
+  if (runLength > 0) uvm.free.freeRun(runFirst, runLength);
+  uvm.exp.pagesTransferred += n;
 }
 
 /**
@@ -192,15 +195,10 @@ function checkTransferArgs(map: VmMap, va: number, pageList: readonly VmPage[]):
  * same outcome, one allocation less. The new page is entered before the old one is let go of, so the
  * mapping at vpn moves to it (pmap enter reuses its pv entry); any other mapping of the old page is
  * removed as it goes.
+ * => returns the old page when it is released and must go onto the free lists before anything else
+ *    allocates (the caller frees it), else null
  */
-function transferOne(
-  map: VmMap,
-  e: MapEntry,
-  slot: number,
-  vpn: number,
-  pg: VmPage,
-  released: VmPage[],
-): void {
+function transferOne(map: VmMap, e: MapEntry, slot: number, vpn: number, pg: VmPage): VmPage | null {
   const amap = e.amap!;
   const old = amap.slots[slot];
   leaveKernel(pg);
@@ -219,15 +217,18 @@ function transferOne(
     if (old !== null) uvmAnonUnref(old);
   }
   map.pmap.enter(vpn, pg.frame, e.prot);
+  /* let go of the old page as uvmAnonFree would: no mapping left (uvmPageRelease removes them, but
+     not from a page its loans keep: that one is unmapped here), then freed -- or an orphan. Before
+     the anon takes the new page: releasing the old one unties it from the anon */
+  let freed: VmPage | null = null;
   if (oldPage !== null) {
-    /* let go of the old page as uvmAnonFree would: no mapping left, then freed (or an orphan) */
-    map.uvm.mmu.pageProtect(oldPage.frame, Prot.NONE);
-    if (uvmPageRelease(oldPage)) released.push(oldPage);
+    if (oldPage.loanCount > 0) map.uvm.mmu.pageProtect(oldPage.frame, Prot.NONE);
+    if (uvmPageRelease(oldPage)) freed = oldPage;
   }
   pg.uanon = anon;
   pg.anonOwns = true;
   anon.page = pg;
-  map.uvm.exp.pagesTransferred++;
+  return freed;
 }
 
 /*

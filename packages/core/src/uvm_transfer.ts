@@ -25,11 +25,12 @@
  */
 import { KernelError, panic } from './errors.js';
 import { atop, checkAddress, hex, isPageAligned, PAGE_SIZE, Prot, VM_MAX_ADDRESS } from './param.js';
+import type { Uvm } from './uvm.js';
 import { amapAdd } from './uvm_amap.js';
 import { type Anon, uvmAnonAlloc, uvmAnonUnref } from './uvm_anon.js';
 import { type MapEntry, uvmMapAmapCopy, VmMap } from './uvm_map.js';
 import { PG_BUSY, PG_CLEAN, PQ_ACTIVE, uvmPageDequeue, uvmPageRelease, type VmPage } from './uvm_page.js';
-import { checkKernelPages, checkPageList } from './uvm_pglist.js';
+import { checkKernelPages, checkPageElement, isKernelMemory, snapshotList } from './uvm_pglist.js';
 
 /**
  * Why a range cannot take a transfer (uvmTransferCheck), in the order they are looked for:
@@ -62,6 +63,11 @@ export function uvmTransferCheck(map: VmMap, va: number, npages: number): Transf
   if (!(map instanceof VmMap)) throw new KernelError('EINVAL', 'uvm_transfercheck: not a vm_map');
   checkAddress('uvm_transfercheck', va, false);
   checkPageCount('uvm_transfercheck', npages);
+  return rangeRefusal(map, va, npages);
+}
+
+/* rangeRefusal: uvmTransferCheck's answer, its arguments checked */
+function rangeRefusal(map: VmMap, va: number, npages: number): TransferRefusal | null {
   if (!isPageAligned(va)) return 'unaligned';
   const end = va + npages * PAGE_SIZE;
   if (map.dead || end > VM_MAX_ADDRESS) return 'unmapped';
@@ -168,24 +174,47 @@ function transferRun(
 }
 
 /**
- * checkTransferArgs: everything uvmPageTransfer checks before it changes anything
+ * checkTransferArgs: everything uvmPageTransfer checks before it changes anything, in this order:
+ * the map and address, the list (EINVAL), the map alive (EFAULT), the range (uvmTransferCheck's
+ * refusals), then the pages themselves (KernelPanic)
  * => returns the pages as checked (a snapshot: the caller's array is read once)
  */
 function checkTransferArgs(map: VmMap, va: number, pageList: readonly VmPage[]): VmPage[] {
   const fn = 'uvm_pagetransfer';
   if (!(map instanceof VmMap)) throw new KernelError('EINVAL', `${fn}: not a vm_map`);
   checkAddress(fn, va, true);
-  const pages = checkPageList(fn, pageList);
+  const pages = snapshotList(fn, pageList, 'vm_page') as VmPage[];
+  const usual = scanPages(fn, map.uvm, pages);
   if (pages.length === 0) throw new KernelError('EINVAL', `${fn}: no pages`);
   if (map.dead) throw new KernelError('EFAULT', `${fn}: the map has been torn down`);
-  const why = uvmTransferCheck(map, va, pages.length);
+  checkPageCount('uvm_transfercheck', pages.length);
+  const why = rangeRefusal(map, va, pages.length);
   if (why !== null) {
     const code = why === 'unmapped' || why === 'not-writable' ? 'EFAULT' : 'EINVAL';
     throw new KernelError(code, `${fn}: ${hex(va)} (+${pages.length} pages) can't take a transfer: ${why}`);
   }
-  for (const pg of pages) if (pg.uvm !== map.uvm) panic(`${fn}: page ${pg.frame} is another kernel's`);
-  checkKernelPages(fn, pages);
+  if (!usual) {
+    for (const pg of pages) if (pg.uvm !== map.uvm) panic(`${fn}: page ${pg.frame} is another kernel's`);
+    checkKernelPages(fn, pages);
+  }
   return pages;
+}
+
+/*
+ * scanPages: EINVAL naming fn unless every element is a vm_page (checkPageList's check), in one pass
+ * with a look for the usual list: a run of consecutive frames of this kernel, each kernel memory, as
+ * uvmPglistAlloc hands them out -- which needs no other check (consecutive frames list no page twice)
+ * => returns true for the usual list; false only says the pages need the full checks (which panic,
+ *    naming the page, before anything changes)
+ */
+function scanPages(fn: string, uvm: Uvm, pages: readonly VmPage[]): boolean {
+  let usual = true;
+  for (let i = 0; i < pages.length; i++) {
+    checkPageElement(fn, pages, i);
+    const pg = pages[i];
+    if (usual) usual = pg.uvm === uvm && pg.frame === pages[0].frame + i && isKernelMemory(pg);
+  }
+  return usual;
 }
 
 /*

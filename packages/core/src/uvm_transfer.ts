@@ -8,8 +8,10 @@
  * process's own anonymous memory at an address, with no copy. Each page leaves the kernel object and
  * its wiring, gets an anon of its own (PQ_ANON) in the entry's amap, and is mapped writable at once,
  * dirty (its only copy is in RAM), on the active queue -- in every way the page a write fault would
- * have made, with other bytes in it. What the slot held before loses the slot's reference, as if
- * the range had been unmapped and mapped again:
+ * have made, with other bytes in it, but one: where the page it replaces was on the active queue, it
+ * takes that page's place there rather than the tail (the slot keeps its age in the pagedaemon's
+ * order; and a page transfer saves a queue remove and insert per page). What the slot held before
+ * loses the slot's reference, as if the range had been unmapped and mapped again:
  *
  *   an anon only this slot held        freed (its page freed, its swap slot released)
  *   ... whose page is on loan (A->K)    the page becomes an orphan: its borrower keeps the old bytes
@@ -29,7 +31,16 @@ import type { Uvm } from './uvm.js';
 import { amapAdd } from './uvm_amap.js';
 import { type Anon, uvmAnonAlloc, uvmAnonUnref } from './uvm_anon.js';
 import { type MapEntry, uvmMapAmapCopy, VmMap } from './uvm_map.js';
-import { PG_BUSY, PG_CLEAN, PQ_ACTIVE, uvmPageDequeue, uvmPageRelease, type VmPage } from './uvm_page.js';
+import {
+  PG_BUSY,
+  PG_CLEAN,
+  PG_WANTED,
+  PQ_ACTIVE,
+  PQ_NONE,
+  uvmPageDequeue,
+  uvmPageRelease,
+  type VmPage,
+} from './uvm_page.js';
 import { checkKernelPages, checkPageElement, isKernelMemory, snapshotList } from './uvm_pglist.js';
 
 /**
@@ -246,14 +257,8 @@ function transferOne(map: VmMap, e: MapEntry, slot: number, vpn: number, pg: VmP
     if (old !== null) uvmAnonUnref(old);
   }
   map.pmap.enter(vpn, pg.frame, e.prot);
-  /* let go of the old page as uvmAnonFree would: no mapping left (uvmPageRelease removes them, but
-     not from a page its loans keep: that one is unmapped here), then freed -- or an orphan. Before
-     the anon takes the new page: releasing the old one unties it from the anon */
-  let freed: VmPage | null = null;
-  if (oldPage !== null) {
-    if (oldPage.loanCount > 0) map.uvm.mmu.pageProtect(oldPage.frame, Prot.NONE);
-    if (uvmPageRelease(oldPage)) freed = oldPage;
-  }
+  const freed = oldPage !== null ? letGoOf(oldPage, pg) : activate(pg);
+  /* (after the old page is let go of: releasing it unties it from the anon) */
   pg.uanon = anon;
   pg.anonOwns = true;
   anon.page = pg;
@@ -261,10 +266,49 @@ function transferOne(map: VmMap, e: MapEntry, slot: number, vpn: number, pg: VmP
 }
 
 /*
+ * letGoOf: a slot's old page, whose anon takes pg, is let go of as uvmAnonFree would: no mapping
+ * left, then freed -- or an orphan, alive for its loans; pg goes onto the active queue. The usual old
+ * page, on the active queue and wanted by nothing but the slot (not on loan, not wired, nobody
+ * waiting for it), is released here, pg taking its place on the queue: the slot's page keeps its
+ * place in the pagedaemon's order, and a remove and an insert are saved. Any other goes through
+ * uvmPageRelease, pg onto the active queue's tail.
+ * => returns oldPage when it is released and must go onto the free lists before anything else
+ *    allocates (the caller frees it), else null
+ */
+function letGoOf(oldPage: VmPage, pg: VmPage): VmPage | null {
+  const uvm = pg.uvm;
+  if (
+    oldPage.queue === PQ_ACTIVE &&
+    oldPage.loanCount === 0 &&
+    oldPage.wireCount === 0 &&
+    (oldPage.flags & PG_WANTED) === 0
+  ) {
+    uvm.active.replace(oldPage, pg);
+    /* what uvmPageRelease does to such a page (owned by its anon, not BUSY: anonReusable) */
+    oldPage.uanon = null;
+    oldPage.anonOwns = false;
+    uvm.mmu.pageProtect(oldPage.frame, Prot.NONE);
+    uvm.mmu.attrs[oldPage.frame] = 0;
+    oldPage.flags = 0;
+    return oldPage;
+  }
+  activate(pg);
+  /* uvmPageRelease removes the mappings of a page it frees, not of one its loans keep */
+  if (oldPage.loanCount > 0) uvm.mmu.pageProtect(oldPage.frame, Prot.NONE);
+  return uvmPageRelease(oldPage) ? oldPage : null;
+}
+
+/* activate: a page leaving the kernel onto the active queue's tail (returns null: no page freed) */
+function activate(pg: VmPage): null {
+  pg.uvm.active.insertTail(pg);
+  return null;
+}
+
+/*
  * leaveKernel: a page checkTransferArgs proved kernel memory (the kernel object's, wired once, not
- * BUSY) leaves the kernel object and its wiring, dirty (its only copy is in RAM), onto the active
- * queue's tail -- what uvmPageRemove, uvmPageUnwire and uvmPageActivate do, without their checks of
- * what is already proved
+ * BUSY) leaves the kernel object and its wiring, dirty (its only copy is in RAM), and any queue
+ * (kernel memory is on none) -- what uvmPageRemove and uvmPageUnwire do, without their checks of what
+ * is already proved; the caller puts it on the active queue
  */
 function leaveKernel(pg: VmPage): void {
   const kobj = pg.uvm.kernelObject;
@@ -275,10 +319,7 @@ function leaveKernel(pg: VmPage): void {
   pg.flags &= ~PG_CLEAN;
   pg.wireCount = 0;
   pg.uvm.wiredPages--;
-  if (pg.queue !== PQ_ACTIVE) {
-    uvmPageDequeue(pg);
-    pg.uvm.active.insertTail(pg);
-  }
+  if (pg.queue !== PQ_NONE) uvmPageDequeue(pg);
 }
 
 /* anonReusable: may a slot's anon take a new page in place? Only this slot holds it, and its page (if any) is its own and not BUSY */

@@ -141,6 +141,22 @@ export class PageQueue {
     this.length++;
   }
 
+  /**
+   * replace: pg takes old's place on this queue, and old leaves it (queue PQ_NONE)
+   * => old must be on this queue, pg on none
+   */
+  replace(old: VmPage, pg: VmPage): void {
+    pg.prev = old.prev;
+    pg.next = old.next;
+    if (old.prev) old.prev.next = pg;
+    else this.head = pg;
+    if (old.next) old.next.prev = pg;
+    else this.tail = pg;
+    pg.queue = this.id;
+    old.prev = old.next = null;
+    old.queue = PQ_NONE;
+  }
+
   /** remove: take pg off this queue */
   remove(pg: VmPage): void {
     if (pg.prev) pg.prev.next = pg.next;

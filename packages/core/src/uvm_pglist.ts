@@ -138,17 +138,18 @@ export function uvmPglistFree(pages: readonly VmPage[]): void {
  * wired once, not on loan, not BUSY) and none is listed twice
  */
 export function checkKernelPages(fn: string, pages: readonly VmPage[]): void {
+  /* the usual list, a run of consecutive frames as uvmPglistAlloc hands them out, lists no page
+     twice: it is checked in one pass, with no marks; a page that isn't kernel memory in that run is
+     also the first fault the marking pass below would find */
+  let i = 0;
+  for (; i < pages.length && pages[i].frame === pages[0].frame + i; i++) {
+    if (!isKernelMemory(pages[i])) panic(`${fn}: page ${pages[i].frame} isn't kernel memory`);
+  }
+  if (i === pages.length) return;
   try {
     for (let i = 0; i < pages.length; i++) {
       const pg = pages[i];
-      if (
-        pg.uobject !== pg.uvm.kernelObject ||
-        pg.wireCount !== 1 ||
-        pg.loanCount !== 0 ||
-        pg.flags & PG_BUSY
-      ) {
-        panic(`${fn}: page ${pg.frame} isn't kernel memory`);
-      }
+      if (!isKernelMemory(pg)) panic(`${fn}: page ${pg.frame} isn't kernel memory`);
       if (pg.mark++ !== 0) panic(`${fn}: page ${pg.frame} is listed twice`);
     }
   } finally {
@@ -157,18 +158,36 @@ export function checkKernelPages(fn: string, pages: readonly VmPage[]): void {
 }
 
 /**
+ * isKernelMemory: is the page kernel memory as uvmPglistAlloc and uvmKmAllocPage hand it out -- the
+ * kernel object's, wired once, not on loan, not BUSY?
+ */
+export function isKernelMemory(pg: VmPage): boolean {
+  return (
+    pg.uobject === pg.uvm.kernelObject &&
+    pg.wireCount === 1 &&
+    pg.loanCount === 0 &&
+    (pg.flags & PG_BUSY) === 0
+  );
+}
+
+/**
  * checkPageList: EINVAL naming fn unless `list` is an array of vm_pages; returns a snapshot of it
  * (snapshotList) for the caller to check further and use
  */
 export function checkPageList(fn: string, list: unknown): VmPage[] {
   const pages = snapshotList(fn, list, 'vm_page');
-  for (let i = 0; i < pages.length; i++) {
-    if (!(pages[i] instanceof VmPage)) {
-      const hint = pages[i] instanceof Promise ? ' (a promise: a forgotten await?)' : '';
-      throw new KernelError('EINVAL', `${fn}: element ${i} isn't a vm_page${hint}`);
-    }
-  }
+  for (let i = 0; i < pages.length; i++) checkPageElement(fn, pages, i);
   return pages as VmPage[];
+}
+
+/**
+ * checkPageElement: EINVAL naming fn unless list[i] is a vm_page (a promise: "a forgotten await?")
+ */
+export function checkPageElement(fn: string, list: readonly unknown[], i: number): void {
+  if (!(list[i] instanceof VmPage)) {
+    const hint = list[i] instanceof Promise ? ' (a promise: a forgotten await?)' : '';
+    throw new KernelError('EINVAL', `${fn}: element ${i} isn't a vm_page${hint}`);
+  }
 }
 
 /**

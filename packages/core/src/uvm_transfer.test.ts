@@ -226,6 +226,55 @@ describe('uvmPageTransfer', () => {
   });
 });
 
+describe('uvmPageTransfer of a run of consecutive frames (checked in one pass)', () => {
+  it('panics, changing nothing, when a page in the middle of the run is no longer kernel memory', () => {
+    const k = new Kernel({ physPages: 64, swapPages: 0 });
+    const p = k.createProcess();
+    const va = p.mmap(4 * P);
+    const run = filled(k, 3, 0);
+    /* run[1] becomes the process's: the run's frames are still consecutive, its middle page isn't kernel memory */
+    uvmPageTransfer(p.map, va + 3 * P, [run[1]]);
+    const before = snapshot(k, p);
+    expectPanic(
+      () => uvmPageTransfer(p.map, va, run),
+      new RegExp(`page ${run[1].frame} isn't kernel memory`),
+    );
+    expectPanic(() => uvmPglistFree(run), new RegExp(`page ${run[1].frame} isn't kernel memory`));
+    expect(snapshot(k, p)).toBe(before);
+    expect([run[0], run[2]].every((pg) => pg.uobject === k.uvm.kernelObject && pg.wireCount === 1)).toBe(
+      true,
+    );
+    uvmPglistFree([run[0], run[2]]);
+    k.checkInvariants();
+    p.exit();
+    k.checkInvariants();
+    expect(k.stats().freePages).toBe(64);
+  });
+
+  it('puts each new page in the old page’s place on the active queue, and a page with no old one at the tail', async () => {
+    const k = new Kernel({ physPages: 64, swapPages: 0 });
+    const p = k.createProcess();
+    const va = p.mmap(3 * P);
+    await p.write(va, Buffer.alloc(2 * P, 1));
+    const queue = () => {
+      const out: number[] = [];
+      for (let pg = k.uvm.active.head; pg !== null; pg = pg.next) out.push(pg.frame);
+      return out;
+    };
+    const old = [frameAt(p, va), frameAt(p, va + P)];
+    const order = queue();
+    const run = filled(k, 3, 0);
+    uvmPageTransfer(p.map, va, run);
+    expect(queue()).toEqual([
+      ...order.map((f) => (f === old[0] ? run[0].frame : f === old[1] ? run[1].frame : f)),
+      run[2].frame,
+    ]);
+    k.checkInvariants();
+    p.exit();
+    k.checkInvariants();
+  });
+});
+
 describe('uvmTransferCheck', () => {
   it('says why a range cannot take a transfer, in stable words, and null when it can', async () => {
     const k = new Kernel({ physPages: 64, swapPages: 0 });

@@ -231,10 +231,14 @@ function consumed(r: Receive, n: number): number {
 
 /*
  * stopsMisaligned: would the next bytes -- a new read's, which start a page -- land mid-page in the
- * buffer? Then stop here, so the next receive starts aligned
+ * buffer, when lined up they could have moved (a whole page; two for auto; any partly filled page
+ * with tail 'zero-fill')? Then stop here, so the next receive starts aligned. A read too short to move
+ * anyway is copied on: stopping for it would only make more receives
  */
 function stopsMisaligned(r: Receive, done: number): boolean {
-  return !r.rcv.empty && r.rcv.headOffset % PAGE_SIZE === 0 && (r.va + done) % PAGE_SIZE !== 0;
+  if (r.rcv.empty || r.rcv.headOffset % PAGE_SIZE !== 0 || (r.va + done) % PAGE_SIZE === 0) return false;
+  if (r.mode === 'auto') return r.rcv.headRun >= AUTO_TRANSFER_PAGES * PAGE_SIZE;
+  return r.tail === 'zero-fill' || r.rcv.headRun >= PAGE_SIZE;
 }
 
 /* countFallback: whole pages that could have moved were copied, for `why` */

@@ -44,7 +44,7 @@ import {
   mbufSystem,
   mFreem,
 } from '@loanout/mbuf';
-import { kernelErrorFrom, type OnRead } from './net_glue.js';
+import { kernelErrorFrom, type OnRead, resetTcp } from './net_glue.js';
 import { type RecvBuffer, type RecvFallback, SendBuffer } from './sockbuf.js';
 import { checkOptions, DEFAULT_HIWAT, MAX_LINGER_MS } from './sockopt.js';
 import { newRecvCounts, type RecvCounts, type RecvMode, receiveInto } from './soreceive.js';
@@ -874,7 +874,7 @@ export class Socket {
   private async abort(): Promise<void> {
     this.sendError ??= new KernelError('EPIPE', 'sosend: socket closed (reset)');
     this.failSends(this.sendError);
-    if (!this.tcp.destroyed) this.tcp.resetAndDestroy();
+    resetTcp(this.tcp);
     await this.closed;
   }
 
@@ -954,7 +954,8 @@ export class Socket {
    * with ECONNABORTED -- later sends with EPIPE --, everything is released; a close() afterwards
    * waits for the release
    * => the peer sees a reset (RST, ECONNRESET), never a clean end of stream: a stream cut short must
-   *    not look whole to it
+   *    not look whole to it -- also during a close(): if its FIN is already on its way (after every
+   *    byte sent), the reset follows it (resetTcp)
    */
   destroy(): void {
     if (this.state === 'closed' || this.aborted !== null) return;
@@ -963,7 +964,7 @@ export class Socket {
     this.sendError ??= this.aborted;
     this.failSends(this.sendError);
     this.wakeReaders();
-    this.tcp.resetAndDestroy();
+    resetTcp(this.tcp);
   }
 
   /* teardown: the connection is gone; release everything it held */

@@ -955,7 +955,8 @@ export class Socket {
    * waits for the release
    * => the peer sees a reset (RST, ECONNRESET), never a clean end of stream: a stream cut short must
    *    not look whole to it -- also during a close(): if its FIN is already on its way (after every
-   *    byte sent), the reset follows it (resetTcp)
+   *    byte sent), the reset follows it (resetTcp). (A node:net peer on libuv 1.46 may report a reset
+   *    that lands while it has bytes to read as an end; see the README.)
    */
   destroy(): void {
     if (this.state === 'closed' || this.aborted !== null) return;

@@ -115,3 +115,27 @@ export function resetTcp(sock: net.Socket): void {
 function shuttingDown(sock: net.Socket): boolean {
   return sock.writableEnded && !sock.writableFinished && sock.writableLength === 0;
 }
+
+/**
+ * endWasReset: node:net said 'end' -- was it a reset? On Node 20 (libuv 1.46) a reset that lands
+ * while the host socket still holds bytes not yet read is reported as an end: libuv reads the bytes,
+ * sees a short read and a hang-up in one wakeup, and takes that for the end without reading again
+ * (libuv/libuv#4992, fixed upstream by #4997). After a FIN the host socket still has its peer
+ * (CLOSE_WAIT); after a reset it has none (CLOSED), so getpeername fails.
+ * => only while our side has not shut down (after our FIN and the peer's, the socket has no peer
+ *    either): false then, and false when the handle is gone
+ */
+export function endWasReset(sock: net.Socket): boolean {
+  if (sock.writableEnded) return false;
+  const handle = (sock as unknown as { _handle: { getpeername?: (out: object) => number } | null })._handle;
+  if (typeof handle?.getpeername !== 'function') return false;
+  return handle.getpeername({}) !== 0;
+}
+
+/** resetError: the error node:net would have reported for a reset it took for an end */
+export function resetError(): NodeJS.ErrnoException {
+  const err: NodeJS.ErrnoException = new Error('read ECONNRESET (node:net reported the reset as an end)');
+  err.code = 'ECONNRESET';
+  err.syscall = 'read';
+  return err;
+}

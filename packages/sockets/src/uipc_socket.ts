@@ -44,7 +44,7 @@ import {
   mbufSystem,
   mFreem,
 } from '@loanout/mbuf';
-import { kernelErrorFrom, type OnRead, resetTcp } from './net_glue.js';
+import { endWasReset, kernelErrorFrom, type OnRead, resetError, resetTcp } from './net_glue.js';
 import { type RecvBuffer, type RecvFallback, SendBuffer } from './sockbuf.js';
 import { checkOptions, DEFAULT_HIWAT, MAX_LINGER_MS } from './sockopt.js';
 import { newRecvCounts, type RecvCounts, type RecvMode, receiveInto } from './soreceive.js';
@@ -232,6 +232,11 @@ export class Socket {
       this.error ??= kernelErrorFrom('socket', err);
     });
     tcp.on('end', () => {
+      /* a reset node:net took for an end (net_glue.endWasReset) is an error, as any other reset */
+      if (endWasReset(tcp)) {
+        tcp.destroy(resetError());
+        return;
+      }
       this.eof = true;
       this.wakeReaders();
     });

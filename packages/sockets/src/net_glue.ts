@@ -81,3 +81,61 @@ export function kernelErrorFrom(fn: string, err: unknown): KernelError {
   const code = CODES[e?.code ?? ''] ?? 'EIO';
   return new KernelError(code, `${fn}: ${e?.message ?? String(err)}`, { cause: err });
 }
+
+/**
+ * resetTcp: abort a connection with a reset (RST), never a FIN: the peer's host sees ECONNRESET
+ * => node:net's resetAndDestroy fails while a half-close (end()) is on its way -- Node has asked
+ *    libuv to shut the write side down and libuv has not done it yet, one turn of the event loop:
+ *    uv_tcp_close_reset refuses a stream that is shutting down (EINVAL), and Node 20 then reports the
+ *    error and never closes the handle, so 'close' never comes. Then the reset waits for the
+ *    shutdown to finish ('finish') and goes after it; the peer may then see our FIN before the reset,
+ *    after every byte written before the end() -- an end that is true
+ * => a socket already destroyed is left as it is
+ */
+export function resetTcp(sock: net.Socket): void {
+  if (sock.destroyed) return;
+  if (!shuttingDown(sock)) {
+    sock.resetAndDestroy();
+    return;
+  }
+  const reset = () => {
+    sock.off('close', gone);
+    if (!sock.destroyed) sock.resetAndDestroy();
+  };
+  const gone = () => sock.off('finish', reset);
+  sock.once('finish', reset);
+  sock.once('close', gone);
+}
+
+/*
+ * shuttingDown: has node:net asked for the shutdown (end() called, everything written, so _final
+ * has run or is about to) without its 'finish' yet? While writes are pending, end() has not reached
+ * libuv and a reset goes through.
+ */
+function shuttingDown(sock: net.Socket): boolean {
+  return sock.writableEnded && !sock.writableFinished && sock.writableLength === 0;
+}
+
+/**
+ * endWasReset: node:net said 'end' -- was it a reset? On Node 20 (libuv 1.46) a reset that lands
+ * while the host socket still holds bytes not yet read is reported as an end: libuv reads the bytes,
+ * sees a short read and a hang-up in one wakeup, and takes that for the end without reading again
+ * (libuv/libuv#4992, fixed upstream by #4997). After a FIN the host socket still has its peer
+ * (CLOSE_WAIT); after a reset it has none (CLOSED), so getpeername fails.
+ * => only while our side has not shut down (after our FIN and the peer's, the socket has no peer
+ *    either): false then, and false when the handle is gone
+ */
+export function endWasReset(sock: net.Socket): boolean {
+  if (sock.writableEnded) return false;
+  const handle = (sock as unknown as { _handle: { getpeername?: (out: object) => number } | null })._handle;
+  if (typeof handle?.getpeername !== 'function') return false;
+  return handle.getpeername({}) !== 0;
+}
+
+/** resetError: the error node:net would have reported for a reset it took for an end */
+export function resetError(): NodeJS.ErrnoException {
+  const err: NodeJS.ErrnoException = new Error('read ECONNRESET (node:net reported the reset as an end)');
+  err.code = 'ECONNRESET';
+  err.syscall = 'read';
+  return err;
+}

@@ -44,7 +44,7 @@ import {
   mbufSystem,
   mFreem,
 } from '@loanout/mbuf';
-import { kernelErrorFrom, type OnRead } from './net_glue.js';
+import { endWasReset, kernelErrorFrom, type OnRead, resetError, resetTcp } from './net_glue.js';
 import { type RecvBuffer, type RecvFallback, SendBuffer } from './sockbuf.js';
 import { checkOptions, DEFAULT_HIWAT, MAX_LINGER_MS } from './sockopt.js';
 import {
@@ -249,6 +249,11 @@ export class Socket {
       this.error ??= kernelErrorFrom('socket', err);
     });
     tcp.on('end', () => {
+      /* a reset node:net took for an end (net_glue.endWasReset) is an error, as any other reset */
+      if (endWasReset(tcp)) {
+        tcp.destroy(resetError());
+        return;
+      }
       this.eof = true;
       this.wakeReaders();
     });
@@ -916,7 +921,7 @@ export class Socket {
   private async abort(): Promise<void> {
     this.sendError ??= new KernelError('EPIPE', 'sosend: socket closed (reset)');
     this.failSends(this.sendError);
-    if (!this.tcp.destroyed) this.tcp.resetAndDestroy();
+    resetTcp(this.tcp);
     await this.closed;
   }
 
@@ -996,7 +1001,9 @@ export class Socket {
    * with ECONNABORTED -- later sends with EPIPE --, everything is released; a close() afterwards
    * waits for the release
    * => the peer sees a reset (RST, ECONNRESET), never a clean end of stream: a stream cut short must
-   *    not look whole to it
+   *    not look whole to it -- also during a close(): if its FIN is already on its way (after every
+   *    byte sent), the reset follows it (resetTcp). (A node:net peer on libuv 1.46 may report a reset
+   *    that lands while it has bytes to read as an end; see the README.)
    */
   destroy(): void {
     if (this.state === 'closed' || this.aborted !== null) return;
@@ -1005,7 +1012,7 @@ export class Socket {
     this.sendError ??= this.aborted;
     this.failSends(this.sendError);
     this.wakeReaders();
-    this.tcp.resetAndDestroy();
+    resetTcp(this.tcp);
   }
 
   /* teardown: the connection is gone; release everything it held */

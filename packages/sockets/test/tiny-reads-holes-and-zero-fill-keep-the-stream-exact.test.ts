@@ -207,6 +207,26 @@ describe('tiny reads, holes and zero-fill', () => {
     expectAtRest(k);
   });
 
+  it('close with unread bytes a page apart, reading paused: it drops them, reads and drops the rest, and lets go', async () => {
+    const k = scope.kernel();
+    const { so, remote } = await pair(scope, k, () => {}, { recvChunkBytes: 2 * PAGE_SIZE, recvChunks: 3 });
+    for (let i = 0; i < 12; i++) {
+      remote.write(Buffer.from([i]));
+      await tick(2);
+    }
+    /* each read a page of its own: the six pages of the area hold a few bytes, and reading pauses */
+    await until(() => so.recvQueued > 0, 'some bytes arrive');
+    const closing = so.close();
+    for (let i = 0; i < 12; i++) {
+      remote.write(Buffer.from([i]));
+      await tick(1);
+    }
+    remote.end();
+    await closing;
+    expect(so.recvQueued).toBe(0);
+    expectAtRest(k);
+  });
+
   it('a bad tail is EINVAL naming soreceive with nothing consumed; a tail getter is read once', async () => {
     const k = scope.kernel();
     const { so, remote } = await pair(scope, k);

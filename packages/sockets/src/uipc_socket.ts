@@ -175,6 +175,18 @@ export class Socket {
   private readonly snd: SendBuffer;
   private readonly rcv: RecvBuffer;
   private readonly inflight = new Set<InFlight>();
+  /* the chunks written, in write order, that node:net has not called back yet */
+  private readonly written: InFlight[] = [];
+  /*
+   * onWritten: the write callback of every chunk. node:net calls writes back in order, so each call is
+   * the oldest chunk's (complete() skips one done already, hostTookAll). One function for all: node:net
+   * then counts the callbacks of writes the host took at once instead of queueing a tick for each --
+   * a loop of sends that never waits would otherwise pile up one tick and one closure per send.
+   */
+  private readonly onWritten = (err?: Error | null): void => {
+    const f = this.written.shift();
+    if (f !== undefined) this.complete(f, err ?? null);
+  };
   /* chunks in flight that are loans (they hold loan budget this socket will get back) */
   private loansInFlight = 0;
   private readonly autoThreshold: number | undefined;
@@ -599,7 +611,8 @@ export class Socket {
       const last = views.length - 1;
       if (last > 0) this.tcp.cork();
       for (let i = 0; i < last; i++) this.tcp.write(views[i]);
-      this.tcp.write(views[last], (err) => this.complete(f, err ?? null));
+      this.written.push(f);
+      this.tcp.write(views[last], this.onWritten);
       if (last > 0) this.tcp.uncork();
     });
     if (this.hostTookAll()) for (const f of [...this.inflight]) this.complete(f, null);
@@ -990,6 +1003,7 @@ export class Socket {
     const err = this.error ?? this.sendError ?? notSent();
     this.failSends(err);
     for (const f of [...this.inflight]) this.complete(f, err);
+    this.written.length = 0;
     this.snd.abort(err);
     if (!this.copying) this.rcv.release();
     this.wakeReaders();

@@ -28,7 +28,8 @@ const HIWAT = MiB;
 /*
  * RawSender: plain node:net writes with the kernel socket's send-buffer rule (sockbuf.ts): a write
  * that would take the bytes Node hasn't taken yet over HIWAT waits for room (an empty buffer takes
- * anything), first come first served.
+ * anything), first come first served; bytes are taken when the host socket has them -- as write()
+ * returns if node:net then holds none of ours, else at the write callback (uipc_socket.ts, transmit).
  */
 export class RawSender {
   private cc = 0;
@@ -51,15 +52,27 @@ export class RawSender {
       await new Promise<void>((resolve, reject) => this.waiters.push({ n, resolve, reject }));
     }
     this.cc += n;
+    let taken = false;
     const done = new Promise<void>((resolve, reject) => {
       this.sock.write(view, (err) => {
-        this.drop(n);
+        if (!taken) this.drop(n);
         if (err) reject(err);
         else resolve();
       });
     });
     done.catch(() => undefined);
+    /* the kernel socket's rule for when the host has taken a chunk: at once if node:net holds none */
+    if (this.hostTookAll()) {
+      taken = true;
+      this.drop(n);
+    }
     return { done };
+  }
+
+  /* hostTookAll: node:net holds no byte of ours as write() returns (the host socket took them all) */
+  private hostTookAll(): boolean {
+    const s = this.sock;
+    return s.writableLength === 0 && !s.writableCorked && s.errored === null && !s.destroyed;
   }
 
   private drop(n: number): void {

@@ -24,19 +24,21 @@ afterEach(async () => {
 describe('pnpm cow', () => {
   it('breaks every loaned page on the overwrite, and the peer still gets the original bytes', async () => {
     const steps: [CowStep, number][] = [];
-    const r = await runCowDemo({ pages: 256, step: (s, stats) => void steps.push([s, stats.loanedPages]) });
+    /* 8 MiB: more than the host's socket buffers take from a peer that doesn't read (a few MiB), so
+       the chunk is still in flight, and on loan, when the sender overwrites it */
+    const r = await runCowDemo({ pages: 2048, step: (s, stats) => void steps.push([s, stats.loanedPages]) });
     expect(steps).toEqual([
       ['written', 0],
-      ['sent', 256],
-      ['overwritten', 256],
+      ['sent', 2048],
+      ['overwritten', 2048],
       ['done', 0],
     ]);
     expect(r.receivedHash).toBe(r.sentHash);
     expect(r.overwrittenHash).not.toBe(r.sentHash);
-    expect(r.afterWrite.loanBreaks - r.before.loanBreaks).toBe(256);
-    expect(r.afterWrite.loanedPages).toBe(256);
+    expect(r.afterWrite.loanBreaks - r.before.loanBreaks).toBe(2048);
+    expect(r.afterWrite.loanedPages).toBe(2048);
     expect(r.afterDone.loanedPages).toBe(0);
-    expect(r.afterDone.orphansFreed - r.before.orphansFreed).toBe(256);
+    expect(r.afterDone.orphansFreed - r.before.orphansFreed).toBe(2048);
   });
 
   it('a step that throws fails the demo only after the socket, the loans and the process are gone', async () => {
@@ -50,15 +52,16 @@ describe('pnpm cow', () => {
   });
 
   it('runs on a kernel it is given, and refuses a bad page count (EINVAL) or more pages than fit (ENOMEM)', async () => {
-    const k = new Kernel({ physPages: 256, swapPages: 0 });
-    const r = await runCowDemo({ pages: 16, kernel: k });
+    const k = new Kernel({ physPages: 5120, swapPages: 0 });
+    /* 8 MiB, as above: the host can't take it all, so the overwrite finds every page still on loan */
+    const r = await runCowDemo({ pages: 2048, kernel: k });
     expect(r.receivedHash).toBe(r.sentHash);
-    expect(k.stats()).toMatchObject({ loanBreaks: 16, loanedPages: 0 });
+    expect(k.stats()).toMatchObject({ loanBreaks: 2048, loanedPages: 0 });
     for (const pages of [0, -1, 1.5, Number.NaN, '8'])
       await expect(runCowDemo({ pages: pages as never, kernel: k })).rejects.toMatchObject({
         code: 'EINVAL',
       });
-    await expect(runCowDemo({ pages: 300, kernel: k })).rejects.toMatchObject({ code: 'ENOMEM' });
+    await expect(runCowDemo({ pages: 6000, kernel: k })).rejects.toMatchObject({ code: 'ENOMEM' });
     expect(k.stats().freePages).toBe(k.stats().physPages);
     k.checkInvariants();
   });

@@ -63,6 +63,31 @@ describe('Socket.send (sosend)', () => {
     expectAtRest(k);
   });
 
+  it('a chunk the host takes whole as it is written is done at once: its loans end, and a send behind it need not wait', async () => {
+    const k = scope.kernel();
+    /* a send buffer of one 8 KiB chunk: until the first chunk is done, a second one has no room */
+    const { so, got } = await drainedPair(scope, k, { sendHighWater: 8 * KiB });
+    const p = k.createProcess();
+    const data = pattern(16 * KiB, 4);
+    const va = await userMemory(p, data.length, data);
+    /* an idle loopback connection takes 8 KiB into the host socket at once (it has room for far more) */
+    const r1 = so.send(p, va, 8 * KiB, { mode: 'loan' });
+    expect(so.sendQueued).toBe(0);
+    expect(k.stats().loanedPages).toBe(0);
+    expect(mbufStats(k).kvaPagesInUse).toBe(0);
+    const r2 = so.send(p, va + 8 * KiB, 8 * KiB, { mode: 'loan' });
+    /* not pinned to wait for room: it went out as well, before send() returned */
+    expect(so.pendingSends).toBe(0);
+    expect(so.stats().pinnedPages).toBe(0);
+    expect(so.sendQueued).toBe(0);
+    expect(await settled((await r1).done)).toBe(true);
+    expect(await settled((await r2).done)).toBe(true);
+    expect(so.stats()).toMatchObject({ bytesSent: data.length, loanedBytes: data.length });
+    await so.close();
+    expect((await got).bytes.equals(data)).toBe(true);
+    expectAtRest(k);
+  });
+
   it('sends on one socket go out whole and in call order, whatever their modes', async () => {
     const k = scope.kernel();
     const { so, got } = await drainedPair(scope, k);

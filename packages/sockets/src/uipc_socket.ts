@@ -4,10 +4,11 @@
  *
  * sosend (Socket.send) turns user memory into mbufs -- by copy into clusters, by page loan, or by
  * whichever the `auto` threshold picks -- and hands their views to node:net as one corked batch, so
- * a chain goes to the host in one writev. Node reads those bytes *after* write() returns, whenever the
- * host socket has room; only when its write callback fires are the bytes in the host kernel. So the
- * mbufs (and the loans under them) live until that callback: then they are freed and the chunk's
- * `done` settles.
+ * a chain goes to the host in one writev. Node reads those bytes when the host socket has room: often
+ * inside write() itself (uv_try_write), else later, when its write callback fires. So the mbufs (and
+ * the loans under them) live until the host has the bytes -- as write() returns if node:net then holds
+ * none of ours (its callback would only come on the next tick), else until that callback: then they
+ * are freed and the chunk's `done` settles.
  *
  * Every send takes its place in line, and captures its bytes, *at the call* (sosend.ts): when nothing
  * is ahead of it and it fits the send buffer, its chain is built and handed to the host before send()
@@ -191,6 +192,18 @@ export class Socket {
   private readonly snd: SendBuffer;
   private readonly rcv: RecvBuffer;
   private readonly inflight = new Set<InFlight>();
+  /* the chunks written, in write order, that node:net has not called back yet */
+  private readonly written: InFlight[] = [];
+  /*
+   * onWritten: the write callback of every chunk. node:net calls writes back in order, so each call is
+   * the oldest chunk's (complete() skips one done already, hostTookAll). One function for all: node:net
+   * then counts the callbacks of writes the host took at once instead of queueing a tick for each --
+   * a loop of sends that never waits would otherwise pile up one tick and one closure per send.
+   */
+  private readonly onWritten = (err?: Error | null): void => {
+    const f = this.written.shift();
+    if (f !== undefined) this.complete(f, err ?? null);
+  };
   /* chunks in flight that are loans (they hold loan budget this socket will get back) */
   private loansInFlight = 0;
   private readonly autoThreshold: number | undefined;
@@ -605,11 +618,15 @@ export class Socket {
     this.wake();
   }
 
-  /* transmit: queue a chain's views to the host; settles when its write callback fires */
+  /**
+   * transmit: queue a chain's views to the host.
+   * => settles when the host has its bytes: at once if the host socket took every byte node:net held
+   *    before write() returned (hostTookAll), else when its write callback fires
+   */
   private transmit(m: Mbuf, bytes: number, loaned: boolean): Promise<void> {
     this.snd.add(bytes);
     const views = mBuffers(m);
-    return new Promise<void>((resolve, reject) => {
+    const done = new Promise<void>((resolve, reject) => {
       const f: InFlight = { m, bytes, loaned, resolve, reject };
       this.inflight.add(f);
       if (loaned) this.loansInFlight++;
@@ -617,9 +634,23 @@ export class Socket {
       const last = views.length - 1;
       if (last > 0) this.tcp.cork();
       for (let i = 0; i < last; i++) this.tcp.write(views[i]);
-      this.tcp.write(views[last], (err) => this.complete(f, err ?? null));
+      this.written.push(f);
+      this.tcp.write(views[last], this.onWritten);
       if (last > 0) this.tcp.uncork();
     });
+    if (this.hostTookAll()) for (const f of [...this.inflight]) this.complete(f, null);
+    return done;
+  }
+
+  /**
+   * hostTookAll: node:net holds none of our bytes and the connection is sound: every chunk written so
+   * far is in the host socket. A write the host socket takes whole goes in at once (libuv's
+   * uv_try_write), but node:net calls it back only on the next tick; until then the chunk would count
+   * against the send buffer, and a send behind it would be pinned and wait for room that is already there.
+   */
+  private hostTookAll(): boolean {
+    const t = this.tcp;
+    return t.writableLength === 0 && !t.writableCorked && t.errored === null && !t.destroyed;
   }
 
   /*
@@ -1021,6 +1052,7 @@ export class Socket {
     const err = this.error ?? this.sendError ?? notSent();
     this.failSends(err);
     for (const f of [...this.inflight]) this.complete(f, err);
+    this.written.length = 0;
     this.snd.abort(err);
     if (!this.copying) this.rcv.release();
     this.wakeReaders();

@@ -1,8 +1,9 @@
 /*
  * sockbuf.ts: a socket's two buffers (NetBSD's struct sockbuf and kern/uipc_socket2.c).
  *
- * The send buffer counts the bytes handed to the host's TCP that it has not yet taken (Node's write
- * callback has not fired): their mbufs, and so their loans, are still alive. A send waits while the
+ * The send buffer counts the bytes handed to the host's TCP that it has not yet taken (node:net still
+ * holds them, or Node has not called back a write the host socket did not take as it was written):
+ * their mbufs, and so their loans, are still alive. A send waits while the
  * buffer is over its high-water mark -- backpressure instead of an ever-growing queue.
  *
  * The receive buffer is a small area of wired kernel pages cut into chunks, each one physically

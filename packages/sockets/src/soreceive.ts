@@ -23,7 +23,8 @@
  * What cannot move is copied, and counted by why, when it was whole pages that might have: the buffer
  * is unaligned with the bytes, not writable, a file's, shared, or no fresh run could be had. A receive
  * that reaches the end of a read stops there if the next read's bytes -- which start a page -- would
- * land mid-page in its buffer: the next receive, into a page-aligned buffer, starts aligned again.
+ * land mid-page in its buffer and could have moved (a read too short to move is copied on): the next
+ * receive, into a page-aligned buffer, starts aligned again.
  */
 import { KernelError, PAGE_SIZE, type Proc, uvmPageTransfer, uvmTransferCheck } from '@loanout/core';
 import type { RecvBuffer, RecvFallback } from './sockbuf.js';

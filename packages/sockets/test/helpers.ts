@@ -21,7 +21,10 @@ import { type MbufOptions, mbufInit, mbufStats } from '@loanout/mbuf';
 import { expect } from 'vitest';
 import {
   type ConnectOptions,
+  createEchoServer,
   type EchoServer,
+  type EchoServerOptions,
+  type EchoStats,
   type Listener,
   type SendMode,
   type Socket,
@@ -248,6 +251,46 @@ export async function expectPortFree(port: number): Promise<void> {
   });
   if (err === null) await new Promise<void>((r) => srv.close(() => r()));
   expect(err).toBeNull();
+}
+
+/*
+ * zeroCopyEcho: a zerocopy echo server (with opts; its own kernel of 8192 pages unless given one) and
+ * clients that each write their pieces -- a pause of `pause.ms` after every `pause.every`th write --
+ * then half-close. Asserts that every client gets exactly its bytes back, that all of them came in by
+ * page transfer and went out by loan with 0 bytes copied either way, and that nothing is left after;
+ * returns the server's stats
+ */
+export async function zeroCopyEcho(
+  scope: Scope,
+  opts: EchoServerOptions,
+  clients: Buffer[][],
+  pause: { ms: number; every: number },
+): Promise<EchoStats> {
+  const kernel = opts.kernel ?? scope.kernel({ physPages: 8192 });
+  const echo = scope.echo(await createEchoServer({ port: 0, ...opts, kernel, mode: 'zerocopy' }));
+  const one = async (pieces: Buffer[]) => {
+    const c = scope.plain(await plainConnect(echo.port));
+    const back = hashUntilClose(c);
+    for (const [i, piece] of pieces.entries()) {
+      c.write(piece);
+      if (i % pause.every === 0) await tick(pause.ms);
+    }
+    c.end();
+    const got = await back;
+    expect(got.error).toBeNull();
+    expect(got.length).toBe(pieces.reduce((n, b) => n + b.length, 0));
+    expect(got.hash).toBe(sha256(...pieces));
+  };
+  await Promise.all(clients.map(one));
+  await until(() => echo.stats().activeConnections === 0, 'the connections end');
+  const st = echo.stats();
+  const total = clients.flat().reduce((n, b) => n + b.length, 0);
+  expect(st.bytesEchoed).toBe(total);
+  expect({ in: st.recvCopiedBytes, out: st.copiedBytes }).toEqual({ in: 0, out: 0 });
+  expect({ in: st.recvTransferredBytes, out: st.loanedBytes }).toEqual({ in: total, out: total });
+  await echo.close();
+  expectAtRest(kernel);
+  return st;
 }
 
 /* plainConnect: a plain node:net client connected to 127.0.0.1:port */

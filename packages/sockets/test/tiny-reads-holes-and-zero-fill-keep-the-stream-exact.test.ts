@@ -13,21 +13,19 @@
  */
 import { type Kernel, PAGE_SIZE, uvmPglistAlloc, uvmPglistFree, type VmPage } from '@loanout/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createEchoServer, type EchoServerOptions, type RecvOptions } from '../src/index.js';
+import type { RecvOptions } from '../src/index.js';
 import {
   expectAtRest,
   expectError,
-  hashUntilClose,
   KiB,
   pair,
   pattern,
-  plainConnect,
   random,
   Scope,
   settled,
-  sha256,
   tick,
   until,
+  zeroCopyEcho,
 } from './helpers.js';
 
 const scope = new Scope();
@@ -255,52 +253,32 @@ describe('tiny reads, holes and zero-fill', () => {
   });
 });
 
-/* a zerocopy echo server with `opts`; each client writes its pieces (pausing `pauseEvery` writes), then half-closes */
-async function echoClients(opts: EchoServerOptions, clients: Buffer[][], pauseEvery: number) {
-  const echo = scope.echo(
-    await createEchoServer({ kernel: scope.kernel({ physPages: 4096 }), port: 0, mode: 'zerocopy', ...opts }),
-  );
-  const one = async (pieces: Buffer[]) => {
-    const c = scope.plain(await plainConnect(echo.port));
-    const back = hashUntilClose(c);
-    for (const [i, piece] of pieces.entries()) {
-      c.write(piece);
-      if (i % pauseEvery === 0) await tick(1);
-    }
-    c.end();
-    const got = await back;
-    expect(got.error).toBeNull();
-    expect(got.hash).toBe(sha256(...pieces));
-  };
-  await Promise.all(clients.map(one));
-  await until(() => echo.stats().activeConnections === 0, 'the connections end');
-  const st = echo.stats();
-  const total = clients.flat().reduce((n, b) => n + b.length, 0);
-  expect(st.bytesEchoed).toBe(total);
-  expect({ in: st.recvCopiedBytes, out: st.copiedBytes }).toEqual({ in: 0, out: 0 });
-  expect({ in: st.recvTransferredBytes, out: st.loanedBytes }).toEqual({ in: total, out: total });
-  await echo.close();
-  expectAtRest(echo.kernel);
-}
-
 describe('the zerocopy echo under tiny writes', () => {
   it('16 clients typing a line a byte at a time, half-closing mid-line: 0 bytes copied either way', async () => {
     const lines = Array.from({ length: 16 }, (_, i) =>
       Buffer.from(`client ${i} types this, then hangs up mid-li`),
     );
-    await echoClients(
-      {},
+    await zeroCopyEcho(
+      scope,
+      { kernel: scope.kernel({ physPages: 4096 }) },
       lines.map((l) => [...l].map((b) => Buffer.from([b]))),
-      3,
+      { ms: 1, every: 3 },
     );
   });
 
   it('the smallest area (2 chunks of 1 page) and a ring of one page: bytes, blobs and a burst, 0 copied', async () => {
     const burst = Array.from({ length: 50 }, (_, i) => Buffer.from([i]));
-    await echoClients(
-      { recvChunkBytes: PAGE_SIZE, recvChunks: 2, bufferBytes: PAGE_SIZE, buffers: 1 },
+    await zeroCopyEcho(
+      scope,
+      {
+        kernel: scope.kernel({ physPages: 4096 }),
+        recvChunkBytes: PAGE_SIZE,
+        recvChunks: 2,
+        bufferBytes: PAGE_SIZE,
+        buffers: 1,
+      },
       [[Buffer.from('a'), random(10_000), Buffer.from('bc'), random(100 * KiB + 5), ...burst]],
-      1,
+      { ms: 1, every: 1 },
     );
   });
 });

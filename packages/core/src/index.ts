@@ -20,6 +20,7 @@ export {
   PAGE_SHIFT,
   PAGE_SIZE,
   Prot,
+  roundPage,
   VM_MAX_ADDRESS,
   VM_MIN_ADDRESS,
 } from './param.js';

@@ -25,8 +25,8 @@ import {
   Kernel,
   KernelError,
   option,
-  PAGE_SIZE,
   type Proc,
+  roundPage,
   VM_MAX_ADDRESS,
   VM_MIN_ADDRESS,
 } from '@loanout/core';
@@ -191,7 +191,7 @@ function ringConfig(opts: EchoServerOptions): Ring {
   checkInteger('createEchoServer', 'bufferBytes', ring.bufferBytes, 1);
   checkInteger('createEchoServer', 'buffers', ring.buffers, 1);
   checkInteger('createEchoServer', 'idleTimeoutMs', ring.idleTimeoutMs, 0, MAX_LINGER_MS);
-  if (Math.ceil(ring.bufferBytes / PAGE_SIZE) * PAGE_SIZE * ring.buffers > USER_SPACE) {
+  if (roundPage(ring.bufferBytes) * ring.buffers > USER_SPACE) {
     throw new KernelError(
       'EINVAL',
       `createEchoServer: a ring of ${ring.buffers} x ${ring.bufferBytes} bytes does not fit a process's ${USER_SPACE}-byte address space`,
@@ -316,7 +316,7 @@ async function echoLoop(
    * want of room would leave the next bytes mid-page, and every later receive, into a page-aligned
    * buffer, would copy them
    */
-  const room = zerocopy ? Math.ceil(ring.bufferBytes / PAGE_SIZE) * PAGE_SIZE : ring.bufferBytes;
+  const room = zerocopy ? roundPage(ring.bufferBytes) : ring.bufferBytes;
   const sendOpts = { mode: zerocopy ? 'loan' : (ring.mode as SendMode) };
   try {
     for (let i = 0; ; i = (i + 1) % n) {

@@ -28,6 +28,7 @@ import {
   type Kernel,
   KernelPanic,
   PAGE_SIZE,
+  roundPage,
   type TransferRefusal,
   uvmKmAllocContig,
   uvmPglistAlloc,
@@ -98,11 +99,6 @@ interface RecvChunk {
   filled: number;
   read: number;
   ends: number[];
-}
-
-/* pageUp: x rounded up to a page boundary */
-function pageUp(x: number): number {
-  return Math.ceil(x / PAGE_SIZE) * PAGE_SIZE;
 }
 
 /** why received bytes that could have moved as whole pages were copied instead */
@@ -212,7 +208,7 @@ export class RecvBuffer {
     this.cc += n;
     if (c.filled % PAGE_SIZE !== 0) {
       c.ends.push(c.filled);
-      c.filled = pageUp(c.filled);
+      c.filled = roundPage(c.filled);
     }
     return this.roomToRead;
   }
@@ -265,7 +261,7 @@ export class RecvBuffer {
     const c = this.queue[0];
     c.read += n;
     this.cc -= n;
-    if (c.ends.length > 0 && c.read === c.ends[0]) c.read = pageUp(c.ends.shift()!);
+    if (c.ends.length > 0 && c.read === c.ends[0]) c.read = roundPage(c.ends.shift()!);
     if (c.read < this.chunkBytes) return false;
     this.queue.shift();
     this.recycle(c);

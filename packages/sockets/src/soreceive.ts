@@ -66,8 +66,8 @@ export function newRecvCounts(): RecvCounts {
   return { copiedBytes: 0, transferredBytes: 0, pagesTransferred: 0, zeroFilledBytes: 0, fallbacks: {} };
 }
 
-/** one receive's work: where, how, and whom to tell */
-export interface Receive {
+/** one receive's work: where, how (mode and tail), and whom to tell */
+export interface Receive extends RecvHow {
   /** the receive area */
   rcv: RecvBuffer;
   /** the process */
@@ -76,10 +76,6 @@ export interface Receive {
   va: number;
   /** at most this many bytes */
   len: number;
-  /** copy, transfer or auto */
-  mode: RecvMode;
-  /** a read's last page, partly filled: copied in or moved (transfer mode) */
-  tail: RecvTail;
   /** counters to add to: the socket's and the kernel's */
   counts: RecvCounts[];
   /** a chunk became free: reading may resume */

@@ -84,8 +84,6 @@ export class SendOp {
   readonly dones: Promise<void>[] = [];
   /** the send's promise has settled */
   settled = false;
-  /** the socket watches the process while this send waits (Proc.watch) */
-  watching = false;
   /** a chunk is being built from the pins: a failure meanwhile must leave them until it is done */
   building = false;
   /** what send() returns */

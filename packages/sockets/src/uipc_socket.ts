@@ -230,8 +230,8 @@ export class Socket {
   private pumping = false;
   private pumpSleepers: (() => void)[] = [];
   private wakeups = 0;
-  /* processes watched while a send or recv of theirs sleeps: how many sleep, and the unwatch */
-  private readonly watched = new Map<Proc, { n: number; unwatch: () => void }>();
+  /* processes watched since a send or recv of theirs slept here, and how to stop watching each */
+  private readonly watched = new Map<Proc, () => void>();
   private readonly counts = { bytesSent: 0, loanedBytes: 0, copiedBytes: 0, fallbackBytes: 0 };
   private readonly recvCounts = newRecvCounts();
   /* the receive counters to add to: this socket's and the kernel's (mbufStats) */
@@ -367,7 +367,6 @@ export class Socket {
     if (first !== null) this.transmitChunk(op, first);
     if (!op.settled) {
       op.pin();
-      op.watching = true;
       this.watch(op.proc);
       void this.pump();
     }
@@ -606,10 +605,6 @@ export class Socket {
   private dequeue(op: SendOp): void {
     const i = this.sendq.indexOf(op);
     if (i >= 0) this.sendq.splice(i, 1);
-    if (op.watching) {
-      op.watching = false;
-      this.unwatch(op.proc);
-    }
   }
 
   /* failSends: fail every pending send with err (close, destroy, teardown) */
@@ -671,36 +666,29 @@ export class Socket {
   }
 
   /*
-   * watch / unwatch: follow a process while a send or recv of it sleeps here: when its address space
-   * changes or it exits, sleepers wake and look again (opError, recvError). The process's watch stays
-   * registered once no one sleeps (n = 0) -- a receive loop sleeps once per read, and registering anew
-   * each time was a measurable part of a recv's cost -- until the process exits or the socket goes
+   * watch: follow a process from the first time a send or recv of it sleeps here: when its address
+   * space changes or it exits, sleepers wake and look again (opError, recvError). The watch stays once
+   * no one sleeps -- a receive loop sleeps once per read, and registering anew each time was a
+   * measurable part of a recv's cost -- until the process exits or the socket goes (unwatchAll)
    */
   private watch(proc: Proc): void {
-    const w = this.watched.get(proc);
-    if (w !== undefined) {
-      w.n++;
-      return;
-    }
-    const unwatch = proc.watch(() => this.procChanged(proc));
-    this.watched.set(proc, { n: 1, unwatch });
-  }
-
-  private unwatch(proc: Proc): void {
-    const w = this.watched.get(proc);
-    if (w !== undefined) w.n--;
+    if (!this.watched.has(proc))
+      this.watched.set(
+        proc,
+        proc.watch(() => this.procChanged(proc)),
+      );
   }
 
   /* unwatchAll: stop following processes (the socket is gone) */
   private unwatchAll(): void {
-    for (const w of this.watched.values()) w.unwatch();
+    for (const unwatch of this.watched.values()) unwatch();
     this.watched.clear();
   }
 
   /* procChanged: a watched process exited or unmapped: fail its sends that can't go on now; wake all */
   private procChanged(proc: Proc): void {
     if (proc.exited) {
-      this.watched.get(proc)?.unwatch();
+      this.watched.get(proc)?.();
       this.watched.delete(proc);
     }
     for (const op of [...this.sendq]) {
@@ -770,11 +758,9 @@ export class Socket {
           now = this.recvNow(proc, va, len, how, true);
           if (now === null) return false;
         } catch (err) {
-          this.unwatch(proc);
           reject(err);
           return true;
         }
-        this.unwatch(proc);
         resolve(now);
         return true;
       };
@@ -836,7 +822,7 @@ export class Socket {
     return n.finally(() => this.unlockRecv());
   }
 
-  /* checkRecvArgs: recv's arguments, before anything is done; returns the mode */
+  /* checkRecvArgs: recv's arguments, before anything is done; returns how to receive (mode, tail) */
   private checkRecvArgs(proc: Proc, va: number, len: number, opts: RecvOptions): RecvHow {
     checkOptions('soreceive', opts);
     this.checkProc('soreceive', proc);
@@ -864,17 +850,7 @@ export class Socket {
     this.copying = true;
     let n: number | Promise<number>;
     try {
-      const { mode, tail } = how;
-      n = receiveInto({
-        rcv: this.rcv,
-        proc,
-        va,
-        len,
-        mode,
-        tail,
-        counts: this.counters,
-        freed: this.onFreed,
-      });
+      n = receiveInto({ ...how, rcv: this.rcv, proc, va, len, counts: this.counters, freed: this.onFreed });
     } catch (err) {
       this.copied();
       throw err;
@@ -1079,11 +1055,7 @@ export class Socket {
    */
   private async waitTurn(proc: Proc, va: number, len: number): Promise<void> {
     this.watch(proc);
-    try {
-      await new Promise<void>((enter, fail) => this.recvLine.push({ proc, va, len, enter, fail }));
-    } finally {
-      this.unwatch(proc);
-    }
+    await new Promise<void>((enter, fail) => this.recvLine.push({ proc, va, len, enter, fail }));
   }
 
   /* unlockRecv: hand the receive side to the next in line (it stays held), or let it go */

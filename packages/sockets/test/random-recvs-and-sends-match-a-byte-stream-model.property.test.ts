@@ -13,7 +13,7 @@
  *   - after every step the kernel's books balance (checkInvariants), and at the end nothing is left.
  */
 import net from 'node:net';
-import { type Kernel, PAGE_SIZE, type Proc } from '@loanout/core';
+import { type Kernel, PAGE_SIZE, type Proc, roundPage } from '@loanout/core';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -161,9 +161,6 @@ function lineUp(w: World, off: number): number {
   return o < BUF ? o : o - PAGE_SIZE;
 }
 
-/* pageUp: x rounded up to a page boundary */
-const pageUp = (x: number) => Math.ceil(x / PAGE_SIZE) * PAGE_SIZE;
-
 /* the peer's stream from byte `from`, `n` bytes */
 function inbound(w: World, from: number, n: number): Buffer {
   return Buffer.concat(w.inbound).subarray(from, from + n);
@@ -198,7 +195,7 @@ async function step(w: World, c: Cmd): Promise<void> {
       const zeroed = w.so.stats().transferZeroFilled - zeroedBefore;
       if (c.mode !== 'transfer' || c.tail !== 'zero-fill') expect(zeroed).toBe(0);
       if (zeroed > 0) {
-        expect(off + n + zeroed).toBe(pageUp(off + n));
+        expect(off + n + zeroed).toBe(roundPage(off + n));
         expect(off + n + zeroed).toBeLessThanOrEqual(off + len);
         w.model[c.buf].fill(0, off + n, off + n + zeroed);
       }
